@@ -1,0 +1,230 @@
+// The run configuration: YAML turned into typed structs at the edge (STYLE.md lesson 8).
+//
+// One struct per section of the YAML file. Components receive these structs (or values taken from
+// them), never YAML nodes. Every field has its default here and a one-line description in
+// src/config/config.cpp, where the same table drives loading, validation, printing of the resolved
+// config and configs/README.md (`gaft config docs`), so the four never disagree.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gaft/error.h"
+
+namespace gaft {
+
+// ---- enumerations (their YAML spellings are in config.cpp, next to the fields) ----
+enum class Device { kAuto, kCpu, kCuda };
+enum class DType { kAuto, kFloat32, kBFloat16, kFloat16 };
+enum class Objective { kSft, kGaft, kClassifier };
+enum class SftNorm { kSequence, kToken };        // METHOD.md step 7
+enum class AdvantageMode { kRloo, kGrpo };       // METHOD.md step 6
+enum class KlMode { kNone, kReward, kLoss };     // k1 reward shaping, or k3 as a loss term
+enum class GateMode { kFixed, kUncertainty, kLearned };  // METHOD.md step 4
+enum class Uncertainty { kEntropy, kStd, kScorer };      // METHOD.md step 3
+enum class ScorerKind { kClassifier, kLmJudge };
+enum class ScoreCombine { kMin, kMean, kProduct };
+enum class DataFormat { kAuto, kPromptResponse, kChat };
+enum class TooLong { kTruncate, kDrop };
+enum class ChatTemplate { kAuto, kNone, kPlain, kLlama2, kLlama3, kChatml, kMistral };
+enum class Schedule { kConstant, kLinear, kCosine };
+enum class Progress { kAuto, kOn, kOff };
+
+struct RunSection {
+  std::string name = "gaft";             // e.g. "llama3-8b-safety"; used in logs
+  std::string output_dir = "runs/gaft";  // checkpoints, metrics.jsonl, resolved config.yaml
+  int64_t seed = 1234;                   // every random choice derives from it
+  Device device = Device::kAuto;         // auto: cuda when a GPU is visible, else cpu
+  int64_t threads = 0;                   // intra-op CPU threads; 0 = LibTorch's default
+};
+
+struct ModelSection {
+  std::string path;                      // Hugging Face folder: config.json + *.safetensors (required)
+  DType dtype = DType::kAuto;            // weights as loaded; auto = as stored
+  bool gradient_checkpointing = false;   // recompute each decoder layer in backward
+};
+
+struct TokenizerSection {
+  std::string path;                             // default: model.path
+  ChatTemplate chat_template = ChatTemplate::kAuto;  // auto: from tokenizer_config.json
+  int64_t max_length = 1024;                    // prompt + response tokens
+};
+
+struct ScorerHead {
+  std::string name;                      // e.g. "safety"; unique
+  ScorerKind kind = ScorerKind::kClassifier;
+  std::string path;                      // HF folder of the classifier or judge (required)
+  std::string category = "safety";       // selects the abstention template
+  int64_t aligned_label = 1;             // classifier: index of the label that means aligned
+  double weight = 1.0;                   // exponent in the weighted product
+  std::string prompt_template;           // lm_judge: text with {prompt} and {response}
+  std::string safe_token = "safe";       // lm_judge: label tokens
+  std::string unsafe_token = "unsafe";
+  int64_t max_length = 1024;             // tokens given to the scorer
+};
+
+struct ScorerSection {
+  ScoreCombine combine = ScoreCombine::kMin;  // how heads combine into a(x, y)
+  int64_t batch_size = 16;
+  std::vector<ScorerHead> heads;
+};
+
+struct DataSection {
+  std::string train;                      // JSONL (required)
+  std::string eval;                       // JSONL, optional
+  DataFormat format = DataFormat::kAuto;
+  bool skip_bad_lines = false;            // count and skip malformed lines instead of failing
+  int64_t max_prompt_tokens = 512;
+  int64_t max_response_tokens = 512;
+  TooLong too_long = TooLong::kTruncate;  // truncate: keep the prompt's end; drop: skip the example
+  bool shuffle = true;
+  bool bucket_by_length = true;
+};
+
+struct ObjectiveSection {
+  Objective kind = Objective::kSft;       // (required)
+  double lambda = 1.0;                    // λ, weight of the policy-gradient term
+  SftNorm sft_norm = SftNorm::kSequence;
+  AdvantageMode advantage = AdvantageMode::kRloo;
+  double std_floor = 1e-3;                // grpo: minimum group std
+  KlMode kl = KlMode::kNone;
+  double kl_beta = 0.0;                   // β
+  int64_t num_labels = 2;                 // classifier objective
+};
+
+struct RolloutSection {
+  int64_t num_samples = 4;                // K
+  double temperature = 1.0;               // T
+  double top_p = 1.0;
+  int64_t top_k = 0;                      // 0 = off
+  int64_t max_new_tokens = 64;
+  int64_t batch_size = 0;                 // prompts per generation batch; 0 = the whole batch
+  std::vector<std::string> stop;          // extra stop strings besides EOS
+};
+
+struct GateSection {
+  GateMode mode = GateMode::kUncertainty;
+  double g0 = 0.5;                        // fixed mode
+  double w_m = 6.0;                       // weight of misalignment m
+  double w_u = 6.0;                       // weight of uncertainty u
+  double tau = 3.0;                       // τ, threshold
+  double temperature = 1.0;               // t
+  Uncertainty uncertainty = Uncertainty::kEntropy;
+  double epsilon = 0.05;                  // learned: skip rollouts below this predicted gate
+  double exploration = 0.1;               // learned: share of skipped examples rolled out anyway
+  double learned_lr = 0.01;               // learned: online logistic regression step
+};
+
+struct AbstentionSection {
+  bool enabled = true;
+  double delta = 0.5;                     // δ: a score below it is misaligned
+  std::map<std::string, std::string> templates = {
+      {"safety", "I can't help with that request."},
+      {"factuality", "I don't know."},
+  };
+};
+
+struct TrainSection {
+  int64_t batch_size = 8;                 // examples per micro-batch
+  int64_t grad_accum_steps = 1;
+  int64_t max_steps = 1000;               // optimizer steps; 0 = run `epochs` epochs
+  int64_t epochs = 1;
+};
+
+struct OptimizerSection {
+  double lr = 1e-5;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;              // not applied to norms and biases
+  double grad_clip = 1.0;                 // global L2 norm; 0 = off
+};
+
+struct ScheduleSection {
+  Schedule kind = Schedule::kCosine;
+  int64_t warmup_steps = 0;
+  double min_lr_ratio = 0.1;              // final lr / peak lr for linear and cosine
+};
+
+struct PrecisionSection {
+  DType compute = DType::kAuto;           // auto: bf16 where the device has it, else fp32
+  DType master = DType::kFloat32;         // optimizer state and master weights
+};
+
+struct CheckpointSection {
+  int64_t every_steps = 500;              // 0 = only at the end
+  int64_t keep_last = 3;
+  std::string resume = "auto";            // auto: newest complete checkpoint; never; or a path
+};
+
+struct LoggingSection {
+  std::string level = "info";             // trace, debug, info, warn, error
+  int64_t every_steps = 10;
+  std::string metrics_file = "metrics.jsonl";  // relative to run.output_dir
+  Progress progress = Progress::kAuto;    // auto: a live line when stderr is a terminal
+};
+
+struct EvalSection {
+  int64_t every_steps = 0;                // during training; 0 = off
+  int64_t batch_size = 16;
+  int64_t max_new_tokens = 128;
+  double temperature = 0.0;               // 0 = greedy
+  std::vector<std::string> suites;        // JSONL suite files
+  int64_t bootstrap_samples = 1000;       // for the 95% intervals
+};
+
+struct RunConfig {
+  RunSection run;
+  ModelSection model;
+  TokenizerSection tokenizer;
+  ScorerSection scorer;
+  DataSection data;
+  ObjectiveSection objective;
+  RolloutSection rollout;
+  GateSection gate;
+  AbstentionSection abstention;
+  TrainSection train;
+  OptimizerSection optimizer;
+  ScheduleSection schedule;
+  PrecisionSection precision;
+  CheckpointSection checkpoint;
+  LoggingSection logging;
+  EvalSection eval;
+};
+
+// One problem found in a configuration: where ("run.yaml:12:3" or "override 'a.b=c'"), which key
+// ("optimizer.lr") and what is wrong ("expected a number > 0, got -1").
+struct ConfigIssue {
+  std::string where;
+  std::string key;
+  std::string message;
+  std::string str() const;  // "run.yaml:12:3: optimizer.lr: expected ..."
+};
+
+// Every problem of one configuration at once (exit code 2).
+class ConfigError : public UsageError {
+ public:
+  explicit ConfigError(std::vector<ConfigIssue> issues);
+  const std::vector<ConfigIssue>& issues() const { return issues_; }
+
+ private:
+  std::vector<ConfigIssue> issues_;
+};
+
+// Reads a YAML file, applies `key.sub=value` overrides (value parsed as YAML), checks every key, type,
+// range and cross-field rule, and throws ConfigError listing all problems.
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from text; `name` stands for the file in messages.
+RunConfig load_config_text(const std::string& yaml, const std::string& name,
+                           const std::vector<std::string>& overrides = {});
+
+// The resolved configuration as YAML (every key, defaults included): loading it gives the same config.
+std::string config_to_yaml(const RunConfig& config);
+// Writes config_to_yaml into dir/config.yaml atomically.
+void write_resolved_config(const RunConfig& config, const std::string& dir);
+// configs/README.md: every key with its type, default and meaning.
+std::string config_reference_markdown();
+
+}  // namespace gaft

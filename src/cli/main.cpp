@@ -1,0 +1,103 @@
+// gaft: the command-line front end. Parses arguments with CLI11 and calls into gaft_core; every
+// command's work lives in the library. Exit codes: 0 ok, 2 usage or configuration, 3 bad input data,
+// 1 internal error (see gaft/error.h).
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "gaft/config.h"
+#include "gaft/error.h"
+#include "gaft/info.h"
+#include "gaft/log.h"
+
+namespace {
+
+void print_info(bool as_json) {
+  const nlohmann::json info = gaft::runtime_info();
+  if (as_json) {
+    std::cout << info.dump(2) << "\n";
+    return;
+  }
+  std::cout << "gaft " << info["gaft"].get<std::string>() << "\n"
+            << "LibTorch " << info["libtorch"].get<std::string>() << "\n"
+            << "CUDA kernels compiled: " << (info["cuda_kernels"].get<bool>() ? "yes" : "no") << "\n"
+            << "LibTorch CUDA support: " << (info["libtorch_cuda"].get<bool>() ? "yes" : "no") << "\n"
+            << "CUDA devices available: " << (info["cuda_available"].get<bool>() ? "yes" : "no") << "\n";
+  for (const auto& d : info["devices"]) {
+    std::cout << "  " << d["device"].get<std::string>();
+    if (d.contains("name"))
+      std::cout << ": " << d["name"].get<std::string>() << ", sm_" << d["capability"].get<std::string>() << ", "
+                << d["memory_gib"].get<double>() << " GiB";
+    if (d.contains("mkldnn"))
+      std::cout << ": oneDNN " << (d["mkldnn"].get<bool>() ? "yes" : "no") << ", MKL "
+                << (d["mkl"].get<bool>() ? "yes" : "no");
+    std::cout << "\n";
+  }
+  std::cout << "threads: " << info["threads"].get<int>() << " intra-op, " << info["interop_threads"].get<int>()
+            << " inter-op, " << info["hardware_threads"].get<unsigned>() << " hardware\n";
+}
+
+int report(const gaft::Error& e) {
+  gaft::log::error(e.what());
+  if (!e.hint().empty()) gaft::log::error(std::string("HINT: ") + e.hint());
+  return static_cast<int>(e.exit_code());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"gaft: alignment-aware fine-tuning of causal language models", "gaft"};
+  app.set_version_flag("--version", std::string("gaft ") + GAFT_VERSION);
+  app.require_subcommand(1);
+
+  // gaft info
+  bool info_json = false;
+  CLI::App* info = app.add_subcommand("info", "Print the LibTorch version, CUDA support, devices and threads");
+  info->add_flag("--json", info_json, "Print as JSON");
+
+  // gaft config check FILE [key=value ...] | gaft config docs
+  CLI::App* config = app.add_subcommand("config", "Validate configurations and document their keys");
+  config->require_subcommand(1);
+  std::string check_file;
+  std::vector<std::string> check_overrides;
+  bool check_quiet = false;
+  CLI::App* check = config->add_subcommand("check", "Validate a config; print every problem, or the resolved config");
+  check->add_option("file", check_file, "YAML config file")->required();
+  check->add_option("overrides", check_overrides, "Overrides: section.key=value ...");
+  check->add_flag("-q,--quiet", check_quiet, "Print nothing when the config is valid");
+  CLI::App* docs = config->add_subcommand("docs", "Print the reference of every key (configs/README.md)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : static_cast<int>(gaft::ExitCode::kUsage);
+  }
+
+  try {
+    if (*info) {
+      print_info(info_json);
+    } else if (*check) {
+      const gaft::RunConfig cfg = gaft::load_config(check_file, check_overrides);
+      if (!check_quiet) std::cout << "# " << check_file << ": valid\n" << gaft::config_to_yaml(cfg);
+    } else if (*docs) {
+      std::cout << gaft::config_reference_markdown();
+    }
+    return 0;
+  } catch (const gaft::ConfigError& e) {
+    // Every problem on its own line, to stderr.
+    std::cerr << e.what() << "\n";
+    if (!e.hint().empty()) std::cerr << "HINT: " << e.hint() << "\n";
+    return static_cast<int>(e.exit_code());
+  } catch (const gaft::Error& e) {
+    return report(e);
+  } catch (const c10::Error& e) {
+    gaft::log::error(std::string("internal error: ") + e.what_without_backtrace());
+    return static_cast<int>(gaft::ExitCode::kInternal);
+  } catch (const std::exception& e) {
+    gaft::log::error(std::string("internal error: ") + e.what());
+    return static_cast<int>(gaft::ExitCode::kInternal);
+  }
+}

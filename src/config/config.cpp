@@ -1,0 +1,421 @@
+// The run configuration's one table of keys, the command-line overrides and the cross-field rules.
+#include "gaft/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "config/schema.h"
+#include "gaft/atomic_file.h"
+
+namespace gaft {
+
+namespace config {
+namespace {
+
+// ---- the table: one describe() per section ----------------------------------------------------------
+
+const std::vector<std::pair<std::string, DType>> kDTypes = {
+    {"auto", DType::kAuto}, {"float32", DType::kFloat32}, {"bfloat16", DType::kBFloat16}, {"float16", DType::kFloat16}};
+
+void describe(Schema& s, RunSection& c) {
+  s.text("name", &c.name, "Name of the run, used in logs.");
+  s.text("output_dir", &c.output_dir, "Directory for checkpoints, metrics and the resolved config.");
+  s.integer("seed", &c.seed, "Seed of every random choice (shuffling, rollouts, dropout).", Range::at_least(0));
+  s.choice("device", &c.device, {{"auto", Device::kAuto}, {"cpu", Device::kCpu}, {"cuda", Device::kCuda}},
+           "Where to train; auto picks cuda when a GPU is visible.");
+  s.integer("threads", &c.threads, "Intra-op CPU threads; 0 keeps LibTorch's default.", Range::at_least(0));
+}
+
+void describe(Schema& s, ModelSection& c) {
+  s.text("path", &c.path, "Hugging Face model folder (config.json, *.safetensors, tokenizer).", true);
+  s.choice("dtype", &c.dtype, kDTypes, "Weights as loaded; auto keeps the stored dtype.");
+  s.flag("gradient_checkpointing", &c.gradient_checkpointing, "Recompute each decoder layer in backward.");
+}
+
+void describe(Schema& s, TokenizerSection& c) {
+  s.text("path", &c.path, "Tokenizer folder or file; empty means model.path.");
+  s.choice("chat_template", &c.chat_template,
+           {{"auto", ChatTemplate::kAuto}, {"none", ChatTemplate::kNone}, {"plain", ChatTemplate::kPlain},
+            {"llama2", ChatTemplate::kLlama2}, {"llama3", ChatTemplate::kLlama3},
+            {"chatml", ChatTemplate::kChatml}, {"mistral", ChatTemplate::kMistral}},
+           "Chat format; auto recognises tokenizer_config.json's chat_template.");
+  s.integer("max_length", &c.max_length, "Longest prompt + response, in tokens.", Range::at_least(1));
+}
+
+void describe(Schema& s, ScorerHead& c) {
+  s.text("name", &c.name, "Unique name of the head, e.g. safety.", true);
+  s.choice("kind", &c.kind, {{"classifier", ScorerKind::kClassifier}, {"lm_judge", ScorerKind::kLmJudge}},
+           "A sequence classifier, or a causal LM judge read through two label tokens.");
+  s.text("path", &c.path, "Hugging Face folder of the scorer model.", true);
+  s.text("category", &c.category, "What the head checks; selects the abstention template.");
+  s.integer("aligned_label", &c.aligned_label, "Classifier: index of the label that means aligned.",
+            Range::at_least(0));
+  s.number("weight", &c.weight, "Exponent of this head in the weighted product.", Range::positive());
+  s.text("prompt_template", &c.prompt_template, "LM judge: prompt with {prompt} and {response}.");
+  s.text("safe_token", &c.safe_token, "LM judge: the label token meaning aligned.");
+  s.text("unsafe_token", &c.unsafe_token, "LM judge: the label token meaning misaligned.");
+  s.integer("max_length", &c.max_length, "Tokens given to the scorer (the prompt's start is cut).",
+            Range::at_least(1));
+}
+
+void describe(Schema& s, ScorerSection& c) {
+  s.choice("combine", &c.combine,
+           {{"min", ScoreCombine::kMin}, {"mean", ScoreCombine::kMean}, {"product", ScoreCombine::kProduct}},
+           "How the heads' scores combine into a(x, y).");
+  s.integer("batch_size", &c.batch_size, "Sequences per scorer forward.", Range::at_least(1));
+  s.section_list("heads", &c.heads, describe, "The frozen alignment scorers.");
+}
+
+void describe(Schema& s, DataSection& c) {
+  s.text("train", &c.train, "Training JSONL: {prompt, response} or {messages}.", true);
+  s.text("eval", &c.eval, "Held-out JSONL for eval loss; empty: none.");
+  s.choice("format", &c.format,
+           {{"auto", DataFormat::kAuto}, {"prompt_response", DataFormat::kPromptResponse}, {"chat", DataFormat::kChat}},
+           "Record format; auto decides per line.");
+  s.flag("skip_bad_lines", &c.skip_bad_lines, "Skip and count malformed lines instead of stopping.");
+  s.integer("max_prompt_tokens", &c.max_prompt_tokens, "Longest prompt kept.", Range::at_least(1));
+  s.integer("max_response_tokens", &c.max_response_tokens, "Longest response kept.", Range::at_least(1));
+  s.choice("too_long", &c.too_long, {{"truncate", TooLong::kTruncate}, {"drop", TooLong::kDrop}},
+           "Longer examples: truncate (the prompt from the left) or drop.");
+  s.flag("shuffle", &c.shuffle, "Shuffle every epoch (seeded).");
+  s.flag("bucket_by_length", &c.bucket_by_length, "Batch examples of similar length together.");
+}
+
+void describe(Schema& s, ObjectiveSection& c) {
+  s.choice("kind", &c.kind, {{"sft", Objective::kSft}, {"gaft", Objective::kGaft}, {"classifier", Objective::kClassifier}},
+           "sft (baseline), gaft (METHOD.md), or classifier (train a scorer head).");
+  s.number("lambda", &c.lambda, "λ: weight of the policy-gradient term.", Range::at_least(0));
+  s.choice("sft_norm", &c.sft_norm, {{"sequence", SftNorm::kSequence}, {"token", SftNorm::kToken}},
+           "SFT normalisation: per sequence (1/|y_i|) or per token over the batch.");
+  s.choice("advantage", &c.advantage, {{"rloo", AdvantageMode::kRloo}, {"grpo", AdvantageMode::kGrpo}},
+           "Leave-one-out baseline, or group mean and std (GRPO).");
+  s.number("std_floor", &c.std_floor, "grpo: smallest group std divided by.", Range::positive());
+  s.choice("kl", &c.kl, {{"none", KlMode::kNone}, {"reward", KlMode::kReward}, {"loss", KlMode::kLoss}},
+           "KL to the reference policy: none, k1 reward shaping, or k3 loss.");
+  s.number("kl_beta", &c.kl_beta, "β of the KL term.", Range::at_least(0));
+  s.integer("num_labels", &c.num_labels, "classifier: number of labels.", Range::at_least(2));
+}
+
+void describe(Schema& s, RolloutSection& c) {
+  s.integer("num_samples", &c.num_samples, "K: responses sampled per prompt.", Range::at_least(1));
+  s.number("temperature", &c.temperature, "Sampling temperature T; 0 is greedy.", Range::at_least(0));
+  s.number("top_p", &c.top_p, "Nucleus sampling mass.", Range::unit_open_low());
+  s.integer("top_k", &c.top_k, "Keep the k most likely tokens; 0 = off.", Range::at_least(0));
+  s.integer("max_new_tokens", &c.max_new_tokens, "Longest rollout.", Range::at_least(1));
+  s.integer("batch_size", &c.batch_size, "Prompts per generation batch; 0 = the whole batch.", Range::at_least(0));
+  s.texts("stop", &c.stop, "Stop strings besides the end-of-sequence token.");
+}
+
+void describe(Schema& s, GateSection& c) {
+  s.choice("mode", &c.mode, {{"fixed", GateMode::kFixed}, {"uncertainty", GateMode::kUncertainty}, {"learned", GateMode::kLearned}},
+           "fixed g0, the uncertainty gate σ((w_m·m + w_u·u − τ)/t), or a learned gate.");
+  s.number("g0", &c.g0, "fixed: the gate value.", Range::unit());
+  s.number("w_m", &c.w_m, "Weight of the misalignment m.");
+  s.number("w_u", &c.w_u, "Weight of the uncertainty u.");
+  s.number("tau", &c.tau, "τ: threshold.");
+  s.number("temperature", &c.temperature, "t: gate temperature.", Range::positive());
+  s.choice("uncertainty", &c.uncertainty, {{"entropy", Uncertainty::kEntropy}, {"std", Uncertainty::kStd}, {"scorer", Uncertainty::kScorer}},
+           "u: binary entropy of p, std of the K scores, or the scorer's own entropy.");
+  s.number("epsilon", &c.epsilon, "learned: skip rollouts when the predicted gate is below.", Range::unit());
+  s.number("exploration", &c.exploration, "learned: share of skipped examples rolled out anyway.", Range::unit());
+  s.number("learned_lr", &c.learned_lr, "learned: step size of the online gate model.", Range::positive());
+}
+
+void describe(Schema& s, AbstentionSection& c) {
+  s.flag("enabled", &c.enabled, "Replace the target of fully misaligned examples by an abstention.");
+  s.number("delta", &c.delta, "δ: a score below it counts as misaligned.", Range::unit());
+  s.text_map("templates", &c.templates, "Abstention response per scorer category.");
+}
+
+void describe(Schema& s, TrainSection& c) {
+  s.integer("batch_size", &c.batch_size, "Examples per micro-batch.", Range::at_least(1));
+  s.integer("grad_accum_steps", &c.grad_accum_steps, "Micro-batches per optimizer step.", Range::at_least(1));
+  s.integer("max_steps", &c.max_steps, "Optimizer steps; 0 = run `epochs` epochs.", Range::at_least(0));
+  s.integer("epochs", &c.epochs, "Passes over the data when max_steps is 0.", Range::at_least(0));
+}
+
+void describe(Schema& s, OptimizerSection& c) {
+  s.number("lr", &c.lr, "Peak learning rate (AdamW).", Range::positive());
+  s.number("beta1", &c.beta1, "AdamW β1.", Range::unit_open_high());
+  s.number("beta2", &c.beta2, "AdamW β2.", Range::unit_open_high());
+  s.number("eps", &c.eps, "AdamW ε.", Range::positive());
+  s.number("weight_decay", &c.weight_decay, "Decoupled weight decay (not on norms and biases).", Range::at_least(0));
+  s.number("grad_clip", &c.grad_clip, "Clip the global gradient L2 norm; 0 = off.", Range::at_least(0));
+}
+
+void describe(Schema& s, ScheduleSection& c) {
+  s.choice("kind", &c.kind, {{"constant", Schedule::kConstant}, {"linear", Schedule::kLinear}, {"cosine", Schedule::kCosine}},
+           "Learning-rate schedule after warmup.");
+  s.integer("warmup_steps", &c.warmup_steps, "Linear warmup from 0.", Range::at_least(0));
+  s.number("min_lr_ratio", &c.min_lr_ratio, "Final lr as a share of the peak (linear, cosine).", Range::unit());
+}
+
+void describe(Schema& s, PrecisionSection& c) {
+  s.choice("compute", &c.compute, kDTypes, "Activations and matmuls; auto = bfloat16 where supported.");
+  s.choice("master", &c.master, kDTypes, "Master weights and optimizer state.");
+}
+
+void describe(Schema& s, CheckpointSection& c) {
+  s.integer("every_steps", &c.every_steps, "Save every N optimizer steps; 0 = only at the end.", Range::at_least(0));
+  s.integer("keep_last", &c.keep_last, "Complete checkpoints kept.", Range::at_least(1));
+  s.text("resume", &c.resume, "auto (newest complete checkpoint), never, or a checkpoint path.");
+}
+
+void describe(Schema& s, LoggingSection& c) {
+  s.choice("level", &c.level,
+           {{"trace", std::string("trace")}, {"debug", std::string("debug")}, {"info", std::string("info")},
+            {"warn", std::string("warn")}, {"error", std::string("error")}},
+           "Log level of the human-readable lines.");
+  s.integer("every_steps", &c.every_steps, "Log and write metrics every N steps.", Range::at_least(1));
+  s.text("metrics_file", &c.metrics_file, "JSON lines of metrics, relative to run.output_dir.");
+  s.choice("progress", &c.progress, {{"auto", Progress::kAuto}, {"on", Progress::kOn}, {"off", Progress::kOff}},
+           "Live progress line; auto: only when stderr is a terminal.");
+}
+
+void describe(Schema& s, EvalSection& c) {
+  s.integer("every_steps", &c.every_steps, "Evaluate during training every N steps; 0 = off.", Range::at_least(0));
+  s.integer("batch_size", &c.batch_size, "Prompts per generation batch.", Range::at_least(1));
+  s.integer("max_new_tokens", &c.max_new_tokens, "Longest generated response.", Range::at_least(1));
+  s.number("temperature", &c.temperature, "Sampling temperature; 0 is greedy.", Range::at_least(0));
+  s.texts("suites", &c.suites, "Evaluation suite files (JSONL).");
+  s.integer("bootstrap_samples", &c.bootstrap_samples, "Resamples for the 95% intervals.", Range::at_least(1));
+}
+
+void describe(Schema& s, RunConfig& c) {
+  s.section("run", &c.run, describe, "The run: name, output directory, seed, device.");
+  s.section("model", &c.model, describe, "The policy being fine-tuned.", true);
+  s.section("tokenizer", &c.tokenizer, describe, "The policy's tokenizer and chat format.");
+  s.section("scorer", &c.scorer, describe, "The frozen alignment scorer S.");
+  s.section("data", &c.data, describe, "Training and held-out data.", true);
+  s.section("objective", &c.objective, describe, "The loss.", true);
+  s.section("rollout", &c.rollout, describe, "Sampling of the K rollouts per prompt.");
+  s.section("gate", &c.gate, describe, "The per-example gate g_i.");
+  s.section("abstention", &c.abstention, describe, "Abstention targets for fully misaligned inputs.");
+  s.section("train", &c.train, describe, "Batch sizes and run length.");
+  s.section("optimizer", &c.optimizer, describe, "AdamW and gradient clipping.");
+  s.section("schedule", &c.schedule, describe, "Learning-rate schedule.");
+  s.section("precision", &c.precision, describe, "Numeric precision.");
+  s.section("checkpoint", &c.checkpoint, describe, "Checkpointing and resumption.");
+  s.section("logging", &c.logging, describe, "Log lines, metrics file, progress.");
+  s.section("eval", &c.eval, describe, "Generation-based evaluation.");
+}
+
+// ---- overrides ---------------------------------------------------------------------------------------
+
+bool is_index(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// Applies "a.b.c=value" to the YAML tree; `value` is parsed as YAML ("1e-4", "[a, b]", "true").
+void apply_override(YAML::Node& root, const std::string& text, size_t index, Diagnostics& diag) {
+  const std::string label = "override #" + std::to_string(index + 1);
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos) {
+    diag.add_at("override '" + text + "'", label, "expected key.sub=value, got no '='");
+    return;
+  }
+  const std::string key = text.substr(0, eq);
+  const std::string value = text.substr(eq + 1);
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  for (std::string part; std::getline(ss, part, '.');) parts.push_back(part);
+  if (key.empty() || key.back() == '.' ||
+      std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); })) {
+    diag.add_at("override '" + text + "'", key.empty() ? label : key,
+                "expected key.sub=value with non-empty key parts, got '" + key + "'");
+    return;
+  }
+  YAML::Node parsed;
+  try {
+    parsed = value.empty() ? YAML::Node(std::string()) : YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    diag.add_at("override '" + text + "'", key, "value is not valid YAML: " + e.msg);
+    return;
+  }
+  // Walk down a copy, creating mappings as needed; numeric parts index existing lists. The copy
+  // replaces the tree only when the whole path was valid, so a bad override changes nothing.
+  const std::string where = "override '" + text + "'";
+  YAML::Node trial = YAML::Clone(root);
+  YAML::Node cur = trial;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string& part = parts[i];
+    const bool last = i + 1 == parts.size();
+    if (cur.IsSequence()) {
+      if (!is_index(part) || std::stoul(part) >= cur.size()) {
+        diag.add_at(where, key, "'" + part + "' is not an index of the list, which has " +
+                                    std::to_string(cur.size()) + " entries");
+        return;
+      }
+      if (last) {
+        cur[std::stoul(part)] = parsed;
+      } else {
+        cur.reset(cur[std::stoul(part)]);
+      }
+      continue;
+    }
+    if (!cur.IsMap() && !cur.IsNull()) {
+      diag.add_at(where, key, "cannot set '" + part + "' inside a value that is not a section");
+      return;
+    }
+    if (is_index(part)) {
+      diag.add_at(where, key, "index " + part + " given for something that is not a list");
+      return;
+    }
+    if (last) {
+      cur[part] = parsed;
+    } else {
+      if (!cur[part]) cur[part] = YAML::Node(YAML::NodeType::Map);
+      YAML::Node next = cur[part];
+      cur.reset(next);
+    }
+  }
+  root.reset(trial);
+  diag.record_override(key, text);
+}
+
+// ---- cross-field rules --------------------------------------------------------------------------------
+
+void validate(const RunConfig& c, Diagnostics& diag) {
+  const bool gaft = c.objective.kind == Objective::kGaft;
+  if (gaft && c.scorer.heads.empty())
+    diag.add("scorer.heads", "objective.kind 'gaft' needs at least one scorer head, got none");
+  if (gaft && c.objective.advantage == AdvantageMode::kRloo && c.rollout.num_samples < 2)
+    diag.add("rollout.num_samples", "the rloo advantage needs at least 2 samples per prompt, got " +
+                                        std::to_string(c.rollout.num_samples));
+  if (gaft && c.rollout.temperature == 0.0 && c.rollout.num_samples > 1)
+    diag.add("rollout.temperature", "temperature 0 makes the K greedy samples identical, so every advantage is 0; "
+                                    "expected a temperature > 0");
+  if (c.gate.mode == GateMode::kLearned && !gaft)
+    diag.add("gate.mode", "gate mode 'learned' only applies to objective.kind 'gaft'");
+  if ((c.objective.kl == KlMode::kNone) != (c.objective.kl_beta == 0.0))
+    diag.add("objective.kl_beta", c.objective.kl == KlMode::kNone
+                                      ? "kl_beta is set but objective.kl is 'none'; set objective.kl to reward or loss"
+                                      : "objective.kl needs kl_beta > 0, got 0");
+  if (c.train.max_steps == 0 && c.train.epochs == 0)
+    diag.add("train.max_steps", "train.max_steps and train.epochs are both 0: the run would do nothing");
+  if (c.train.max_steps > 0 && c.schedule.warmup_steps > c.train.max_steps)
+    diag.add("schedule.warmup_steps", "warmup of " + std::to_string(c.schedule.warmup_steps) +
+                                          " steps is longer than train.max_steps " + std::to_string(c.train.max_steps));
+  if (c.run.device == Device::kCpu && c.precision.compute == DType::kFloat16)
+    diag.add("precision.compute", "float16 compute is not supported on cpu; expected bfloat16 or float32");
+  if (c.precision.master == DType::kAuto || c.precision.master == DType::kFloat16)
+    diag.add("precision.master", "master weights must be float32 or bfloat16");
+  if (c.data.max_prompt_tokens + c.data.max_response_tokens > c.tokenizer.max_length)
+    diag.add("data.max_response_tokens",
+             "data.max_prompt_tokens + data.max_response_tokens = " +
+                 std::to_string(c.data.max_prompt_tokens + c.data.max_response_tokens) +
+                 " exceeds tokenizer.max_length " + std::to_string(c.tokenizer.max_length));
+
+  std::set<std::string> names;
+  for (size_t i = 0; i < c.scorer.heads.size(); ++i) {
+    const ScorerHead& h = c.scorer.heads[i];
+    const std::string at = "scorer.heads." + std::to_string(i);
+    if (!h.name.empty() && !names.insert(h.name).second)
+      diag.add(at + ".name", "duplicate scorer head name '" + h.name + "'");
+    if (h.kind == ScorerKind::kLmJudge) {
+      if (h.prompt_template.find("{response}") == std::string::npos)
+        diag.add(at + ".prompt_template", "an lm_judge head needs a prompt_template containing {response}");
+      if (h.safe_token.empty() || h.safe_token == h.unsafe_token)
+        diag.add(at + ".safe_token", "safe_token and unsafe_token must be two different non-empty tokens");
+    } else if (!h.prompt_template.empty()) {
+      diag.add(at + ".prompt_template", "prompt_template only applies to kind 'lm_judge'");
+    }
+    if (gaft && c.abstention.enabled && !c.abstention.templates.count(h.category))
+      diag.add(at + ".category", "no abstention template for category '" + h.category +
+                                     "'; expected a key abstention.templates." + h.category);
+  }
+}
+
+RunConfig load(const YAML::Node& parsed, Diagnostics& diag, const std::vector<std::string>& overrides) {
+  YAML::Node root = parsed.IsNull() ? YAML::Node(YAML::NodeType::Map) : parsed;
+  for (size_t i = 0; i < overrides.size(); ++i) apply_override(root, overrides[i], i, diag);
+  RunConfig config;
+  Schema schema;
+  describe(schema, config);
+  schema.load(root, "", diag);
+  if (diag.issues().empty()) validate(config, diag);
+  if (!diag.issues().empty()) {
+    // A top-level key that belongs to a section ("lr" for "optimizer.lr") deserves a precise hint.
+    std::vector<ConfigIssue> issues = diag.issues();
+    const std::vector<std::string> paths = all_key_paths(schema);
+    for (ConfigIssue& issue : issues) {
+      if (issue.message.rfind("unknown key", 0) != 0 || issue.key.find('.') != std::string::npos) continue;
+      for (const std::string& p : paths)
+        if (p.size() > issue.key.size() && p.compare(p.size() - issue.key.size() - 1, std::string::npos, "." + issue.key) == 0) {
+          issue.message += " (did you mean '" + p + "'?)";
+          break;
+        }
+    }
+    throw ConfigError(std::move(issues));
+  }
+  return config;
+}
+
+}  // namespace
+}  // namespace config
+
+std::string ConfigIssue::str() const { return where + ": " + key + ": " + message; }
+
+namespace {
+std::string join_issues(const std::vector<ConfigIssue>& issues) {
+  std::string out = std::to_string(issues.size()) + (issues.size() == 1 ? " problem" : " problems") +
+                    " in the configuration:";
+  for (const auto& i : issues) out += "\n  " + i.str();
+  return out;
+}
+}  // namespace
+
+ConfigError::ConfigError(std::vector<ConfigIssue> issues)
+    : UsageError(join_issues(issues), "`gaft config docs` lists every key; configs/README.md documents them"),
+      issues_(std::move(issues)) {}
+
+RunConfig load_config_text(const std::string& yaml, const std::string& name,
+                           const std::vector<std::string>& overrides) {
+  config::Diagnostics diag(name);
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(yaml);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError({{name + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1),
+                        "(syntax)", "not valid YAML: " + e.msg}});
+  }
+  return config::load(parsed, diag, overrides);
+}
+
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError("cannot open config file '" + path + "'", "check the path given to --config");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_config_text(ss.str(), path, overrides);
+}
+
+std::string config_to_yaml(const RunConfig& config) {
+  RunConfig copy = config;
+  config::Schema schema;
+  config::describe(schema, copy);
+  YAML::Emitter out;
+  out << schema.dump();
+  return std::string(out.c_str()) + "\n";
+}
+
+void write_resolved_config(const RunConfig& config, const std::string& dir) {
+  write_file_atomic(dir + "/config.yaml", "# resolved by gaft " GAFT_VERSION "\n" + config_to_yaml(config));
+}
+
+std::string config_reference_markdown() {
+  RunConfig defaults;
+  config::Schema schema;
+  config::describe(schema, defaults);
+  return "# Configuration reference\n\n"
+         "Generated by `gaft config docs` from the table in src/config/config.cpp (a test keeps this file in\n"
+         "sync). Every key is optional unless marked required. Any key can be overridden on the command line\n"
+         "as `section.key=value` (the value is read as YAML, e.g. `optimizer.lr=2e-5`,\n"
+         "`rollout.stop=[\"###\"]`, `scorer.heads.0.path=/models/guard`).\n" +
+         config::reference_markdown(schema);
+}
+
+}  // namespace gaft

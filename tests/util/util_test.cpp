@@ -1,0 +1,124 @@
+// Atomic writes, the metrics writer and the progress line.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "gaft/atomic_file.h"
+#include "gaft/error.h"
+#include "gaft/logging.h"
+
+namespace gaft {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / (name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  return dir;
+}
+
+std::vector<std::string> lines_of(const fs::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+TEST(AtomicFile, CreatesParentsReplacesAndLeavesNoTemporary) {
+  const fs::path dir = fresh_dir("gaft_atomic");
+  const fs::path file = dir / "a" / "b" / "out.txt";
+  write_file_atomic(file.string(), "first");
+  write_file_atomic(file.string(), "second\n");
+  EXPECT_EQ(lines_of(file), std::vector<std::string>{"second"});
+  size_t entries = 0;
+  for (const auto& e : fs::directory_iterator(file.parent_path())) entries += e.is_regular_file();
+  EXPECT_EQ(entries, 1u);
+  fs::remove_all(dir);
+}
+
+TEST(AtomicFile, UnwritableDirectoryIsADataErrorNamingThePath) {
+  const fs::path dir = fresh_dir("gaft_atomic_bad");
+  fs::create_directories(dir);
+  std::ofstream(dir / "file") << "x";  // a file where a directory is needed
+  try {
+    write_file_atomic((dir / "file" / "out.txt").string(), "x");
+    FAIL() << "accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find((dir / "file").string()), std::string::npos) << e.what();
+    EXPECT_EQ(e.exit_code(), ExitCode::kData);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(MetricsWriter, AppendsOneFlushedObjectPerLine) {
+  const fs::path dir = fresh_dir("gaft_metrics");
+  const fs::path file = dir / "metrics.jsonl";
+  {
+    MetricsWriter w(file.string());
+    w.write({{"step", 1}, {"loss", 2.5}});
+    // Flushed: readable before the writer closes.
+    ASSERT_EQ(lines_of(file).size(), 1u);
+    w.write({{"step", 2}, {"loss", 2.25}, {"note", "gate \"g\""}});
+  }
+  {
+    MetricsWriter again(file.string());  // a resumed run continues the file
+    again.write({{"step", 3}});
+  }
+  const auto lines = lines_of(file);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(nlohmann::json::parse(lines[0])["loss"].get<double>(), 2.5);
+  EXPECT_EQ(nlohmann::json::parse(lines[1])["note"].get<std::string>(), "gate \"g\"");
+  EXPECT_EQ(nlohmann::json::parse(lines[2])["step"].get<int>(), 3);
+  fs::remove_all(dir);
+}
+
+TEST(Progress, FormatShowsRateAndEta) {
+  EXPECT_EQ(ProgressReporter::format("step", 10, 100, 5.0), "step 10/100, 2/s, ETA 0:45");
+  EXPECT_EQ(ProgressReporter::format("step", 1, 10000, 2.0), "step 1/10000, 0.5/s, ETA 5:33:18");
+  EXPECT_EQ(ProgressReporter::format("step", 0, 10, 0.0), "step 0/10, 0/s, ETA ?");
+}
+
+TEST(Progress, LiveModeRewritesOneLine) {
+  char buf[512] = {};
+  std::FILE* out = fmemopen(buf, sizeof buf - 1, "w");
+  ProgressReporter p("step", 4, ProgressReporter::Mode::kLive, std::chrono::seconds(30), out);
+  p.update(1, "loss 1.5");
+  p.update(2);
+  p.finish();
+  std::fclose(out);
+  const std::string text(buf);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\r'), 2);
+  EXPECT_NE(text.find("step 1/4"), std::string::npos);
+  EXPECT_NE(text.find("loss 1.5"), std::string::npos);
+  EXPECT_EQ(text.back(), '\n');
+}
+
+TEST(Progress, AutoModeIsPlainWhenNotATerminal) {
+  std::FILE* f = std::tmpfile();
+  EXPECT_EQ(ProgressReporter::mode_for("auto", f), ProgressReporter::Mode::kPlain);
+  EXPECT_EQ(ProgressReporter::mode_for("on", f), ProgressReporter::Mode::kLive);
+  EXPECT_EQ(ProgressReporter::mode_for("off", f), ProgressReporter::Mode::kOff);
+  std::fclose(f);
+}
+
+}  // namespace
+}  // namespace gaft
+
+namespace gaft {
+namespace {
+// LibTorch's wheel exports a broken std::filesystem::remove_all from libtorch.so; CMakeLists.txt puts
+// libstdc++ first in the link order. This catches a regression (it crashed with a jump to address 0).
+TEST(Filesystem, RemoveAllOfTheSystemLibraryIsUsed) {
+  const fs::path dir = fresh_dir("gaft_fs");
+  EXPECT_EQ(fs::remove_all(dir), 0u);  // nothing there
+  fs::create_directories(dir / "a" / "b");
+  std::ofstream(dir / "a" / "f") << "x";
+  EXPECT_EQ(fs::remove_all(dir), 4u);
+  EXPECT_FALSE(fs::exists(dir));
+}
+}  // namespace
+}  // namespace gaft
