@@ -2,9 +2,27 @@
 // "<path>.tmp.<pid>", is flushed to disk, and is renamed over <path>.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace gaft {
+
+// Streams pieces into the temporary file; commit() fsyncs and renames. Destroyed without commit(),
+// it removes the temporary file and leaves <path> as it was. Errors are DataErrors naming the file.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(std::string path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  void write(const void* data, size_t n);
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
 
 void write_file_atomic(const std::string& path, const std::string& contents);
 

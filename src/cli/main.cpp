@@ -9,8 +9,10 @@
 
 #include "gaft/config.h"
 #include "gaft/error.h"
+#include "gaft/generate.h"
 #include "gaft/info.h"
 #include "gaft/log.h"
+#include "gaft/tokenizer.h"
 
 namespace {
 
@@ -69,6 +71,33 @@ int main(int argc, char** argv) {
   check->add_flag("-q,--quiet", check_quiet, "Print nothing when the config is valid");
   CLI::App* docs = config->add_subcommand("docs", "Print the reference of every key (configs/README.md)");
 
+  // gaft generate --model DIR --prompt TEXT [sampling options]
+  std::string gen_model, gen_prompt;
+  gaft::GenerationOptions gen;
+  CLI::App* generate = app.add_subcommand("generate", "Continue a prompt with a model directory; print the completion");
+  generate->add_option("--model", gen_model, "Model directory: config.json, model.safetensors, tokenizer.model")->required();
+  generate->add_option("--prompt", gen_prompt, "Prompt text; empty starts from BOS")->required();
+  generate->add_option("--max-new-tokens", gen.max_new_tokens, "Most tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);
+  generate->add_option("--temperature", gen.temperature, "0: greedy")->capture_default_str()->check(CLI::NonNegativeNumber);
+  generate->add_option("--top-k", gen.top_k, "Sample among the k likeliest tokens; 0: all")->capture_default_str()->check(CLI::NonNegativeNumber);
+  generate->add_option("--top-p", gen.top_p, "Nucleus sampling mass; 1: off")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  generate->add_option("--seed", gen.seed, "Sampling seed")->capture_default_str();
+
+  // gaft tokenize --tokenizer PATH --text TEXT
+  std::string tok_path, tok_text;
+  bool tok_no_special = false;
+  CLI::App* tokenize = app.add_subcommand("tokenize", "Print the token ids of a text, space separated");
+  tokenize->add_option("--tokenizer", tok_path, "SentencePiece tokenizer.model, or a directory holding one")->required();
+  tokenize->add_option("--text", tok_text, "Text to encode")->required();
+  tokenize->add_flag("--no-special", tok_no_special, "Leave out BOS/EOS");
+
+  // gaft logits --model DIR --ids "1 2 3" --out FILE.safetensors
+  std::string logits_model, logits_ids, logits_out;
+  CLI::App* logits = app.add_subcommand("logits", "Write the float32 logits [T, V] of token ids to a safetensors file");
+  logits->add_option("--model", logits_model, "Model directory")->required();
+  logits->add_option("--ids", logits_ids, "Token ids, space separated")->required();
+  logits->add_option("--out", logits_out, "Output .safetensors (tensor \"logits\")")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -84,6 +113,15 @@ int main(int argc, char** argv) {
       if (!check_quiet) std::cout << "# " << check_file << ": valid\n" << gaft::config_to_yaml(cfg);
     } else if (*docs) {
       std::cout << gaft::config_reference_markdown();
+    } else if (*generate) {
+      std::cout << gaft::complete_text(gen_model, gen_prompt, gen) << "\n";
+    } else if (*tokenize) {
+      const gaft::Tokenizer tok = gaft::Tokenizer::load(tok_path);
+      const std::vector<int64_t> ids = tok_no_special ? tok.encode(tok_text, false, false) : tok.encode(tok_text);
+      for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
+      std::cout << "\n";
+    } else if (*logits) {
+      gaft::write_logits(logits_model, gaft::parse_token_ids(logits_ids), logits_out);
     }
     return 0;
   } catch (const gaft::ConfigError& e) {

@@ -18,34 +18,51 @@ void make_dirs(const std::string& path) {
   if (ec) throw DataError("cannot create directory '" + path + "': " + ec.message());
 }
 
-void write_file_atomic(const std::string& path, const std::string& contents) {
-  const std::filesystem::path target(path);
-  if (target.has_parent_path()) make_dirs(target.parent_path().string());
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw DataError("cannot write '" + tmp + "': " + std::strerror(errno));
-  size_t done = 0;
-  while (done < contents.size()) {
-    const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw DataError("cannot write '" + tmp + "': " + why);
-    }
-    done += static_cast<size_t>(n);
+AtomicFileWriter::AtomicFileWriter(std::string path)
+    : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {
+  const std::filesystem::path p(path_);
+  if (p.has_parent_path()) make_dirs(p.parent_path().string());
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw DataError("cannot write '" + tmp_ + "': " + std::strerror(errno));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
   }
+}
+
+void AtomicFileWriter::write(const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t k = ::write(fd_, p, n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) throw DataError("cannot write '" + tmp_ + "': " + std::strerror(errno));
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+}
+
+void AtomicFileWriter::commit() {
+  const int fd = fd_;
+  fd_ = -1;
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw DataError("cannot flush '" + tmp + "': " + why);
+    ::unlink(tmp_.c_str());
+    throw DataError("cannot flush '" + tmp_ + "': " + why);
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
     const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw DataError("cannot rename '" + tmp + "' to '" + path + "': " + why);
+    ::unlink(tmp_.c_str());
+    throw DataError("cannot rename '" + tmp_ + "' to '" + path_ + "': " + why);
   }
+}
+
+void write_file_atomic(const std::string& path, const std::string& contents) {
+  AtomicFileWriter w(path);
+  w.write(contents.data(), contents.size());
+  w.commit();
 }
 
 }  // namespace gaft

@@ -1,34 +1,15 @@
 // The gaft executable end to end: exit codes, help of every command, info, config check.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
-#include <cstdlib>
 #include <nlohmann/json.hpp>
+
+#include "common/run_gaft.h"
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using Result = gaft_test::RunResult;
 
-std::string gaft_bin() {
-  const char* env = std::getenv("GAFT_BIN");
-  return env ? env : std::string(GAFT_BINARY_DIR) + "/gaft";
-}
-
-Result run(const std::string& args, bool with_stderr = true) {
-  const std::string cmd = gaft_bin() + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  for (size_t n; (n = std::fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+Result run(const std::string& args, bool with_stderr = true) { return gaft_test::run_gaft(args, with_stderr); }
 
 const std::string kConfigs = std::string(GAFT_TEST_DATA) + "/configs/";
 

@@ -1,0 +1,153 @@
+// The Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) as LibTorch modules, registered under the Hugging
+// Face checkpoint names so that state dicts line up without renaming code:
+//
+//   model.embed_tokens, model.layers.N.{input_layernorm, self_attn.{q,k,v,o}_proj, self_attn.{q,k}_norm (Qwen3),
+//   post_attention_layernorm, mlp.{gate,up,down}_proj}, model.norm, lm_head (untied LM) or score (classifier).
+//
+// Weights in the HF layout already use the rotate-half RoPE convention, so no permutation is needed at load.
+// forward() returns the final hidden states [B, T, H] (after model.norm); logits() applies the LM head, and
+// classify() the sequence-classification head, so a fused loss can consume hidden states + lm_head_weight().
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "gaft/model_config.h"
+#include "gaft/safetensors.h"
+
+namespace gaft {
+
+// Keys and values of every layer for incremental decoding: buffers of `capacity` positions (grown by doubling
+// when a forward needs more), of which the first length() are filled.
+struct KVCache {
+  std::vector<at::Tensor> keys;    // per layer [B, KVH, capacity, D]
+  std::vector<at::Tensor> values;  // per layer [B, KVH, capacity, D]
+  int64_t filled = 0;              // positions written so far
+  int64_t reserve = 0;             // capacity to allocate up front (e.g. prompt + new tokens); 0: as needed
+  int64_t length() const { return filled; }
+};
+
+// One layer's view of the cache during a forward: write T new positions at `past`.
+struct LayerCache {
+  at::Tensor* keys;    // [B, KVH, capacity, D]
+  at::Tensor* values;  // [B, KVH, capacity, D]
+  int64_t past;
+  int64_t reserve;
+};
+
+// weight * normalize(x), normalised in fp32 and cast back to the input dtype before the weight (HF semantics).
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  at::Tensor forward(const at::Tensor& x);  // [..., dim]
+  at::Tensor weight;                        // [dim]
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+// Rotary position embeddings (rotate-half convention), optionally with llama3 frequency scaling.
+class RotaryEmbedding {
+ public:
+  RotaryEmbedding() = default;
+  RotaryEmbedding(int64_t head_dim, double theta, const std::optional<RopeScaling>& scaling);
+  // cos and sin [B, T, D] in fp32 for position ids [B, T].
+  std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& position_ids) const;
+  at::Tensor inv_freq;  // [D / 2] fp32
+};
+
+struct AttentionOptions {
+  int64_t hidden_size, num_heads, num_kv_heads, head_dim;
+  bool qkv_bias, o_bias, qk_norm;
+  double eps;
+};
+
+// Grouped-query self-attention through at::scaled_dot_product_attention.
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const AttentionOptions& o);
+  // x [B, T, H]; cos/sin [B, T, D]; mask [B, 1, T, S] bool (true = attend) or undefined for plain causal;
+  // cache: this layer's keys and values, extended in place; nullptr without a cache.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                     const LayerCache* cache);
+  AttentionOptions opt;
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};
+};
+TORCH_MODULE(Attention);
+
+// SwiGLU: down(silu(gate(x)) * up(x)).
+class MLPImpl : public torch::nn::Module {
+ public:
+  MLPImpl(int64_t hidden_size, int64_t intermediate_size, bool bias);
+  at::Tensor forward(const at::Tensor& x);  // [B, T, H]
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const AttentionOptions& attn, int64_t intermediate_size, bool mlp_bias);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                     const LayerCache* cache);
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// The backbone, registered as "model": embeddings, decoder layers, final norm.
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const ModelConfig& c);
+  // input_ids [B, T]; attention_mask [B, past + T] (1 = token, 0 = padding) or undefined; cache optional.
+  // Returns the normalised hidden states [B, T, H].
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+  RotaryEmbedding rotary;
+  int64_t sliding_window = 0;
+};
+TORCH_MODULE(LlamaModel);
+
+// A whole model: backbone plus LM head (tied or not) or sequence-classification head.
+class LlamaImpl : public torch::nn::Module {
+ public:
+  explicit LlamaImpl(const ModelConfig& c);
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {}, KVCache* cache = nullptr);
+  at::Tensor logits(const at::Tensor& hidden);  // [B, T, H] -> [B, T, V]
+  // [B, T, H] -> [B, num_labels] at the last attended token of each row (the last one without a mask).
+  at::Tensor classify(const at::Tensor& hidden, const at::Tensor& attention_mask = {});
+  at::Tensor lm_head_weight();  // [V, H]: lm_head.weight, or model.embed_tokens.weight when tied
+  KVCache make_cache() const;
+  ModelConfig config;
+  LlamaModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // absent when tied or for classification
+  torch::nn::Linear score{nullptr};    // classification only
+};
+TORCH_MODULE(Llama);
+
+// One row of the weight-name table: a checkpoint tensor, its shape from the config, whether it must exist.
+struct WeightSpec {
+  std::string name;            // "model.layers.0.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;  // [num_heads * head_dim, hidden_size]
+  bool required = true;        // false: lm_head.weight of a tied model (ignored if present)
+};
+std::vector<WeightSpec> llama_weight_table(const ModelConfig& c);
+// Checkpoint names that may be present and are ignored (HF's rotary_emb.inv_freq buffers).
+bool is_ignorable_weight(const std::string& name);
+
+struct LoadOptions {
+  at::ScalarType dtype = at::kFloat;  // compute dtype; the checkpoint is read in its stored dtype
+  at::Device device = at::kCPU;
+};
+
+// Copies checkpoint tensors into the model after checking the table: every shape, no unknown and no missing
+// tensors. DataError naming the file and the tensor.
+void load_llama_weights(Llama& model, const Checkpoint& ckpt, const std::string& where);
+// config.json + model.safetensors (or shards) from `dir`.
+Llama load_llama(const std::string& dir, const LoadOptions& options = {});
+
+}  // namespace gaft

@@ -1,0 +1,68 @@
+// ModelConfig: the hyper-parameters of a Llama-family model, read from a Hugging Face config.json in one
+// function (load_model_config) and validated in one pass that lists every problem, naming the file.
+//
+// Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and the
+// *ForSequenceClassification variant of each.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gaft {
+
+enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3 };
+enum class ModelHead { kCausalLM, kSequenceClassification };
+
+// rope_scaling {"rope_type": "llama3", ...} (Llama 3.1+); absent or null means plain RoPE.
+struct RopeScaling {
+  std::string type;                                 // "llama3"
+  double factor = 8.0;                              // 8.0
+  double low_freq_factor = 1.0;                     // 1.0
+  double high_freq_factor = 4.0;                    // 4.0
+  int64_t original_max_position_embeddings = 8192;  // 8192
+};
+
+struct ModelConfig {
+  std::string source;                 // the config.json it came from, for messages
+  std::string architecture;           // "LlamaForCausalLM"
+  ModelFamily family = ModelFamily::kLlama;
+  ModelHead head = ModelHead::kCausalLM;
+
+  int64_t hidden_size = 0;              // 64
+  int64_t intermediate_size = 0;        // 172 (SwiGLU hidden)
+  int64_t num_hidden_layers = 0;        // 5
+  int64_t num_attention_heads = 0;      // 8
+  int64_t num_key_value_heads = 0;      // 4 (grouped-query attention); default num_attention_heads
+  int64_t head_dim = 0;                 // 8; default hidden_size / num_attention_heads
+  int64_t vocab_size = 0;               // 512
+  int64_t max_position_embeddings = 0;  // 512
+  double rms_norm_eps = 1e-6;           // 1e-5
+  double rope_theta = 10000.0;          // 10000
+  std::optional<RopeScaling> rope_scaling;
+  bool tie_word_embeddings = false;     // true: lm_head shares model.embed_tokens.weight
+  bool attention_bias = false;          // q/k/v/o biases (Qwen2: q/k/v biases, no o bias)
+  bool o_proj_bias = false;             // derived: attention_bias except for Qwen2
+  bool mlp_bias = false;                // gate/up/down biases
+  bool qk_norm = false;                 // derived: Qwen3 RMSNorms q and k per head
+  int64_t sliding_window = 0;           // Mistral: 4096; 0 = full attention (longer sequences are refused)
+
+  int64_t bos_token_id = -1;            // 1; -1 when absent
+  std::vector<int64_t> eos_token_ids;   // {2}
+  int64_t pad_token_id = -1;            // -1 when absent or null
+
+  int64_t num_labels = 0;               // sequence classification: 2
+  std::vector<std::string> id2label;    // {"NEGATIVE", "POSITIVE"}
+};
+
+// Reads `path` (a config.json, or a model directory holding one) and validates it; DataError listing every
+// problem ("config.json: num_attention_heads 6 must divide hidden_size 64").
+ModelConfig load_model_config(const std::string& path);
+// The same from parsed JSON; `source` names the file in messages.
+ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
+
+std::string to_string(ModelFamily family);
+
+}  // namespace gaft

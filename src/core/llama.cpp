@@ -1,0 +1,356 @@
+// Llama-family decoder modules, the weight-name table and the loader. See gaft/llama.h.
+#include "gaft/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "gaft/error.h"
+
+namespace gaft {
+namespace {
+
+std::string shape_str(at::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+torch::nn::Linear linear(int64_t in, int64_t out, bool bias) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+}
+
+// x [B, NH, T, D]: (-x2, x1)
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Blocks
+// ---------------------------------------------------------------------------------------------------------
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  const at::Tensor x32 = x.to(at::kFloat);                                   // [..., dim]
+  const at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, true) + eps);  // [..., dim]
+  return weight * normed.to(x.scalar_type());
+}
+
+RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, const std::optional<RopeScaling>& scaling) {
+  // HF: 1 / theta^(arange(0, D, 2) / D), computed in fp32.
+  const at::Tensor exponent = at::arange(0, head_dim, 2, at::kLong).to(at::kFloat) / static_cast<float>(head_dim);
+  inv_freq = 1.0 / at::pow(at::scalar_tensor(theta, at::kFloat), exponent);  // [D / 2]
+  if (scaling && scaling->type == "llama3") {
+    const double factor = scaling->factor, low = scaling->low_freq_factor, high = scaling->high_freq_factor;
+    const double old_len = static_cast<double>(scaling->original_max_position_embeddings);
+    const double low_freq_wavelen = old_len / low, high_freq_wavelen = old_len / high;
+    const at::Tensor wavelen = 2 * M_PI / inv_freq;
+    at::Tensor scaled = at::where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq);
+    const at::Tensor smooth = (old_len / wavelen - low) / (high - low);
+    const at::Tensor smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+    const at::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+    inv_freq = at::where(medium, smoothed, scaled);
+  }
+}
+
+std::pair<at::Tensor, at::Tensor> RotaryEmbedding::cos_sin(const at::Tensor& position_ids) const {
+  const at::Tensor f = inv_freq.to(position_ids.device());
+  const at::Tensor freqs = position_ids.to(at::kFloat).unsqueeze(-1) * f;  // [B, T, D / 2]
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);                     // [B, T, D]
+  return {emb.cos(), emb.sin()};
+}
+
+AttentionImpl::AttentionImpl(const AttentionOptions& o) : opt(o) {
+  q_proj = register_module("q_proj", linear(o.hidden_size, o.num_heads * o.head_dim, o.qkv_bias));
+  k_proj = register_module("k_proj", linear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
+  v_proj = register_module("v_proj", linear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
+  o_proj = register_module("o_proj", linear(o.num_heads * o.head_dim, o.hidden_size, o.o_bias));
+  if (o.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(o.head_dim, o.eps));
+    k_norm = register_module("k_norm", RMSNorm(o.head_dim, o.eps));
+  }
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                                  const at::Tensor& mask, const LayerCache* cache) {
+  const int64_t B = x.size(0), T = x.size(1), D = opt.head_dim;
+  at::Tensor q = q_proj->forward(x).view({B, T, opt.num_heads, D});     // [B, T, NH, D]
+  at::Tensor k = k_proj->forward(x).view({B, T, opt.num_kv_heads, D});  // [B, T, KVH, D]
+  at::Tensor v = v_proj->forward(x).view({B, T, opt.num_kv_heads, D});  // [B, T, KVH, D]
+  if (opt.qk_norm) {
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
+  q = q.transpose(1, 2);  // [B, NH, T, D]
+  k = k.transpose(1, 2);  // [B, KVH, T, D]
+  v = v.transpose(1, 2);  // [B, KVH, T, D]
+  const at::Tensor c = cos.to(q.scalar_type()).unsqueeze(1), s = sin.to(q.scalar_type()).unsqueeze(1);  // [B, 1, T, D]
+  q = q * c + rotate_half(q) * s;
+  k = k * c + rotate_half(k) * s;
+  if (cache) {
+    at::Tensor& ck = *cache->keys;
+    at::Tensor& cv = *cache->values;
+    const int64_t need = cache->past + T;
+    if (!ck.defined() || ck.size(2) < need) {  // grow: at least double, at least the reserve
+      const int64_t old = ck.defined() ? ck.size(2) : 0;
+      const int64_t capacity = std::max({need, cache->reserve, 2 * old});
+      at::Tensor nk = at::empty({B, opt.num_kv_heads, capacity, D}, k.options());
+      at::Tensor nv = at::empty({B, opt.num_kv_heads, capacity, D}, v.options());
+      if (cache->past > 0) {
+        TORCH_CHECK(ck.size(0) == B, "KV cache holds batch ", ck.size(0), ", forward got ", B);
+        nk.narrow(2, 0, cache->past).copy_(ck.narrow(2, 0, cache->past));
+        nv.narrow(2, 0, cache->past).copy_(cv.narrow(2, 0, cache->past));
+      }
+      ck = nk;
+      cv = nv;
+    }
+    ck.narrow(2, cache->past, T).copy_(k);
+    cv.narrow(2, cache->past, T).copy_(v);
+    k = ck.narrow(2, 0, need);  // [B, KVH, S, D]
+    v = cv.narrow(2, 0, need);
+  }
+  const int64_t rep = opt.num_heads / opt.num_kv_heads;
+  if (rep > 1) {  // kv head h serves query heads h*rep .. h*rep+rep-1 (HF repeat_kv)
+    k = k.repeat_interleave(rep, 1);  // [B, NH, S, D]
+    v = v.repeat_interleave(rep, 1);
+  }
+  const bool causal = !mask.defined() && T > 1;
+  const at::Tensor out = at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask)
+                                                                                  : std::nullopt,
+                                                          0.0, causal);  // [B, NH, T, D]
+  return o_proj->forward(out.transpose(1, 2).reshape({B, T, opt.num_heads * D}));  // [B, T, H]
+}
+
+MLPImpl::MLPImpl(int64_t hidden, int64_t inter, bool bias) {
+  gate_proj = register_module("gate_proj", linear(hidden, inter, bias));
+  up_proj = register_module("up_proj", linear(hidden, inter, bias));
+  down_proj = register_module("down_proj", linear(inter, hidden, bias));
+}
+
+at::Tensor MLPImpl::forward(const at::Tensor& x) {
+  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));  // [B, T, H]
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const AttentionOptions& attn, int64_t intermediate_size, bool mlp_bias) {
+  self_attn = register_module("self_attn", Attention(attn));
+  mlp = register_module("mlp", MLP(attn.hidden_size, intermediate_size, mlp_bias));
+  input_layernorm = register_module("input_layernorm", RMSNorm(attn.hidden_size, attn.eps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(attn.hidden_size, attn.eps));
+}
+
+at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                                     const at::Tensor& mask, const LayerCache* cache) {
+  const at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask, cache);
+  return h + mlp->forward(post_attention_layernorm->forward(h));  // [B, T, H]
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Backbone and heads
+// ---------------------------------------------------------------------------------------------------------
+
+LlamaModelImpl::LlamaModelImpl(const ModelConfig& c)
+    : rotary(c.head_dim, c.rope_theta, c.rope_scaling), sliding_window(c.sliding_window) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  const AttentionOptions attn{c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+                              c.attention_bias, c.o_proj_bias, c.qk_norm, c.rms_norm_eps};
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(attn, c.intermediate_size, c.mlp_bias));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
+  TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B, T], got ", input_ids.sizes());
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  const int64_t past = cache ? cache->length() : 0, S = past + T;
+  TORCH_CHECK(sliding_window <= 0 || S <= sliding_window, "sequence length ", S, " exceeds the sliding window ",
+              sliding_window, ", which gaft does not implement");
+  const auto dev = input_ids.device();
+
+  // Position ids count attended tokens, so that left padding does not shift positions (as HF generate does).
+  at::Tensor position_ids, mask;  // [B, T]; [B, 1, T, S]
+  if (attention_mask.defined()) {
+    TORCH_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == S,
+                "attention_mask must be [B, past + T] = [", B, ", ", S, "], got ", attention_mask.sizes());
+    const at::Tensor m = attention_mask.to(dev).to(at::kLong);
+    position_ids = (m.cumsum(-1) - 1).clamp_min(0).narrow(1, past, T);
+  } else {
+    position_ids = at::arange(past, S, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0).expand({B, T});
+  }
+  if (attention_mask.defined() || (past > 0 && T > 1)) {
+    const at::Tensor qpos = at::arange(past, S, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);  // [T, 1]
+    const at::Tensor kpos = at::arange(0, S, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);     // [1, S]
+    mask = (kpos <= qpos).view({1, 1, T, S});
+    if (attention_mask.defined()) mask = mask.logical_and(attention_mask.to(dev).to(at::kBool).view({B, 1, 1, S}));
+    // A padding query would attend to nothing and produce NaN that later leaks through 0 * NaN; let it see itself.
+    mask = mask.logical_or((kpos == qpos).view({1, 1, T, S})).expand({B, 1, T, S});
+  }
+
+  const auto [cos, sin] = rotary.cos_sin(position_ids);  // [B, T, D]
+  if (cache && cache->keys.size() != layers->size()) {
+    cache->keys.assign(layers->size(), at::Tensor());
+    cache->values.assign(layers->size(), at::Tensor());
+  }
+  at::Tensor h = embed_tokens->forward(input_ids);  // [B, T, H]
+  for (size_t i = 0; i < layers->size(); ++i) {
+    LayerCache lc{cache ? &cache->keys[i] : nullptr, cache ? &cache->values[i] : nullptr, past,
+                  cache ? cache->reserve : 0};
+    h = layers[i]->as<DecoderLayer>()->forward(h, cos, sin, mask, cache ? &lc : nullptr);
+  }
+  if (cache) cache->filled = S;
+  return norm->forward(h);  // [B, T, H]
+}
+
+LlamaImpl::LlamaImpl(const ModelConfig& c) : config(c) {
+  model = register_module("model", LlamaModel(c));
+  if (c.head == ModelHead::kSequenceClassification)
+    score = register_module("score", linear(c.hidden_size, c.num_labels, false));
+  else if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", linear(c.hidden_size, c.vocab_size, false));
+}
+
+at::Tensor LlamaImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
+  return model->forward(input_ids, attention_mask, cache);
+}
+
+at::Tensor LlamaImpl::lm_head_weight() {
+  TORCH_CHECK(config.head == ModelHead::kCausalLM, config.architecture, " has no LM head");
+  return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
+at::Tensor LlamaImpl::logits(const at::Tensor& hidden) {
+  return at::matmul(hidden, lm_head_weight().t());  // [B, T, V]
+}
+
+at::Tensor LlamaImpl::classify(const at::Tensor& hidden, const at::Tensor& attention_mask) {
+  TORCH_CHECK(score, config.architecture, " has no classification head");
+  const int64_t B = hidden.size(0), T = hidden.size(1);
+  at::Tensor last;  // [B]
+  if (attention_mask.defined()) {
+    const at::Tensor m = attention_mask.narrow(1, attention_mask.size(1) - T, T).to(hidden.device()).to(at::kLong);
+    last = (at::arange(T, m.options()).unsqueeze(0) * m).argmax(-1);  // rightmost attended position
+  } else {
+    last = at::full({B}, T - 1, at::TensorOptions().dtype(at::kLong).device(hidden.device()));
+  }
+  const at::Tensor pooled = hidden.index({at::arange(B, last.options()), last});  // [B, H]
+  return score->forward(pooled);                                                  // [B, num_labels]
+}
+
+KVCache LlamaImpl::make_cache() const { return KVCache{}; }
+
+// ---------------------------------------------------------------------------------------------------------
+// Weight-name table and loading
+// ---------------------------------------------------------------------------------------------------------
+
+std::vector<WeightSpec> llama_weight_table(const ModelConfig& c) {
+  const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+  const int64_t q = c.num_attention_heads * D, kv = c.num_key_value_heads * D;
+  std::vector<WeightSpec> t;
+  t.push_back({"model.embed_tokens.weight", {c.vocab_size, H}});
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    t.push_back({p + "input_layernorm.weight", {H}});
+    t.push_back({p + "self_attn.q_proj.weight", {q, H}});
+    t.push_back({p + "self_attn.k_proj.weight", {kv, H}});
+    t.push_back({p + "self_attn.v_proj.weight", {kv, H}});
+    t.push_back({p + "self_attn.o_proj.weight", {H, q}});
+    if (c.attention_bias) {
+      t.push_back({p + "self_attn.q_proj.bias", {q}});
+      t.push_back({p + "self_attn.k_proj.bias", {kv}});
+      t.push_back({p + "self_attn.v_proj.bias", {kv}});
+    }
+    if (c.o_proj_bias) t.push_back({p + "self_attn.o_proj.bias", {H}});
+    if (c.qk_norm) {
+      t.push_back({p + "self_attn.q_norm.weight", {D}});
+      t.push_back({p + "self_attn.k_norm.weight", {D}});
+    }
+    t.push_back({p + "post_attention_layernorm.weight", {H}});
+    t.push_back({p + "mlp.gate_proj.weight", {I, H}});
+    t.push_back({p + "mlp.up_proj.weight", {I, H}});
+    t.push_back({p + "mlp.down_proj.weight", {H, I}});
+    if (c.mlp_bias) {
+      t.push_back({p + "mlp.gate_proj.bias", {I}});
+      t.push_back({p + "mlp.up_proj.bias", {I}});
+      t.push_back({p + "mlp.down_proj.bias", {H}});
+    }
+  }
+  t.push_back({"model.norm.weight", {H}});
+  if (c.head == ModelHead::kSequenceClassification) t.push_back({"score.weight", {c.num_labels, H}});
+  else t.push_back({"lm_head.weight", {c.vocab_size, H}, /*required=*/!c.tie_word_embeddings});
+  return t;
+}
+
+bool is_ignorable_weight(const std::string& name) {
+  const std::string suffix = ".rotary_emb.inv_freq";
+  return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void load_llama_weights(Llama& model, const Checkpoint& ckpt, const std::string& where) {
+  const ModelConfig& c = model->config;
+  const auto file_of = [&](const std::string& name) {
+    const auto it = ckpt.files.find(name);
+    return it == ckpt.files.end() ? where : it->second;
+  };
+  std::map<std::string, const WeightSpec*> table;
+  const std::vector<WeightSpec> specs = llama_weight_table(c);
+  for (const WeightSpec& s : specs) table[s.name] = &s;
+
+  for (const auto& [name, t] : ckpt.tensors) {
+    if (!table.count(name) && !is_ignorable_weight(name))
+      throw DataError(file_of(name) + ": unexpected tensor '" + name + "' for " + c.architecture + " (config " +
+                          c.source + ")",
+                      "the checkpoint and config.json disagree, or the architecture has parts gaft does not know");
+  }
+  auto params = model->named_parameters(/*recurse=*/true);
+  torch::NoGradGuard no_grad;
+  for (const WeightSpec& s : specs) {
+    const auto it = ckpt.tensors.find(s.name);
+    at::Tensor* param = params.find(s.name);
+    // The table and the modules are written from the same config: a mismatch is a bug here, not in the file.
+    TORCH_INTERNAL_ASSERT(param != nullptr || (!s.required && s.name == "lm_head.weight"),
+                          "weight table and modules disagree on ", s.name);
+    if (it == ckpt.tensors.end()) {
+      if (s.required) throw DataError(where + ": missing tensor '" + s.name + "' required by " + c.architecture +
+                                      " (config " + c.source + ")");
+      continue;
+    }
+    if (it->second.sizes().vec() != s.shape)
+      throw DataError(file_of(s.name) + ": tensor '" + s.name + "' has shape " + shape_str(it->second.sizes()) +
+                      ", expected " + shape_str(s.shape) + " from " + c.source);
+    if (!at::isFloatingType(it->second.scalar_type()))
+      throw DataError(file_of(s.name) + ": tensor '" + s.name + "' has dtype " + c10::toString(it->second.scalar_type()) +
+                      ", expected a floating-point type");
+    if (!param) continue;  // lm_head.weight stored beside tied embeddings: ignored
+    param->copy_(it->second);
+  }
+  TORCH_INTERNAL_ASSERT(static_cast<size_t>(params.size()) ==
+                            static_cast<size_t>(std::count_if(specs.begin(), specs.end(), [&](const WeightSpec& s) {
+                              return params.find(s.name) != nullptr;
+                            })),
+                        "the modules have parameters that the weight table does not list");
+}
+
+Llama load_llama(const std::string& dir, const LoadOptions& options) {
+  const ModelConfig config = load_model_config(dir);
+  const Checkpoint ckpt = load_checkpoint(dir);
+  Llama model(config);
+  // Missing tensors are reported against the weights file (or the shard index) of the directory.
+  std::string where = dir;
+  for (const char* name : {"model.safetensors", "model.safetensors.index.json"})
+    if (std::filesystem::exists(std::filesystem::path(dir) / name)) {
+      where = (std::filesystem::path(dir) / name).string();
+      break;
+    }
+  load_llama_weights(model, ckpt, where);
+  model->to(options.device, options.dtype);
+  model->eval();
+  return model;
+}
+
+}  // namespace gaft

@@ -1,0 +1,254 @@
+// ModelConfig from a Hugging Face config.json: one reading function, one validation pass.
+#include "gaft/model_config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "gaft/error.h"
+
+namespace gaft {
+namespace {
+
+// Collects every problem of one config.json, then throws them together.
+class Problems {
+ public:
+  explicit Problems(std::string source) : source_(std::move(source)) {}
+  void add(const std::string& message) { list_.push_back(source_ + ": " + message); }
+  void throw_if_any() const {
+    if (list_.empty()) return;
+    std::string all;
+    for (size_t i = 0; i < list_.size(); ++i) all += (i ? "\n" : "") + list_[i];
+    throw DataError(all);
+  }
+
+ private:
+  std::string source_;
+  std::vector<std::string> list_;
+};
+
+// Reads an integer field; absent or null leaves `fallback` (required fields report a problem).
+int64_t get_int(const nlohmann::json& j, const char* key, int64_t fallback, bool required, Problems& p) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (required) p.add(std::string("missing required field \"") + key + "\"");
+    return fallback;
+  }
+  if (!j[key].is_number_integer()) {
+    p.add(std::string("\"") + key + "\" expected an integer, got " + j[key].dump());
+    return fallback;
+  }
+  return j[key].get<int64_t>();
+}
+
+double get_double(const nlohmann::json& j, const char* key, double fallback, Problems& p) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  if (!j[key].is_number()) {
+    p.add(std::string("\"") + key + "\" expected a number, got " + j[key].dump());
+    return fallback;
+  }
+  return j[key].get<double>();
+}
+
+bool get_bool(const nlohmann::json& j, const char* key, bool fallback, Problems& p) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  if (!j[key].is_boolean()) {
+    p.add(std::string("\"") + key + "\" expected true or false, got " + j[key].dump());
+    return fallback;
+  }
+  return j[key].get<bool>();
+}
+
+void read_rope_scaling(const nlohmann::json& r, ModelConfig& c, Problems& p) {
+  const nlohmann::json& t = r.contains("rope_type") ? r["rope_type"] : r.contains("type") ? r["type"] : nlohmann::json("default");
+  if (!t.is_string()) {
+    p.add("rope_scaling type expected a string, got " + t.dump());
+    return;
+  }
+  const std::string type = t.get<std::string>();
+  if (type == "default") return;
+  if (type != "llama3") {
+    p.add("rope_scaling type \"" + type + "\" is not supported, expected \"llama3\" or none");
+    return;
+  }
+  RopeScaling s;
+  s.type = type;
+  s.factor = get_double(r, "factor", s.factor, p);
+  s.low_freq_factor = get_double(r, "low_freq_factor", s.low_freq_factor, p);
+  s.high_freq_factor = get_double(r, "high_freq_factor", s.high_freq_factor, p);
+  s.original_max_position_embeddings =
+      get_int(r, "original_max_position_embeddings", s.original_max_position_embeddings, false, p);
+  if (s.factor <= 0) p.add("rope_scaling.factor expected > 0, got " + std::to_string(s.factor));
+  if (s.high_freq_factor <= s.low_freq_factor)
+    p.add("rope_scaling.high_freq_factor " + std::to_string(s.high_freq_factor) + " must exceed low_freq_factor " +
+          std::to_string(s.low_freq_factor));
+  c.rope_scaling = s;
+}
+
+}  // namespace
+
+std::string to_string(ModelFamily family) {
+  switch (family) {
+    case ModelFamily::kLlama: return "llama";
+    case ModelFamily::kMistral: return "mistral";
+    case ModelFamily::kQwen2: return "qwen2";
+    case ModelFamily::kQwen3: return "qwen3";
+  }
+  return "?";
+}
+
+ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source) {
+  Problems p(source);
+  ModelConfig c;
+  c.source = source;
+  if (!j.is_object()) {
+    p.add("expected a JSON object");
+    p.throw_if_any();
+  }
+
+  // Architecture: family and head.
+  if (!j.contains("architectures") || !j["architectures"].is_array() || j["architectures"].empty() ||
+      !j["architectures"][0].is_string()) {
+    p.add("missing required field \"architectures\" (e.g. [\"LlamaForCausalLM\"])");
+  } else {
+    c.architecture = j["architectures"][0].get<std::string>();
+    const struct { const char* prefix; ModelFamily family; } kFamilies[] = {
+        {"Llama", ModelFamily::kLlama}, {"Mistral", ModelFamily::kMistral},
+        {"Qwen2", ModelFamily::kQwen2}, {"Qwen3", ModelFamily::kQwen3}};
+    bool known = false;
+    for (const auto& f : kFamilies)
+      for (const auto& [suffix, head] : {std::pair{"ForCausalLM", ModelHead::kCausalLM},
+                                         std::pair{"ForSequenceClassification", ModelHead::kSequenceClassification}})
+        if (c.architecture == std::string(f.prefix) + suffix) {
+          c.family = f.family;
+          c.head = head;
+          known = true;
+        }
+    if (!known)
+      p.add("unknown architecture \"" + c.architecture +
+            "\", expected one of Llama, Mistral, Qwen2, Qwen3 + ForCausalLM or ForSequenceClassification");
+  }
+
+  // Sizes.
+  c.hidden_size = get_int(j, "hidden_size", 0, true, p);
+  c.intermediate_size = get_int(j, "intermediate_size", 0, true, p);
+  c.num_hidden_layers = get_int(j, "num_hidden_layers", 0, true, p);
+  c.num_attention_heads = get_int(j, "num_attention_heads", 0, true, p);
+  c.num_key_value_heads = get_int(j, "num_key_value_heads", c.num_attention_heads, false, p);
+  c.vocab_size = get_int(j, "vocab_size", 0, true, p);
+  c.max_position_embeddings = get_int(j, "max_position_embeddings", 2048, false, p);
+  const bool explicit_head_dim = j.contains("head_dim") && !j["head_dim"].is_null();
+  c.head_dim = get_int(j, "head_dim", c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0,
+                       false, p);
+
+  // Numerics.
+  c.rms_norm_eps = get_double(j, "rms_norm_eps", 1e-6, p);
+  c.rope_theta = get_double(j, "rope_theta", 10000.0, p);
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {  // transformers v5 layout
+    c.rope_theta = get_double(j["rope_parameters"], "rope_theta", c.rope_theta, p);
+    read_rope_scaling(j["rope_parameters"], c, p);
+  }
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    if (!j["rope_scaling"].is_object()) p.add("\"rope_scaling\" expected an object or null, got " + j["rope_scaling"].dump());
+    else read_rope_scaling(j["rope_scaling"], c, p);
+  }
+  if (j.contains("hidden_act") && j["hidden_act"] != "silu")
+    p.add("\"hidden_act\" expected \"silu\", got " + j["hidden_act"].dump());
+
+  // Biases and norms by family.
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", false, p);
+  c.attention_bias = get_bool(j, "attention_bias", false, p);
+  c.mlp_bias = get_bool(j, "mlp_bias", false, p);
+  c.o_proj_bias = c.attention_bias;
+  if (c.family == ModelFamily::kQwen2) {  // Qwen2 always has q/k/v biases and never an o bias
+    c.attention_bias = true;
+    c.o_proj_bias = false;
+  }
+  if (c.family == ModelFamily::kMistral || c.family == ModelFamily::kQwen2) {
+    c.attention_bias = c.family == ModelFamily::kQwen2;
+    c.mlp_bias = false;
+  }
+  c.qk_norm = c.family == ModelFamily::kQwen3;
+  const bool windowed = c.family == ModelFamily::kMistral || get_bool(j, "use_sliding_window", false, p);
+  if (windowed) c.sliding_window = get_int(j, "sliding_window", 0, false, p);
+
+  // Special tokens.
+  c.bos_token_id = get_int(j, "bos_token_id", -1, false, p);
+  c.pad_token_id = get_int(j, "pad_token_id", -1, false, p);
+  if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
+    const auto& e = j["eos_token_id"];
+    if (e.is_number_integer()) c.eos_token_ids.push_back(e.get<int64_t>());
+    else if (e.is_array())
+      for (const auto& x : e) {
+        if (x.is_number_integer()) c.eos_token_ids.push_back(x.get<int64_t>());
+        else p.add("\"eos_token_id\" expected integers, got " + e.dump());
+      }
+    else p.add("\"eos_token_id\" expected an integer or a list, got " + e.dump());
+  }
+
+  // Classification labels.
+  if (c.head == ModelHead::kSequenceClassification) {
+    if (j.contains("id2label") && j["id2label"].is_object()) {
+      const auto& m = j["id2label"];
+      c.id2label.resize(m.size());
+      for (const auto& [k, v] : m.items()) {
+        size_t i = 0;
+        try {
+          i = std::stoul(k);
+        } catch (...) {
+          i = m.size();
+        }
+        if (i >= m.size() || !v.is_string()) p.add("\"id2label\" expected {\"0\": name, ...}, got " + m.dump());
+        else c.id2label[i] = v.get<std::string>();
+      }
+    }
+    c.num_labels = get_int(j, "num_labels", c.id2label.empty() ? 2 : static_cast<int64_t>(c.id2label.size()), false, p);
+    if (!c.id2label.empty() && c.num_labels != static_cast<int64_t>(c.id2label.size()))
+      p.add("num_labels " + std::to_string(c.num_labels) + " does not match id2label with " +
+            std::to_string(c.id2label.size()) + " labels");
+    if (c.num_labels < 1) p.add("num_labels expected >= 1, got " + std::to_string(c.num_labels));
+  }
+
+  // Consistency.
+  for (const auto& [name, v] : {std::pair{"hidden_size", c.hidden_size}, {"intermediate_size", c.intermediate_size},
+                                {"num_hidden_layers", c.num_hidden_layers},
+                                {"num_attention_heads", c.num_attention_heads},
+                                {"num_key_value_heads", c.num_key_value_heads}, {"vocab_size", c.vocab_size},
+                                {"max_position_embeddings", c.max_position_embeddings}, {"head_dim", c.head_dim}})
+    if (v <= 0 && j.contains(name)) p.add(std::string(name) + " expected > 0, got " + std::to_string(v));
+  if (c.num_attention_heads > 0 && c.hidden_size > 0 && !explicit_head_dim &&
+      c.hidden_size % c.num_attention_heads != 0)
+    p.add("num_attention_heads " + std::to_string(c.num_attention_heads) + " must divide hidden_size " +
+          std::to_string(c.hidden_size) + " (or give head_dim)");
+  if (c.num_key_value_heads > 0 && c.num_attention_heads > 0 && c.num_attention_heads % c.num_key_value_heads != 0)
+    p.add("num_key_value_heads " + std::to_string(c.num_key_value_heads) + " must divide num_attention_heads " +
+          std::to_string(c.num_attention_heads));
+  if (c.head_dim > 0 && c.head_dim % 2 != 0) p.add("head_dim expected even for rotary embeddings, got " + std::to_string(c.head_dim));
+  if (c.rms_norm_eps <= 0) p.add("rms_norm_eps expected > 0, got " + std::to_string(c.rms_norm_eps));
+  if (c.rope_theta <= 0) p.add("rope_theta expected > 0, got " + std::to_string(c.rope_theta));
+  for (const auto& [name, id] : {std::pair{"bos_token_id", c.bos_token_id}, {"pad_token_id", c.pad_token_id}})
+    if (id >= c.vocab_size && c.vocab_size > 0)
+      p.add(std::string(name) + " " + std::to_string(id) + " expected < vocab_size " + std::to_string(c.vocab_size));
+  for (int64_t id : c.eos_token_ids)
+    if (id < 0 || (c.vocab_size > 0 && id >= c.vocab_size))
+      p.add("eos_token_id " + std::to_string(id) + " expected in [0, vocab_size " + std::to_string(c.vocab_size) + ")");
+  p.throw_if_any();
+  return c;
+}
+
+ModelConfig load_model_config(const std::string& path) {
+  std::string file = path;
+  if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "config.json").string();
+  std::ifstream in(file);
+  if (!in) throw DataError("cannot open '" + file + "'", "a model directory needs a Hugging Face config.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(file + ": not valid JSON: " + e.what());
+  }
+  return parse_model_config(j, file);
+}
+
+}  // namespace gaft

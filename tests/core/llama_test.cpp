@@ -1,0 +1,198 @@
+// The Llama-family decoder against Hugging Face transformers (fixtures from tools/make_model_fixtures.py):
+// logits within 1e-4 in fp32, identical greedy tokens, KV cache = full forward, and load-time checks.
+#include "gaft/llama.h"
+
+#include <nlohmann/json.hpp>
+
+#include "gaft/generate.h"
+#include "test_util.h"
+
+using gaft_test::expect_data_error;
+using gaft_test::kModelData;
+using gaft_test::TempDir;
+
+namespace {
+
+struct Fixture {
+  at::Tensor input_ids, attention_mask, expected;  // [B, T], [B, T], [B, T, V] or [B, L]
+  nlohmann::json json;
+};
+
+Fixture read_fixture(const std::string& family) {
+  const gaft::SafetensorsFile f(kModelData + "/" + family + "/expected.safetensors");
+  Fixture x;
+  x.input_ids = f.get("input_ids");
+  x.attention_mask = f.get("attention_mask");
+  x.expected = f.contains("logits") ? f.get("logits") : f.get("scores");
+  x.json = nlohmann::json::parse(gaft_test::read_bytes(kModelData + "/" + family + "/expected.json"));
+  return x;
+}
+
+double max_diff_at_tokens(const at::Tensor& a, const at::Tensor& b, const at::Tensor& mask) {
+  const at::Tensor m = mask.to(at::kBool).unsqueeze(-1);  // [B, T, 1]
+  return (a - b).abs().masked_fill(~m, 0).max().item<double>();
+}
+
+class CausalParity : public ::testing::TestWithParam<std::string> {};
+
+}  // namespace
+
+TEST_P(CausalParity, LogitsMatchTransformers) {
+  torch::NoGradGuard no_grad;
+  gaft::Llama model = gaft::load_llama(kModelData + "/" + GetParam());
+  const Fixture x = read_fixture(GetParam());
+  // Left-padded batch: every attended position matches.
+  const at::Tensor logits = model->logits(model->forward(x.input_ids, x.attention_mask));  // [B, T, V]
+  EXPECT_LE(max_diff_at_tokens(logits, x.expected, x.attention_mask), 1e-4);
+  // The unpadded first row alone, without a mask (plain causal path).
+  const at::Tensor row = model->logits(model->forward(x.input_ids.narrow(0, 0, 1)));
+  EXPECT_LE((row - x.expected.narrow(0, 0, 1)).abs().max().item<double>(), 1e-4);
+  // The shortest row alone matches its padded version.
+  const int64_t n = x.attention_mask[2].sum().item<int64_t>(), T = x.input_ids.size(1);
+  const at::Tensor last = model->logits(model->forward(x.input_ids.narrow(0, 2, 1).narrow(1, T - n, n)));
+  EXPECT_LE((last - x.expected.narrow(0, 2, 1).narrow(1, T - n, n)).abs().max().item<double>(), 1e-4);
+}
+
+TEST_P(CausalParity, GreedyBatchMatchesTransformers) {
+  gaft::Llama model = gaft::load_llama(kModelData + "/" + GetParam());
+  const Fixture x = read_fixture(GetParam());
+  const auto prompts = x.json["prompts"].get<std::vector<std::vector<int64_t>>>();
+  const auto expected = x.json["greedy"].get<std::vector<std::vector<int64_t>>>();
+  gaft::GenerationOptions o;
+  o.max_new_tokens = static_cast<int64_t>(expected[0].size());
+  EXPECT_EQ(gaft::generate(model, prompts, o), expected);  // one left-padded batch
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(gaft::generate(model, {prompts[i]}, o)[0], expected[i]);
+}
+
+TEST_P(CausalParity, KVCacheMatchesFullForward) {
+  torch::NoGradGuard no_grad;
+  gaft::Llama model = gaft::load_llama(kModelData + "/" + GetParam());
+  const Fixture x = read_fixture(GetParam());
+  const int64_t T = x.input_ids.size(1);
+  gaft::KVCache cache;
+  // Prefill 4 tokens, then a chunk of 3, then one token at a time, with the padding mask growing.
+  std::vector<at::Tensor> parts;
+  for (auto [begin, len] : std::vector<std::pair<int64_t, int64_t>>{{0, 4}, {4, 3}, {7, 1}, {8, 1}, {9, 1}}) {
+    const at::Tensor h = model->forward(x.input_ids.narrow(1, begin, len), x.attention_mask.narrow(1, 0, begin + len), &cache);
+    parts.push_back(model->logits(h));
+  }
+  EXPECT_EQ(cache.length(), T);
+  EXPECT_LE(max_diff_at_tokens(at::cat(parts, 1), x.expected, x.attention_mask), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, CausalParity,
+                         ::testing::Values("llama", "llama3_rope", "mistral", "qwen2", "qwen3"));
+
+TEST(Llama, SequenceClassificationMatchesTransformers) {
+  torch::NoGradGuard no_grad;
+  gaft::Llama model = gaft::load_llama(kModelData + "/llama_seqcls");
+  const Fixture x = read_fixture("llama_seqcls");
+  const at::Tensor scores = model->classify(model->forward(x.input_ids, x.attention_mask), x.attention_mask);
+  ASSERT_EQ(scores.sizes(), x.expected.sizes());
+  EXPECT_LE((scores - x.expected).abs().max().item<double>(), 1e-4);
+  EXPECT_THROW(model->lm_head_weight(), c10::Error);
+}
+
+TEST(Llama, ModulesCarryCheckpointNames) {
+  const gaft::ModelConfig c = gaft::load_model_config(kModelData + "/qwen3");
+  gaft::Llama model(c);
+  std::set<std::string> names;
+  for (const auto& p : model->named_parameters()) names.insert(p.key());
+  std::set<std::string> table;
+  for (const auto& s : gaft::llama_weight_table(c))
+    if (s.required) table.insert(s.name);  // qwen3's fixture is tied: lm_head.weight is optional
+  EXPECT_EQ(names, table);
+  EXPECT_TRUE(names.count("model.layers.1.self_attn.k_norm.weight"));
+  EXPECT_TRUE(names.count("model.embed_tokens.weight"));
+  // Tied: the LM head is the embedding matrix.
+  gaft::Llama tied = gaft::load_llama(kModelData + "/qwen2");
+  EXPECT_TRUE(tied->lm_head_weight().is_same(tied->model->embed_tokens->weight));
+  EXPECT_EQ(tied->model->embed_tokens->weight.scalar_type(), at::kFloat);  // stored F16, computed in fp32
+}
+
+TEST(Llama, ComputeDtype) {
+  torch::NoGradGuard no_grad;
+  gaft::LoadOptions o;
+  o.dtype = at::kBFloat16;
+  gaft::Llama model = gaft::load_llama(kModelData + "/llama", o);
+  const Fixture x = read_fixture("llama");
+  const at::Tensor logits = model->logits(model->forward(x.input_ids, x.attention_mask));
+  EXPECT_EQ(logits.scalar_type(), at::kBFloat16);
+  EXPECT_LE(max_diff_at_tokens(logits.to(at::kFloat), x.expected, x.attention_mask), 0.5);  // bf16: loose
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Broken checkpoints: one clear DataError naming the file and the tensor.
+// ---------------------------------------------------------------------------------------------------------
+
+namespace {
+
+// Copies the llama fixture into `dir` with its tensors changed by `edit`.
+void write_edited(const TempDir& dir, const std::function<void(std::map<std::string, at::Tensor>&)>& edit) {
+  std::filesystem::copy_file(kModelData + "/llama/config.json", dir.file("config.json"));
+  gaft::Checkpoint ck = gaft::load_checkpoint(kModelData + "/llama");
+  edit(ck.tensors);
+  gaft::save_safetensors(dir.file("model.safetensors"), ck.tensors);
+}
+
+}  // namespace
+
+TEST(Llama, MissingTensor) {
+  TempDir dir("llama_missing");
+  write_edited(dir, [](auto& t) { t.erase("model.layers.1.mlp.up_proj.weight"); });
+  expect_data_error([&] { gaft::load_llama(dir.str()); }, {dir.file("model.safetensors"), "missing tensor 'model.layers.1.mlp.up_proj.weight'"});
+}
+
+TEST(Llama, UnexpectedTensor) {
+  TempDir dir("llama_unexpected");
+  write_edited(dir, [](auto& t) {
+    t["model.layers.0.self_attn.rotary_emb.inv_freq"] = at::ones({4});  // ignorable
+    t["model.layers.2.mlp.up_proj.weight"] = at::ones({32, 32});        // not in a 2-layer model
+  });
+  expect_data_error([&] { gaft::load_llama(dir.str()); },
+                    {"model.safetensors", "unexpected tensor 'model.layers.2.mlp.up_proj.weight'"});
+}
+
+TEST(Llama, ShapeMismatch) {
+  TempDir dir("llama_shape");
+  write_edited(dir, [](auto& t) { t["model.layers.0.self_attn.k_proj.weight"] = at::ones({32, 32}); });
+  expect_data_error([&] { gaft::load_llama(dir.str()); },
+                    {"model.safetensors", "'model.layers.0.self_attn.k_proj.weight'", "shape [32, 32], expected [16, 32]"});
+}
+
+TEST(Llama, IntegerWeightRefused) {
+  TempDir dir("llama_int_weight");
+  write_edited(dir, [](auto& t) { t["model.norm.weight"] = at::ones({32}, at::kLong); });
+  expect_data_error([&] { gaft::load_llama(dir.str()); }, {"model.safetensors", "'model.norm.weight'", "Long"});
+}
+
+TEST(Llama, UntiedModelNeedsLmHead) {
+  TempDir dir("llama_no_head");
+  write_edited(dir, [](auto& t) { t.erase("lm_head.weight"); });
+  expect_data_error([&] { gaft::load_llama(dir.str()); }, {"missing tensor 'lm_head.weight'"});
+}
+
+TEST(Llama, ShardedCheckpointLoadsTheSame) {
+  torch::NoGradGuard no_grad;
+  TempDir dir("llama_sharded");
+  std::filesystem::copy_file(kModelData + "/llama/config.json", dir.file("config.json"));
+  const auto files = gaft::save_checkpoint(dir.str(), gaft::load_checkpoint(kModelData + "/llama").tensors,
+                                           /*max_shard_bytes=*/8192);
+  ASSERT_GT(files.size(), 2u);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("model.safetensors")));
+  gaft::Llama model = gaft::load_llama(dir.str());
+  const Fixture x = read_fixture("llama");
+  const at::Tensor logits = model->logits(model->forward(x.input_ids, x.attention_mask));
+  EXPECT_LE(max_diff_at_tokens(logits, x.expected, x.attention_mask), 1e-4);
+}
+
+TEST(Llama, UnknownDtypeInCheckpointNamesTensor) {
+  TempDir dir("llama_dtype");
+  std::filesystem::copy_file(kModelData + "/llama/config.json", dir.file("config.json"));
+  std::string bytes = gaft_test::read_bytes(kModelData + "/llama/model.safetensors");
+  const size_t at = bytes.find("\"F16\"");  // an unknown dtype of the same length keeps every offset valid
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, 5, "\"U16\"");
+  gaft_test::write_bytes(dir.file("model.safetensors"), bytes);
+  expect_data_error([&] { gaft::load_llama(dir.str()); }, {"model.safetensors", "unsupported dtype U16"});
+}

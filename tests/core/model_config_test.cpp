@@ -1,0 +1,118 @@
+// ModelConfig from config.json: real and fixture configs, defaults, and one message per problem.
+#include "gaft/model_config.h"
+
+#include "test_util.h"
+
+using gaft_test::expect_data_error;
+using gaft_test::kModelData;
+using gaft_test::TempDir;
+
+namespace {
+
+nlohmann::json tiny() {
+  return {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64},      {"intermediate_size", 128},
+          {"num_hidden_layers", 2},               {"num_attention_heads", 8}, {"vocab_size", 100}};
+}
+
+}  // namespace
+
+TEST(ModelConfig, Stories260K) {
+  if (!std::filesystem::exists(gaft_test::kStories)) GTEST_SKIP() << "no shared folder";
+  const gaft::ModelConfig c = gaft::load_model_config(gaft_test::kStories + "/hf");
+  EXPECT_EQ(c.family, gaft::ModelFamily::kLlama);
+  EXPECT_EQ(c.head, gaft::ModelHead::kCausalLM);
+  EXPECT_EQ(c.hidden_size, 64);
+  EXPECT_EQ(c.intermediate_size, 172);
+  EXPECT_EQ(c.num_hidden_layers, 5);
+  EXPECT_EQ(c.num_attention_heads, 8);
+  EXPECT_EQ(c.num_key_value_heads, 4);
+  EXPECT_EQ(c.head_dim, 8);
+  EXPECT_EQ(c.vocab_size, 512);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.rope_scaling.has_value());
+  EXPECT_DOUBLE_EQ(c.rms_norm_eps, 1e-5);
+  EXPECT_EQ(c.bos_token_id, 1);
+  EXPECT_EQ(c.eos_token_ids, std::vector<int64_t>{2});
+  EXPECT_EQ(c.pad_token_id, -1);
+}
+
+TEST(ModelConfig, FixtureFamilies) {
+  const gaft::ModelConfig qwen2 = gaft::load_model_config(kModelData + "/qwen2/config.json");
+  EXPECT_EQ(qwen2.family, gaft::ModelFamily::kQwen2);
+  EXPECT_TRUE(qwen2.attention_bias);
+  EXPECT_FALSE(qwen2.o_proj_bias);
+  EXPECT_DOUBLE_EQ(qwen2.rope_theta, 1e6);  // transformers v5 "rope_parameters"
+  const gaft::ModelConfig qwen3 = gaft::load_model_config(kModelData + "/qwen3");
+  EXPECT_TRUE(qwen3.qk_norm);
+  EXPECT_EQ(qwen3.head_dim, 12);  // explicit, not hidden / heads
+  const gaft::ModelConfig rope = gaft::load_model_config(kModelData + "/llama3_rope");
+  ASSERT_TRUE(rope.rope_scaling.has_value());
+  EXPECT_EQ(rope.rope_scaling->type, "llama3");
+  EXPECT_EQ(rope.rope_scaling->original_max_position_embeddings, 48);
+  const gaft::ModelConfig mistral = gaft::load_model_config(kModelData + "/mistral");
+  EXPECT_EQ(mistral.family, gaft::ModelFamily::kMistral);
+  EXPECT_EQ(mistral.sliding_window, 4096);
+  const gaft::ModelConfig cls = gaft::load_model_config(kModelData + "/llama_seqcls");
+  EXPECT_EQ(cls.head, gaft::ModelHead::kSequenceClassification);
+  EXPECT_EQ(cls.num_labels, 3);
+  EXPECT_EQ(cls.id2label, (std::vector<std::string>{"neg", "neu", "pos"}));
+}
+
+TEST(ModelConfig, DefaultsAndLegacyRopeScaling) {
+  nlohmann::json j = tiny();
+  gaft::ModelConfig c = gaft::parse_model_config(j, "config.json");
+  EXPECT_EQ(c.num_key_value_heads, 8);  // defaults to num_attention_heads
+  EXPECT_EQ(c.head_dim, 8);             // hidden / heads
+  EXPECT_FALSE(c.tie_word_embeddings);
+  j["rope_scaling"] = {{"type", "llama3"}, {"factor", 32.0}, {"original_max_position_embeddings", 8192}};
+  j["eos_token_id"] = {128001, 128009};
+  j["vocab_size"] = 128256;
+  c = gaft::parse_model_config(j, "config.json");
+  ASSERT_TRUE(c.rope_scaling.has_value());
+  EXPECT_DOUBLE_EQ(c.rope_scaling->factor, 32.0);
+  EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{128001, 128009}));
+  j["rope_scaling"] = nullptr;
+  EXPECT_FALSE(gaft::parse_model_config(j, "config.json").rope_scaling.has_value());
+}
+
+TEST(ModelConfig, MissingFieldsNamedTogether) {
+  nlohmann::json j = tiny();
+  j.erase("hidden_size");
+  j.erase("vocab_size");
+  expect_data_error([&] { gaft::parse_model_config(j, "/m/config.json"); },
+                    {"/m/config.json", "missing required field \"hidden_size\"", "\"vocab_size\""});
+  TempDir dir("cfg_missing");
+  expect_data_error([&] { gaft::load_model_config(dir.str()); }, {"config.json"});
+  gaft_test::write_bytes(dir.file("config.json"), "{oops");
+  expect_data_error([&] { gaft::load_model_config(dir.str()); }, {"config.json", "JSON"});
+}
+
+TEST(ModelConfig, InconsistentHeads) {
+  nlohmann::json j = tiny();
+  j["num_attention_heads"] = 6;
+  expect_data_error([&] { gaft::parse_model_config(j, "config.json"); },
+                    {"config.json: num_attention_heads 6 must divide hidden_size 64"});
+  j = tiny();
+  j["num_key_value_heads"] = 3;
+  expect_data_error([&] { gaft::parse_model_config(j, "config.json"); },
+                    {"num_key_value_heads 3 must divide num_attention_heads 8"});
+  j = tiny();
+  j["hidden_size"] = "64";
+  expect_data_error([&] { gaft::parse_model_config(j, "config.json"); }, {"\"hidden_size\" expected an integer, got \"64\""});
+}
+
+TEST(ModelConfig, UnknownArchitecture) {
+  nlohmann::json j = tiny();
+  j["architectures"] = {"GPT2LMHeadModel"};
+  expect_data_error([&] { gaft::parse_model_config(j, "config.json"); }, {"config.json", "GPT2LMHeadModel"});
+  j.erase("architectures");
+  expect_data_error([&] { gaft::parse_model_config(j, "config.json"); }, {"architectures"});
+  j = tiny();
+  j["rope_scaling"] = {{"rope_type", 3}};
+  expect_data_error([&] { gaft::parse_model_config(j, "config.json"); }, {"rope_scaling type expected a string"});
+  j["rope_scaling"] = {{"rope_type", "yarn"}};
+  expect_data_error([&] { gaft::parse_model_config(j, "config.json"); }, {"\"yarn\" is not supported"});
+  j = tiny();
+  j["hidden_act"] = "gelu";
+  expect_data_error([&] { gaft::parse_model_config(j, "config.json"); }, {"hidden_act", "gelu"});
+}
