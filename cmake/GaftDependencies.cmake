@@ -18,6 +18,11 @@ if(NOT GAFT_CUDA STREQUAL "OFF")
   endif()
 endif()
 
+# LibTorch's CUDA config otherwise guesses the archs (compute_50 and up when no GPU is visible), which
+# nvcc 13 rejects. gaft builds sm_80 and sm_90 (+ PTX); scripts/gpu_check.sh passes the GPU's own.
+if(NOT DEFINED TORCH_CUDA_ARCH_LIST)
+  set(TORCH_CUDA_ARCH_LIST "8.0;9.0" CACHE STRING "CUDA archs for LibTorch's CMake config")
+endif()
 find_package(Torch 2.0 REQUIRED CONFIG)
 if(Torch_VERSION VERSION_LESS 2.0)
   message(FATAL_ERROR "gaft needs LibTorch 2.x, found ${Torch_VERSION} at ${Torch_DIR}")

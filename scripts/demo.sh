@@ -2,7 +2,7 @@
 # The README's first command: the main job on an embedded default, on the CPU, with nothing downloaded
 # but packages. Until gaft's training and evaluation land, it runs the most complete real job the code
 # can do: install and build, report the runtime, validate every example configuration and write the
-# resolved one into a run directory, and run the custom ops (gate + fused weighted log-likelihood) on a
+# resolved one into a run directory, run a checkpoint through the model code, and run the custom ops (gate + fused weighted log-likelihood) on a
 # small problem against their plain ATen references.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
@@ -30,8 +30,12 @@ code=$?
 set -e
 [ "$code" -eq 2 ] || { echo "demo: expected exit code 2, got $code" >&2; exit 1; }
 
+echo "== a Qwen3-architecture checkpoint (tiny, random weights, committed test fixture): logits of 4 tokens"
+"$gaft" logits --model "$GAFT_ROOT/tests/data/model/qwen3" --ids "1 5 9 2" --out "$out/logits.safetensors"
+echo "wrote $out/logits.safetensors"
+
 if [ -x "$GAFT_BUILD_DIR/bench_ops" ]; then
-  echo "== custom ops against their references (small CPU problem)"
-  "$GAFT_BUILD_DIR/bench_ops" --demo
+  echo "== the fused weighted log-likelihood against the materialising reference (small CPU problem)"
+  "$GAFT_BUILD_DIR/bench_ops" --tokens 1024 --hidden 256 --vocab 8192 --dtype fp32 --repeats 3 --zero-fraction 0.3
 fi
 echo "demo: done"

@@ -1,0 +1,264 @@
+// gaft::weighted_logprob: sum_n w_n log p(y_n | h_n) with p = softmax(h W^T), fused and chunked over tokens
+// (Liger-Kernel's fused linear cross-entropy), so at most one [C, V] chunk of logits exists at a time.
+//
+//   z = h W^T;  log p_n = z_n[y_n] - lse(z_n);  loss = sum_n w_n log p_n;  H_n = lse_n - sum_v softmax z
+//   dz_n = w_n (onehot(y_n) - softmax(z_n));  dh = dz W;  dW = dz^T h;  d loss / d w_n = log p_n
+//
+// This file holds: the CPU row kernel (gaft::fused_logsoftmax_rows), the device-agnostic chunked driver
+// (gaft::weighted_logprob_fwd: ATen matmuls + the row op through the dispatcher, so it serves CPU and
+// CUDA alike) and the autograd function behind gaft::weighted_logprob. Gradients are computed during the
+// forward when an input requires grad and saved; backward scales them by the scalar grad_output.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+
+#include <cmath>
+#include <limits>
+
+#include "gaft/ops.h"
+#include "ops_internal.h"
+
+namespace gaft::ops {
+
+int64_t default_chunk_tokens(int64_t vocab, const at::Device& device) {
+  // A budget of fp32 logits per chunk; on the CPU at least 1024 tokens, so that the three matmuls per chunk
+  // stay efficient for large vocabularies (W is read three times per chunk).
+  const int64_t budget = device.is_cuda() ? (int64_t(1) << 30) : (int64_t(128) << 20);  // bytes
+  const int64_t min_tokens = device.is_cuda() ? 1 : 1024;
+  int64_t c = budget / (std::max<int64_t>(vocab, 1) * 4);
+  return std::max<int64_t>(c, min_tokens);
+}
+
+namespace detail {
+
+// ---------------------------------------------------------------------------------------------------
+// CPU row kernel: per row, the max, then one pass that sums e^{z-m} and e^{z-m} (z-m) (and, for grads,
+// keeps e^{z-m} in place of z), then (for grads) a multiply that turns the row into dz. One exp per
+// element. Rows are independent: at::parallel_for over rows.
+// ---------------------------------------------------------------------------------------------------
+template <typename T>
+static void logsoftmax_rows_cpu(T* z, int64_t C, int64_t V, const int64_t* y, const T* w, T* logp, T* ent,
+                                bool want_grad) {
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      T* zr = z + row * V;  // [V]
+      const T z_target = zr[y[row]];
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < V; ++j) m = zr[j] > m ? zr[j] : m;
+      T sum = 0, sum_ez = 0;  // sum e^{z-m}, sum e^{z-m} (z-m)
+      for (int64_t j = 0; j < V; ++j) {
+        const T d = zr[j] - m;
+        const T e = std::exp(d);
+        sum += e;
+        sum_ez += e > 0 ? e * d : T(0);  // e = 0 for z = -inf: avoid 0 * inf
+        if (want_grad) zr[j] = e;
+      }
+      const T log_sum = std::log(sum);
+      logp[row] = z_target - (m + log_sum);
+      ent[row] = log_sum - sum_ez / sum;
+      if (want_grad) {
+        const T scale = -w[row] / sum;  // dz = w (onehot - e / sum)
+        for (int64_t j = 0; j < V; ++j) zr[j] *= scale;
+        zr[y[row]] += w[row];
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_logsoftmax_rows_cpu(at::Tensor& z, const at::Tensor& targets,
+                                                             const at::Tensor& weights, bool want_grad) {
+  TORCH_CHECK(z.dim() == 2 && z.is_contiguous(), "fused_logsoftmax_rows: z must be a contiguous [C, V] tensor");
+  TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble,
+              "fused_logsoftmax_rows: z must be float32 or float64, got ", z.scalar_type());
+  const int64_t C = z.size(0), V = z.size(1);
+  TORCH_CHECK(targets.dim() == 1 && targets.size(0) == C && targets.scalar_type() == at::kLong,
+              "fused_logsoftmax_rows: targets must be int64 [", C, "]");
+  TORCH_CHECK(weights.dim() == 1 && weights.size(0) == C && weights.scalar_type() == z.scalar_type(),
+              "fused_logsoftmax_rows: weights must be [", C, "] of z's dtype");
+  TORCH_CHECK(V > 0, "fused_logsoftmax_rows: empty vocabulary");
+  at::Tensor y = targets.contiguous(), w = weights.contiguous();
+  at::Tensor logp = at::empty({C}, z.options()), ent = at::empty({C}, z.options());
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "fused_logsoftmax_rows_cpu", [&] {
+    logsoftmax_rows_cpu<scalar_t>(z.data_ptr<scalar_t>(), C, V, y.data_ptr<int64_t>(), w.data_ptr<scalar_t>(),
+                                  logp.data_ptr<scalar_t>(), ent.data_ptr<scalar_t>(), want_grad);
+  });
+  return {logp, ent};
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Driver
+// ---------------------------------------------------------------------------------------------------
+static std::tuple<at::Tensor, at::Tensor> call_rows(at::Tensor& z, const at::Tensor& y, const at::Tensor& w,
+                                                    bool want_grad) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("gaft::fused_logsoftmax_rows", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(at::Tensor&, const at::Tensor&,
+                                                                 const at::Tensor&, bool)>();
+  return op.call(z, y, w, want_grad);
+}
+
+WlpForward weighted_logprob_fwd(const at::Tensor& h, const at::Tensor& W, const at::Tensor& targets,
+                                const at::Tensor& weights, int64_t chunk_tokens, bool grad_h, bool grad_W,
+                                bool grad_w) {
+  TORCH_CHECK(h.dim() == 2 && W.dim() == 2 && h.size(1) == W.size(1),
+              "weighted_logprob: expected h [N, H] and W [V, H], got ", h.sizes(), " and ", W.sizes());
+  const int64_t N = h.size(0), H = h.size(1), V = W.size(0);
+  TORCH_CHECK(h.scalar_type() == W.scalar_type(), "weighted_logprob: h and W must share a dtype, got ",
+              h.scalar_type(), " and ", W.scalar_type());
+  TORCH_CHECK(h.is_floating_point(), "weighted_logprob: h must be floating point, got ", h.scalar_type());
+  TORCH_CHECK(targets.dim() == 1 && targets.size(0) == N && targets.scalar_type() == at::kLong,
+              "weighted_logprob: targets must be int64 [", N, "], got ", targets.scalar_type(), " ", targets.sizes());
+  TORCH_CHECK(weights.dim() == 1 && weights.size(0) == N && weights.is_floating_point(),
+              "weighted_logprob: weights must be floating point [", N, "], got ", weights.sizes());
+  TORCH_CHECK(W.device() == h.device() && targets.device() == h.device() && weights.device() == h.device(),
+              "weighted_logprob: all inputs must be on ", h.device());
+  TORCH_CHECK(V > 0, "weighted_logprob: empty vocabulary (W is ", W.sizes(), ")");
+  TORCH_CHECK(chunk_tokens >= 0, "weighted_logprob: chunk_tokens must be >= 0, got ", chunk_tokens);
+
+  const at::ScalarType acc = h.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::TensorOptions acc_opts = h.options().dtype(acc);
+  const bool want_dz = grad_h || grad_W;
+
+  at::Tensor valid = targets != kIgnoreIndex;  // [N]
+  if (N > 0) {
+    at::Tensor in_range = (targets >= 0).logical_and(targets < V).logical_or(valid.logical_not());
+    TORCH_CHECK(in_range.all().item<bool>(), "weighted_logprob: targets must be in [0, ", V, ") or ",
+                kIgnoreIndex);
+  }
+  at::Tensor w_acc = weights.to(acc);                                 // [N]
+  at::Tensor mask = grad_w ? valid : valid.logical_and(w_acc != 0);   // [N] rows to compute
+  at::Tensor idx = mask.nonzero().squeeze(1);                         // [M]
+  const int64_t M = idx.size(0);
+
+  at::Tensor logp = at::zeros({N}, acc_opts), entropy = at::zeros({N}, acc_opts);  // [N]
+  at::Tensor dh = grad_h ? at::zeros({N, H}, h.options()) : at::Tensor();         // [N, H]
+  at::Tensor dW_acc = grad_W ? at::zeros({V, H}, acc_opts) : at::Tensor();        // [V, H] accumulator
+  const bool low_precision = h.scalar_type() != acc;
+  at::Tensor dW_buf = grad_W && low_precision ? at::empty({V, H}, W.options()) : at::Tensor();  // [V, H]
+  if (M == 0) {
+    at::Tensor dW = grad_W ? (low_precision ? dW_buf.copy_(dW_acc) : dW_acc) : at::Tensor();
+    return {at::zeros({}, acc_opts), logp, entropy, dh, dW};
+  }
+
+  at::Tensor h_sel = h.index_select(0, idx);                      // [M, H] contiguous
+  at::Tensor y_sel = targets.index_select(0, idx).contiguous();   // [M]
+  at::Tensor w_sel = w_acc.index_select(0, idx).contiguous();     // [M]
+  at::Tensor logp_sel = at::empty({M}, acc_opts), ent_sel = at::empty({M}, acc_opts);
+  at::Tensor dh_sel = grad_h ? at::empty({M, H}, h.options()) : at::Tensor();  // [M, H]
+
+  const int64_t C = std::min<int64_t>(chunk_tokens > 0 ? chunk_tokens : default_chunk_tokens(V, h.device()), M);
+  at::Tensor Wt = W.t();                                                             // [H, V]
+  at::Tensor z_acc = at::empty({C, V}, acc_opts);                                   // [C, V] fp32 logits / dz
+  at::Tensor z_low = low_precision ? at::empty({C, V}, h.options()) : at::Tensor();  // [C, V] input dtype
+
+  for (int64_t start = 0; start < M; start += C) {
+    const int64_t c = std::min(C, M - start);
+    at::Tensor h_c = h_sel.narrow(0, start, c);  // [c, H]
+    at::Tensor z = z_acc.narrow(0, 0, c);        // [c, V]
+    if (low_precision) {
+      at::Tensor zl = z_low.narrow(0, 0, c);
+      at::mm_out(zl, h_c, Wt);
+      z.copy_(zl);
+    } else {
+      at::mm_out(z, h_c, Wt);
+    }
+    auto [lp, en] = call_rows(z, y_sel.narrow(0, start, c), w_sel.narrow(0, start, c), want_dz);
+    logp_sel.narrow(0, start, c).copy_(lp);
+    ent_sel.narrow(0, start, c).copy_(en);
+    if (!want_dz) continue;
+    at::Tensor dz = z;  // [c, V], already scaled by w
+    if (low_precision) {
+      dz = z_low.narrow(0, 0, c);
+      dz.copy_(z);
+    }
+    if (grad_h) {
+      at::Tensor dh_c = dh_sel.narrow(0, start, c);
+      at::mm_out(dh_c, dz, W);  // [c, V] x [V, H]
+    }
+    if (grad_W) {
+      if (low_precision) {
+        at::mm_out(dW_buf, dz.t(), h_c);  // [V, c] x [c, H] in the input dtype
+        dW_acc.add_(dW_buf);
+      } else {
+        dW_acc.addmm_(dz.t(), h_c);
+      }
+    }
+  }
+
+  at::Tensor loss = (w_sel * logp_sel).sum();
+  logp.index_copy_(0, idx, logp_sel);
+  entropy.index_copy_(0, idx, ent_sel);
+  if (grad_h) dh.index_copy_(0, idx, dh_sel);
+  at::Tensor dW;
+  if (grad_W) {
+    if (low_precision) {
+      dW = dW_buf.copy_(dW_acc);
+      dW_acc.reset();
+    } else {
+      dW = dW_acc;
+    }
+  }
+  return {loss, logp, entropy, dh, dW};
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Autograd
+// ---------------------------------------------------------------------------------------------------
+static WlpForward call_fwd(const at::Tensor& h, const at::Tensor& W, const at::Tensor& targets,
+                           const at::Tensor& weights, int64_t chunk_tokens, bool grad_h, bool grad_W, bool grad_w) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("gaft::weighted_logprob_fwd", "")
+                       .typed<WlpForward(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                         const at::Tensor&, int64_t, bool, bool, bool)>();
+  return op.call(h, W, targets, weights, chunk_tokens, grad_h, grad_W, grad_w);
+}
+
+// Gradient times the scalar grad_output, without a copy in the common case grad_output == 1.
+static at::Tensor scale_grad(const at::Tensor& g, const at::Tensor& grad_output) {
+  if (!g.defined() || !grad_output.defined()) return at::Tensor();
+  if (grad_output.item<double>() == 1.0) return g;
+  return g * grad_output.to(g.scalar_type());
+}
+
+struct WeightedLogprobFunction : public torch::autograd::Function<WeightedLogprobFunction> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h,
+                                                const at::Tensor& W, const at::Tensor& targets,
+                                                const at::Tensor& weights, int64_t chunk_tokens) {
+    const bool grad_h = h.requires_grad(), grad_W = W.requires_grad(), grad_w = weights.requires_grad();
+    auto [loss, logp, entropy, dh, dW] = call_fwd(h, W, targets, weights, chunk_tokens, grad_h, grad_W, grad_w);
+    at::Tensor dw = grad_w ? logp.to(weights.scalar_type()) : at::Tensor();  // [N] d loss / d w
+    ctx->save_for_backward({dh, dW, dw});
+    ctx->mark_non_differentiable({logp, entropy});
+    return {loss, logp, entropy};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& go = grad_outputs[0];  // [] d out / d loss
+    return {scale_grad(saved[0], go), scale_grad(saved[1], go), at::Tensor(), scale_grad(saved[2], go),
+            at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> weighted_logprob_plain(const at::Tensor& h, const at::Tensor& W,
+                                                                      const at::Tensor& targets,
+                                                                      const at::Tensor& weights,
+                                                                      int64_t chunk_tokens) {
+  auto [loss, logp, entropy, dh, dW] = call_fwd(h, W, targets, weights, chunk_tokens, false, false, false);
+  return {loss, logp, entropy};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> weighted_logprob_autograd(const at::Tensor& h, const at::Tensor& W,
+                                                                         const at::Tensor& targets,
+                                                                         const at::Tensor& weights,
+                                                                         int64_t chunk_tokens) {
+  // Under no_grad nothing will be differentiated: skip computing the gradients in the forward.
+  if (!at::GradMode::is_enabled()) return weighted_logprob_plain(h, W, targets, weights, chunk_tokens);
+  auto out = WeightedLogprobFunction::apply(h, W, targets, weights, chunk_tokens);
+  return {out[0], out[1], out[2]};
+}
+
+}  // namespace detail
+}  // namespace gaft::ops
