@@ -149,7 +149,7 @@ struct ScheduleSection {
 };
 
 struct PrecisionSection {
-  DType compute = DType::kAuto;           // auto: bf16 where the device has it, else fp32
+  DType compute = DType::kAuto;           // auto: bf16 where the device computes it natively, else fp32
   DType master = DType::kFloat32;         // optimizer state and master weights
 };
 

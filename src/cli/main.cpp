@@ -25,8 +25,8 @@ void print_info(bool as_json) {
   std::cout << "gaft " << info["gaft"].get<std::string>() << "\n"
             << "LibTorch " << info["libtorch"].get<std::string>() << "\n"
             << "CUDA kernels compiled: " << (info["cuda_kernels"].get<bool>() ? "yes" : "no") << "\n"
-            << "LibTorch CUDA support: " << (info["libtorch_cuda"].get<bool>() ? "yes" : "no") << "\n"
-            << "CUDA devices available: " << (info["cuda_available"].get<bool>() ? "yes" : "no") << "\n";
+            << "LibTorch built with CUDA: " << (info["libtorch_cuda"].get<bool>() ? "yes" : "no") << "\n"
+            << "CUDA usable here (driver and device): " << (info["cuda_available"].get<bool>() ? "yes" : "no") << "\n";
   for (const auto& d : info["devices"]) {
     std::cout << "  " << d["device"].get<std::string>();
     if (d.contains("name"))

@@ -154,7 +154,7 @@ void describe(Schema& s, ScheduleSection& c) {
 }
 
 void describe(Schema& s, PrecisionSection& c) {
-  s.choice("compute", &c.compute, kDTypes, "Activations and matmuls; auto = bfloat16 where supported.");
+  s.choice("compute", &c.compute, kDTypes, "Activations and matmuls; auto = bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX), else float32.");
   s.choice("master", &c.master, kDTypes, "Master weights and optimizer state.");
 }
 

@@ -15,7 +15,7 @@ nlohmann::json runtime_info() {
   j["gaft"] = GAFT_VERSION;
   j["libtorch"] = TORCH_VERSION;
   j["cuda_kernels"] = static_cast<bool>(GAFT_WITH_CUDA);
-  j["libtorch_cuda"] = at::globalContext().hasCUDA();
+  j["libtorch_cuda"] = static_cast<bool>(GAFT_TORCH_CUDA);  // LibTorch built with CUDA
   const bool cuda = torch::cuda::is_available();
   j["cuda_available"] = cuda;
   nlohmann::json devices = nlohmann::json::array();
