@@ -67,15 +67,7 @@ __global__ void gate_kernel(const float* __restrict__ r,        // [B, K]
 
 }  // namespace
 
-GateResult gate_weights_cuda(const at::Tensor& rollout_scores, const at::Tensor& reference_scores,
-                             const at::Tensor& token_seq, const std::optional<at::Tensor>& scorer_uncertainty,
-                             const std::optional<at::Tensor>& learned_gate, int64_t mode, int64_t uncertainty,
-                             int64_t advantage, int64_t sft_norm, double w_m, double w_u, double tau,
-                             double temperature, double g0, double lam, double delta, bool abstention,
-                             double std_floor, double norm_examples, double norm_tokens) {
-  GatePrepared in = prepare_gate(rollout_scores, reference_scores, token_seq, scorer_uncertainty, learned_gate,
-                                 mode, uncertainty, advantage, sft_norm, w_m, w_u, tau, temperature, g0, lam,
-                                 delta, abstention, std_floor, norm_examples, norm_tokens);
+GateResult gate_weights_cuda(const GatePrepared& in) {
   TORCH_CHECK(in.r.is_cuda(), "gate_weights_cuda: expected CUDA tensors");
   const c10::cuda::CUDAGuard device_guard(in.r.device());
   const int64_t B = in.B, K = in.K, N = in.N, S = B + B * K;

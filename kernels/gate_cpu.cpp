@@ -80,15 +80,22 @@ GatePrepared prepare_gate(const at::Tensor& rollout_scores, const at::Tensor& re
   return out;
 }
 
-GateResult gate_weights_cpu(const at::Tensor& rollout_scores, const at::Tensor& reference_scores,
-                            const at::Tensor& token_seq, const std::optional<at::Tensor>& scorer_uncertainty,
-                            const std::optional<at::Tensor>& learned_gate, int64_t mode, int64_t uncertainty,
-                            int64_t advantage, int64_t sft_norm, double w_m, double w_u, double tau,
-                            double temperature, double g0, double lam, double delta, bool abstention,
-                            double std_floor, double norm_examples, double norm_tokens) {
+GateResult gate_weights_kernel(const at::Tensor& rollout_scores, const at::Tensor& reference_scores,
+                               const at::Tensor& token_seq, const std::optional<at::Tensor>& scorer_uncertainty,
+                               const std::optional<at::Tensor>& learned_gate, int64_t mode, int64_t uncertainty,
+                               int64_t advantage, int64_t sft_norm, double w_m, double w_u, double tau,
+                               double temperature, double g0, double lam, double delta, bool abstention,
+                               double std_floor, double norm_examples, double norm_tokens) {
   GatePrepared in = prepare_gate(rollout_scores, reference_scores, token_seq, scorer_uncertainty, learned_gate,
                                  mode, uncertainty, advantage, sft_norm, w_m, w_u, tau, temperature, g0, lam,
                                  delta, abstention, std_floor, norm_examples, norm_tokens);
+#if GAFT_WITH_CUDA
+  if (in.r.is_cuda()) return gate_weights_cuda(in);
+#endif
+  return gate_weights_cpu(in);
+}
+
+GateResult gate_weights_cpu(const GatePrepared& in) {
   TORCH_CHECK(in.r.device().is_cpu(), "gate_weights_cpu: expected CPU tensors");
   const int64_t B = in.B, K = in.K, N = in.N, S = B + B * K;  // S sequences
   auto f32 = in.r.options();

@@ -33,19 +33,18 @@ GatePrepared prepare_gate(const at::Tensor& rollout_scores, const at::Tensor& re
                           double temperature, double g0, double lam, double delta, bool abstention,
                           double std_floor, double norm_examples, double norm_tokens);
 
-GateResult gate_weights_cpu(const at::Tensor& rollout_scores, const at::Tensor& reference_scores,
-                            const at::Tensor& token_seq, const std::optional<at::Tensor>& scorer_uncertainty,
-                            const std::optional<at::Tensor>& learned_gate, int64_t mode, int64_t uncertainty,
-                            int64_t advantage, int64_t sft_norm, double w_m, double w_u, double tau,
-                            double temperature, double g0, double lam, double delta, bool abstention,
-                            double std_floor, double norm_examples, double norm_tokens);
+// The dispatcher kernel of gaft::gate_weights (the op's schema signature), registered for CPU and CUDA:
+// checks the arguments once (prepare_gate), then runs the device's loop below.
+GateResult gate_weights_kernel(const at::Tensor& rollout_scores, const at::Tensor& reference_scores,
+                               const at::Tensor& token_seq, const std::optional<at::Tensor>& scorer_uncertainty,
+                               const std::optional<at::Tensor>& learned_gate, int64_t mode, int64_t uncertainty,
+                               int64_t advantage, int64_t sft_norm, double w_m, double w_u, double tau,
+                               double temperature, double g0, double lam, double delta, bool abstention,
+                               double std_floor, double norm_examples, double norm_tokens);
 
-GateResult gate_weights_cuda(const at::Tensor& rollout_scores, const at::Tensor& reference_scores,
-                             const at::Tensor& token_seq, const std::optional<at::Tensor>& scorer_uncertainty,
-                             const std::optional<at::Tensor>& learned_gate, int64_t mode, int64_t uncertainty,
-                             int64_t advantage, int64_t sft_norm, double w_m, double w_u, double tau,
-                             double temperature, double g0, double lam, double delta, bool abstention,
-                             double std_floor, double norm_examples, double norm_tokens);
+GateResult gate_weights_cpu(const GatePrepared& in);
+
+GateResult gate_weights_cuda(const GatePrepared& in);  // kernels/gate.cu
 
 // gaft::fused_logsoftmax_rows: z [C, V] f32/f64 logits (modified in place into dz = w (onehot - softmax)
 // when want_grad), targets [C] i64 (valid), weights [C] (z's dtype) -> (logp [C], entropy [C]).

@@ -28,13 +28,13 @@ TORCH_LIBRARY(gaft, m) {
 }
 
 TORCH_LIBRARY_IMPL(gaft, CPU, m) {
-  m.impl("gate_weights", &gaft::ops::detail::gate_weights_cpu);
+  m.impl("gate_weights", &gaft::ops::detail::gate_weights_kernel);
   m.impl("fused_logsoftmax_rows", &gaft::ops::detail::fused_logsoftmax_rows_cpu);
 }
 
 #if GAFT_WITH_CUDA
 TORCH_LIBRARY_IMPL(gaft, CUDA, m) {
-  m.impl("gate_weights", &gaft::ops::detail::gate_weights_cuda);
+  m.impl("gate_weights", &gaft::ops::detail::gate_weights_kernel);
   m.impl("fused_logsoftmax_rows", &gaft::ops::detail::fused_logsoftmax_rows_cuda);
 }
 #endif
