@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """Writes the model parity fixtures under tests/data/model/ with Hugging Face transformers as the reference.
 
-For each family (llama, llama3_rope, mistral, qwen2, qwen3, llama_seqcls) a tiny random model (hidden 32,
+For each family (llama, llama3_rope, mistral, mistral_window, qwen2, qwen3, llama_seqcls) a tiny random model (hidden 32,
 2 layers, 4 heads, 2 KV heads, SwiGLU 32, vocab 80) is saved as <family>/config.json + model.safetensors, with weights
 rounded to float16 (bfloat16 for mistral) to keep the fixtures small; the reference runs in float32 on those
 rounded weights. <family>/expected.safetensors holds a left-padded batch (input_ids, attention_mask,
 position_ids) and the float32 logits (or classification scores); <family>/expected.json the greedy
 continuation of every prompt, each generated alone without padding.
 
+mistral_window has sliding_window 4, so every prompt (and its greedy continuation) is longer than the window.
+
 tokenizer_llama2_ids.json: python sentencepiece ids of a small corpus for ../shared/tokenizers/llama2.
 
 Run: /root/.cache/gaft/torch-2.11.0/bin/python tools/make_model_fixtures.py   (needs transformers, safetensors,
-sentencepiece; C++ tests never run Python).
+sentencepiece; C++ tests never run Python). `--only mistral_window` rewrites one family and leaves the others
+(and the tokenizer ids) as they are; each family's seed depends only on its place in FAMILIES.
 """
+import argparse
 import json
 import os
 import shutil
@@ -46,6 +50,10 @@ FAMILIES = {
     "llama_seqcls": (transformers.LlamaConfig, transformers.LlamaForSequenceClassification,
                      dict(num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
                           label2id={"neg": 0, "neu": 1, "pos": 2}), torch.float16),
+    # Added after the others (so their seeds are unchanged): prompts of 10, 6 and 3 tokens plus 8 new ones
+    # against a window of 4.
+    "mistral_window": (transformers.MistralConfig, transformers.MistralForCausalLM,
+                       dict(tie_word_embeddings=True, sliding_window=4), torch.bfloat16),
 }
 
 LENGTHS = [10, 6, 3]  # the batch is left-padded to 10
@@ -155,12 +163,18 @@ def make_tokenizer_ids():
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=list(FAMILIES), help="families to rewrite (default: all)")
+    args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)
     for i, (name, (cfg, cls, extra, dtype)) in enumerate(FAMILIES.items()):
+        if args.only and name not in args.only:
+            continue
         seed = 1000 + i
         while not make_family(name, cfg, cls, extra, dtype, seed):
             seed += 100
-    make_tokenizer_ids()
+    if not args.only:
+        make_tokenizer_ids()
     print(f"transformers {transformers.__version__}, torch {torch.__version__}")
 
 

@@ -26,6 +26,11 @@ class AtomicFileWriter {
 
 void write_file_atomic(const std::string& path, const std::string& contents);
 
+// Puts the finished directory `staged` at `target`: an existing `target` is first renamed aside, then
+// `staged` is renamed to `target`, then the old one is removed. A crash in between leaves either the old
+// or the new directory complete under some name, never a half-written one under `target`.
+void replace_dir(const std::string& staged, const std::string& target);
+
 // Creates a directory and its parents; a DataError naming the path if that fails.
 void make_dirs(const std::string& path);
 

@@ -31,7 +31,10 @@ at::Tensor sample_next(const at::Tensor& logits, const GenerationOptions& option
 
 // Loads config.json, the weights and tokenizer.model from `model_dir`, continues `prompt` (empty: from BOS)
 // and returns the completion alone. Without options.stop_tokens, EOS and BOS stop generation.
-std::string complete_text(const std::string& model_dir, const std::string& prompt, GenerationOptions options);
+// chat: the prompt becomes one user turn in the model's chat template (recognised from its
+// tokenizer_config.json, else plain), with the assistant header appended; the end-of-turn token stops.
+std::string complete_text(const std::string& model_dir, const std::string& prompt, GenerationOptions options,
+                          bool chat = false);
 
 // "1 2 3" -> {1, 2, 3}; a UsageError for anything else.
 std::vector<int64_t> parse_token_ids(const std::string& text);

@@ -29,12 +29,14 @@ struct KVCache {
   int64_t length() const { return filled; }
 };
 
-// One layer's view of the cache during a forward: write T new positions at `past`.
+// One layer's view of the cache during a forward: write T new positions at `past`, attend keys
+// [first, past + T) (first > 0 only under a sliding window: older keys are out of every query's window).
 struct LayerCache {
   at::Tensor* keys;    // [B, KVH, capacity, D]
   at::Tensor* values;  // [B, KVH, capacity, D]
   int64_t past;
   int64_t reserve;
+  int64_t first = 0;
 };
 
 // weight * normalize(x), normalised in fp32 and cast back to the input dtype before the weight (HF semantics).
@@ -67,8 +69,9 @@ struct AttentionOptions {
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const AttentionOptions& o);
-  // x [B, T, H]; cos/sin [B, T, D]; mask [B, 1, T, S] bool (true = attend) or undefined for plain causal;
-  // cache: this layer's keys and values, extended in place; nullptr without a cache.
+  // x [B, T, H]; cos/sin [B, T, D]; mask [B, 1, T, S - first] bool (true = attend) or undefined for plain
+  // causal (T > 1) or every key (T == 1); cache: this layer's keys and values, extended in place; nullptr
+  // without a cache (then S = T and first = 0).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      const LayerCache* cache);
   AttentionOptions opt;
@@ -97,7 +100,9 @@ class DecoderLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DecoderLayer);
 
-// The backbone, registered as "model": embeddings, decoder layers, final norm.
+// The backbone, registered as "model": embeddings, decoder layers, final norm. Under a sliding window W
+// (Mistral; Qwen2/3 with use_sliding_window, on the layers config.sliding_layers marks) the query at cache
+// position i attends keys j with i - W < j <= i, as transformers' sliding_window_causal_mask_function.
 class LlamaModelImpl : public torch::nn::Module {
  public:
   explicit LlamaModelImpl(const ModelConfig& c);
@@ -108,7 +113,8 @@ class LlamaModelImpl : public torch::nn::Module {
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
   RotaryEmbedding rotary;
-  int64_t sliding_window = 0;
+  int64_t sliding_window = 0;       // 0: full attention on every layer
+  std::vector<bool> sliding_layers;  // per layer: windowed (when sliding_window > 0)
 };
 TORCH_MODULE(LlamaModel);
 
@@ -147,7 +153,10 @@ struct LoadOptions {
 // Copies checkpoint tensors into the model after checking the table: every shape, no unknown and no missing
 // tensors. DataError naming the file and the tensor.
 void load_llama_weights(Llama& model, const Checkpoint& ckpt, const std::string& where);
-// config.json + model.safetensors (or shards) from `dir`.
+// The same from the mapped files, dropping each tensor's pages once copied (peak: the parameters + one tensor).
+void load_llama_weights(Llama& model, const MappedCheckpoint& ckpt, const std::string& where);
+// config.json + model.safetensors (or shards) from `dir`, read through the mapping straight into parameters
+// already in the compute dtype and on the device.
 Llama load_llama(const std::string& dir, const LoadOptions& options = {});
 
 }  // namespace gaft

@@ -47,7 +47,9 @@ struct ModelConfig {
   bool o_proj_bias = false;             // derived: attention_bias except for Qwen2
   bool mlp_bias = false;                // gate/up/down biases
   bool qk_norm = false;                 // derived: Qwen3 RMSNorms q and k per head
-  int64_t sliding_window = 0;           // Mistral: 4096; 0 = full attention (longer sequences are refused)
+  int64_t sliding_window = 0;           // Mistral: 4096; 0 = full attention. Query i sees keys (i - W, i]
+  std::vector<bool> sliding_layers;     // derived, one per layer when sliding_window > 0: windowed or not
+                                        // (Mistral: all; Qwen2/3: "layer_types", else layers >= max_window_layers)
 
   int64_t bos_token_id = -1;            // 1; -1 when absent
   std::vector<int64_t> eos_token_ids;   // {2}
@@ -55,6 +57,8 @@ struct ModelConfig {
 
   int64_t num_labels = 0;               // sequence classification: 2
   std::vector<std::string> id2label;    // {"NEGATIVE", "POSITIVE"}
+
+  nlohmann::json raw;                   // config.json as read: saving a model writes it back (dtype updated)
 };
 
 // Reads `path` (a config.json, or a model directory holding one) and validates it; DataError listing every

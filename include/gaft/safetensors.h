@@ -7,13 +7,16 @@
 // files: a pickled pytorch_model.bin is refused with a DataError.
 //
 // Lifetime: SafetensorsFile::get() returns a copy that owns its memory; view() returns a tensor over the
-// mapping that is valid only while the SafetensorsFile lives (read-only: never write into it).
+// mapping that is valid only while the SafetensorsFile lives (read-only: never write into it). Loading a model
+// copies each view into its parameter and then release()s the view's pages, so that the process holds about
+// one copy of the weights at any time (the mapped pages otherwise count as resident once read).
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,6 +44,8 @@ class SafetensorsFile {
 
   at::Tensor get(const std::string& name) const;   // an owning copy, CPU, stored dtype
   at::Tensor view(const std::string& name) const;  // over the mapping; valid while *this lives
+  // Drops the mapped pages of `name` from this process (a later view() reads them from the file again).
+  void release(const std::string& name) const;
 
  private:
   std::string path_;
@@ -60,6 +65,19 @@ struct Checkpoint {
 // Reads one .safetensors file, or a model directory: model.safetensors, or the shards listed in
 // model.safetensors.index.json ("weight_map"). A directory with only pytorch_model.bin is a DataError.
 Checkpoint load_checkpoint(const std::string& path);
+
+// The same checkpoint without copying: the tensors are views over the mapped files, valid while this lives.
+class MappedCheckpoint {
+ public:
+  explicit MappedCheckpoint(const std::string& path);  // same files and checks as load_checkpoint
+  const Checkpoint& checkpoint() const { return ckpt_; }
+  void release(const std::string& name) const;  // drops the pages of one tensor (see SafetensorsFile::release)
+
+ private:
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const SafetensorsFile*> owner_;  // tensor name -> its file
+  Checkpoint ckpt_;                                       // views into files_
+};
 
 // Writes one file atomically (temporary name, fsync, rename) with __metadata__ {"format": "pt"} plus `metadata`.
 // Tensors are written contiguous, in their own dtype, on CPU.

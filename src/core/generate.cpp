@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "gaft/chat.h"
 #include "gaft/error.h"
 #include "gaft/tokenizer.h"
 
@@ -63,35 +64,46 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
   std::vector<std::vector<int64_t>> out(B);
   std::vector<bool> done(B, false);
   at::Tensor input = ids.to(device);
-  at::Tensor full_mask = mask.to(device);
+  // The padding mask of every position there will be: prompt columns as given, generated ones all 1.
+  const at::Tensor full_mask = at::cat({mask, at::ones({B, steps}, mask.options())}, 1).to(device);  // [B, T0 + steps]
+  std::vector<int64_t> fed(B);
   for (int64_t step = 0; step < steps; ++step) {
-    const at::Tensor hidden = model->forward(input, padded ? full_mask : at::Tensor(), &cache);  // [B, T, H]
+    const at::Tensor attended = padded ? full_mask.narrow(1, 0, cache.length() + input.size(1)) : at::Tensor();
+    const at::Tensor hidden = model->forward(input, attended, &cache);                           // [B, T, H]
     const at::Tensor last = model->logits(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1);   // [B, V]
-    const at::Tensor next = sample_next(last, o, generator);                                      // [B]
+    const at::Tensor next = sample_next(last, o, generator).to(at::kCPU, at::kLong).contiguous();  // [B]
+    const int64_t* tokens = next.data_ptr<int64_t>();
     bool all_done = true;
     for (int64_t b = 0; b < B; ++b) {
-      if (done[b]) continue;
-      const int64_t tok = next[b].item<int64_t>();
-      if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), tok) != o.stop_tokens.end()) done[b] = true;
-      else out[b].push_back(tok);
+      if (!done[b]) {
+        const int64_t tok = tokens[b];
+        if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), tok) != o.stop_tokens.end()) done[b] = true;
+        else out[b].push_back(tok);
+      }
+      fed[b] = done[b] ? o.pad_id : tokens[b];  // finished rows keep running on filler; their output is ignored
       all_done = all_done && done[b];
     }
     if (all_done) break;
-    at::Tensor fed = next.clone();
-    for (int64_t b = 0; b < B; ++b)
-      if (done[b]) fed[b] = o.pad_id;  // finished rows keep running on filler; their output is ignored
-    input = fed.view({B, 1}).to(device);
-    full_mask = at::cat({full_mask, at::ones({B, 1}, full_mask.options())}, 1);
+    input = at::tensor(fed, at::kLong).view({B, 1}).to(device);  // [B, 1]
   }
   return out;
 }
 
-std::string complete_text(const std::string& model_dir, const std::string& prompt, GenerationOptions options) {
+std::string complete_text(const std::string& model_dir, const std::string& prompt, GenerationOptions options,
+                          bool chat) {
   Llama model = load_llama(model_dir);
   const Tokenizer tok = Tokenizer::load(model_dir);
   const ModelConfig& c = model->config;
   const int64_t bos = c.bos_token_id >= 0 ? c.bos_token_id : tok.bos_id();
-  std::vector<int64_t> ids = tok.encode(prompt);
+  std::vector<int64_t> ids;
+  if (chat) {
+    // The prompt as one user turn in the model's chat format; the turn's end stops generation.
+    const ChatTemplate tmpl = resolve_chat_template(ChatTemplate::kAuto, model_dir);
+    ids = apply_chat_template(tok, tmpl, {{"user", prompt}}, /*add_generation_prompt=*/true).ids;
+    if (options.stop_tokens.empty()) options.stop_tokens = end_of_turn_ids(tok, tmpl);
+  } else {
+    ids = tok.encode(prompt);
+  }
   if (ids.empty() || (prompt.empty() && ids.front() != bos)) ids.insert(ids.begin(), bos);
   if (ids.front() < 0) throw DataError(model_dir + ": the prompt is empty and neither config.json nor the tokenizer names a BOS token");
   for (int64_t id : ids)

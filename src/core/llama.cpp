@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include "gaft/error.h"
@@ -113,10 +114,18 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
     }
     ck.narrow(2, cache->past, T).copy_(k);
     cv.narrow(2, cache->past, T).copy_(v);
-    k = ck.narrow(2, 0, need);  // [B, KVH, S, D]
-    v = cv.narrow(2, 0, need);
+    k = ck.narrow(2, cache->first, need - cache->first);  // [B, KVH, S - first, D]
+    v = cv.narrow(2, cache->first, need - cache->first);
   }
   const int64_t rep = opt.num_heads / opt.num_kv_heads;
+  if (rep > 1 && T == 1) {
+    // One new token: the rep query heads of a kv head become rep query rows against that head's keys, so the
+    // cache is read in place instead of repeated (the mask [B, 1, 1, S] is the same for every row).
+    const at::Tensor out = at::scaled_dot_product_attention(
+        q.reshape({B, opt.num_kv_heads, rep, D}), k, v,
+        mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt);  // [B, KVH, rep, D]
+    return o_proj->forward(out.reshape({B, 1, opt.num_heads * D}));      // [B, 1, H]
+  }
   if (rep > 1) {  // kv head h serves query heads h*rep .. h*rep+rep-1 (HF repeat_kv)
     k = k.repeat_interleave(rep, 1);  // [B, NH, S, D]
     v = v.repeat_interleave(rep, 1);
@@ -156,7 +165,11 @@ at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos,
 // ---------------------------------------------------------------------------------------------------------
 
 LlamaModelImpl::LlamaModelImpl(const ModelConfig& c)
-    : rotary(c.head_dim, c.rope_theta, c.rope_scaling), sliding_window(c.sliding_window) {
+    : rotary(c.head_dim, c.rope_theta, c.rope_scaling), sliding_window(c.sliding_window),
+      sliding_layers(c.sliding_layers) {
+  if (sliding_window > 0 && sliding_layers.empty()) sliding_layers.assign(c.num_hidden_layers, true);
+  TORCH_CHECK(sliding_window <= 0 || static_cast<int64_t>(sliding_layers.size()) == c.num_hidden_layers,
+              "sliding_layers must name every layer of ", c.source);
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
   const AttentionOptions attn{c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
@@ -165,16 +178,46 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c)
   norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
 }
 
+namespace {
+
+// The keys that the T queries at cache positions [past, past + T) attend under one attention pattern.
+struct KeyMask {
+  at::Tensor mask;    // [B, 1, T, S - first] bool; undefined: plain causal (T > 1) or every key (T == 1)
+  int64_t first = 0;  // the first key position any query attends
+};
+
+// window 0: causal; else also j > i - window. attention_mask [B, S] (1 = token) or undefined.
+KeyMask key_mask(int64_t B, int64_t past, int64_t T, int64_t window, const at::Tensor& attention_mask,
+                 at::Device dev) {
+  const int64_t S = past + T;
+  KeyMask m;
+  m.first = window > 0 ? std::max<int64_t>(0, past + 1 - window) : 0;
+  const int64_t K = S - m.first;
+  const bool window_cuts = window > 0 && K > window;  // a query has more keys before it than the window holds
+  if (!attention_mask.defined() && !(past > 0 && T > 1) && !window_cuts) return m;
+  const auto opt = at::TensorOptions().dtype(at::kLong).device(dev);
+  const at::Tensor qpos = at::arange(past, S, opt).unsqueeze(1);     // [T, 1]
+  const at::Tensor kpos = at::arange(m.first, S, opt).unsqueeze(0);  // [1, K]
+  at::Tensor mask = kpos <= qpos;                                    // [T, K]
+  if (window > 0) mask = mask.logical_and(kpos > qpos - window);
+  mask = mask.view({1, 1, T, K});
+  if (attention_mask.defined())
+    mask = mask.logical_and(attention_mask.narrow(1, m.first, K).to(dev).to(at::kBool).view({B, 1, 1, K}));
+  // A padding query would attend to nothing and produce NaN that later leaks through 0 * NaN; let it see itself.
+  m.mask = mask.logical_or((kpos == qpos).view({1, 1, T, K})).expand({B, 1, T, K});
+  return m;
+}
+
+}  // namespace
+
 at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
   TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B, T], got ", input_ids.sizes());
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t past = cache ? cache->length() : 0, S = past + T;
-  TORCH_CHECK(sliding_window <= 0 || S <= sliding_window, "sequence length ", S, " exceeds the sliding window ",
-              sliding_window, ", which gaft does not implement");
   const auto dev = input_ids.device();
 
   // Position ids count attended tokens, so that left padding does not shift positions (as HF generate does).
-  at::Tensor position_ids, mask;  // [B, T]; [B, 1, T, S]
+  at::Tensor position_ids;  // [B, T]
   if (attention_mask.defined()) {
     TORCH_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == S,
                 "attention_mask must be [B, past + T] = [", B, ", ", S, "], got ", attention_mask.sizes());
@@ -183,14 +226,14 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
   } else {
     position_ids = at::arange(past, S, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0).expand({B, T});
   }
-  if (attention_mask.defined() || (past > 0 && T > 1)) {
-    const at::Tensor qpos = at::arange(past, S, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);  // [T, 1]
-    const at::Tensor kpos = at::arange(0, S, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);     // [1, S]
-    mask = (kpos <= qpos).view({1, 1, T, S});
-    if (attention_mask.defined()) mask = mask.logical_and(attention_mask.to(dev).to(at::kBool).view({B, 1, 1, S}));
-    // A padding query would attend to nothing and produce NaN that later leaks through 0 * NaN; let it see itself.
-    mask = mask.logical_or((kpos == qpos).view({1, 1, T, S})).expand({B, 1, T, S});
+  // The window counts cache positions, padding included (as transformers' masks do).
+  bool any_full = sliding_window <= 0, any_window = false;
+  for (size_t i = 0; i < layers->size() && sliding_window > 0; ++i) {
+    any_window = any_window || sliding_layers[i];
+    any_full = any_full || !sliding_layers[i];
   }
+  const KeyMask full = any_full ? key_mask(B, past, T, 0, attention_mask, dev) : KeyMask{};
+  const KeyMask windowed = any_window ? key_mask(B, past, T, sliding_window, attention_mask, dev) : KeyMask{};
 
   const auto [cos, sin] = rotary.cos_sin(position_ids);  // [B, T, D]
   if (cache && cache->keys.size() != layers->size()) {
@@ -199,9 +242,10 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
   }
   at::Tensor h = embed_tokens->forward(input_ids);  // [B, T, H]
   for (size_t i = 0; i < layers->size(); ++i) {
+    const KeyMask& km = sliding_window > 0 && sliding_layers[i] ? windowed : full;
     LayerCache lc{cache ? &cache->keys[i] : nullptr, cache ? &cache->values[i] : nullptr, past,
-                  cache ? cache->reserve : 0};
-    h = layers[i]->as<DecoderLayer>()->forward(h, cos, sin, mask, cache ? &lc : nullptr);
+                  cache ? cache->reserve : 0, km.first};
+    h = layers[i]->as<DecoderLayer>()->forward(h, cos, sin, km.mask, cache ? &lc : nullptr);
   }
   if (cache) cache->filled = S;
   return norm->forward(h);  // [B, T, H]
@@ -291,7 +335,12 @@ bool is_ignorable_weight(const std::string& name) {
   return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-void load_llama_weights(Llama& model, const Checkpoint& ckpt, const std::string& where) {
+namespace {
+
+// Checks `ckpt` against the weight table and copies every tensor into its parameter (converting dtype and
+// device); `copied(name)` runs after each copy.
+void copy_weights(Llama& model, const Checkpoint& ckpt, const std::string& where,
+                  const std::function<void(const std::string&)>& copied) {
   const ModelConfig& c = model->config;
   const auto file_of = [&](const std::string& name) {
     const auto it = ckpt.files.find(name);
@@ -307,13 +356,12 @@ void load_llama_weights(Llama& model, const Checkpoint& ckpt, const std::string&
                           c.source + ")",
                       "the checkpoint and config.json disagree, or the architecture has parts gaft does not know");
   }
+  // Every check before the first copy: a bad file leaves the model untouched.
   auto params = model->named_parameters(/*recurse=*/true);
-  torch::NoGradGuard no_grad;
   for (const WeightSpec& s : specs) {
     const auto it = ckpt.tensors.find(s.name);
-    at::Tensor* param = params.find(s.name);
     // The table and the modules are written from the same config: a mismatch is a bug here, not in the file.
-    TORCH_INTERNAL_ASSERT(param != nullptr || (!s.required && s.name == "lm_head.weight"),
+    TORCH_INTERNAL_ASSERT(params.find(s.name) != nullptr || (!s.required && s.name == "lm_head.weight"),
                           "weight table and modules disagree on ", s.name);
     if (it == ckpt.tensors.end()) {
       if (s.required) throw DataError(where + ": missing tensor '" + s.name + "' required by " + c.architecture +
@@ -326,8 +374,14 @@ void load_llama_weights(Llama& model, const Checkpoint& ckpt, const std::string&
     if (!at::isFloatingType(it->second.scalar_type()))
       throw DataError(file_of(s.name) + ": tensor '" + s.name + "' has dtype " + c10::toString(it->second.scalar_type()) +
                       ", expected a floating-point type");
-    if (!param) continue;  // lm_head.weight stored beside tied embeddings: ignored
+  }
+  torch::NoGradGuard no_grad;
+  for (const WeightSpec& s : specs) {
+    const auto it = ckpt.tensors.find(s.name);
+    at::Tensor* param = params.find(s.name);
+    if (it == ckpt.tensors.end() || !param) continue;  // optional and absent, or lm_head beside tied embeddings
     param->copy_(it->second);
+    copied(s.name);
   }
   TORCH_INTERNAL_ASSERT(static_cast<size_t>(params.size()) ==
                             static_cast<size_t>(std::count_if(specs.begin(), specs.end(), [&](const WeightSpec& s) {
@@ -336,10 +390,23 @@ void load_llama_weights(Llama& model, const Checkpoint& ckpt, const std::string&
                         "the modules have parameters that the weight table does not list");
 }
 
+}  // namespace
+
+void load_llama_weights(Llama& model, const Checkpoint& ckpt, const std::string& where) {
+  copy_weights(model, ckpt, where, [](const std::string&) {});
+}
+
+void load_llama_weights(Llama& model, const MappedCheckpoint& ckpt, const std::string& where) {
+  copy_weights(model, ckpt.checkpoint(), where, [&](const std::string& name) { ckpt.release(name); });
+}
+
 Llama load_llama(const std::string& dir, const LoadOptions& options) {
   const ModelConfig config = load_model_config(dir);
-  const Checkpoint ckpt = load_checkpoint(dir);
+  const MappedCheckpoint ckpt(dir);
   Llama model(config);
+  // Parameters take the compute dtype and device first, so the weights are converted while copied: the
+  // process holds the parameters plus one mapped tensor, never a second full copy.
+  model->to(options.device, options.dtype);
   // Missing tensors are reported against the weights file (or the shard index) of the directory.
   std::string where = dir;
   for (const char* name : {"model.safetensors", "model.safetensors.index.json"})
@@ -348,7 +415,6 @@ Llama load_llama(const std::string& dir, const LoadOptions& options) {
       break;
     }
   load_llama_weights(model, ckpt, where);
-  model->to(options.device, options.dtype);
   model->eval();
   return model;
 }

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "gaft/error.h"
+#include "gaft/json_file.h"
 
 namespace gaft {
 namespace {
@@ -100,6 +101,7 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
   Problems p(source);
   ModelConfig c;
   c.source = source;
+  c.raw = j;
   if (!j.is_object()) {
     p.add("expected a JSON object");
     p.throw_if_any();
@@ -170,6 +172,29 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
   c.qk_norm = c.family == ModelFamily::kQwen3;
   const bool windowed = c.family == ModelFamily::kMistral || get_bool(j, "use_sliding_window", false, p);
   if (windowed) c.sliding_window = get_int(j, "sliding_window", 0, false, p);
+  if (c.sliding_window < 0) p.add("sliding_window expected >= 0 or null, got " + std::to_string(c.sliding_window));
+  if (c.sliding_window > 0 && c.num_hidden_layers > 0) {
+    // transformers: Mistral windows every layer; Qwen2/3 the layers of type "sliding_attention", by default
+    // those from max_window_layers (28) on.
+    c.sliding_layers.assign(c.num_hidden_layers, c.family == ModelFamily::kMistral);
+    if (c.family != ModelFamily::kMistral) {
+      if (j.contains("layer_types") && j["layer_types"].is_array()) {
+        const auto& types = j["layer_types"];
+        if (static_cast<int64_t>(types.size()) != c.num_hidden_layers)
+          p.add("\"layer_types\" has " + std::to_string(types.size()) + " entries, expected num_hidden_layers " +
+                std::to_string(c.num_hidden_layers));
+        for (size_t i = 0; i < types.size() && i < c.sliding_layers.size(); ++i) {
+          const std::string t = types[i].is_string() ? types[i].get<std::string>() : types[i].dump();
+          if (t != "sliding_attention" && t != "full_attention")
+            p.add("\"layer_types\"[" + std::to_string(i) + "] expected \"full_attention\" or \"sliding_attention\", got " + t);
+          c.sliding_layers[i] = t == "sliding_attention";
+        }
+      } else {
+        const int64_t from = get_int(j, "max_window_layers", 28, false, p);
+        for (int64_t i = from < 0 ? 0 : from; i < c.num_hidden_layers; ++i) c.sliding_layers[i] = true;
+      }
+    }
+  }
 
   // Special tokens.
   c.bos_token_id = get_int(j, "bos_token_id", -1, false, p);
@@ -238,17 +263,7 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
 ModelConfig load_model_config(const std::string& path) {
   std::string file = path;
   if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "config.json").string();
-  std::ifstream in(file);
-  if (!in) throw DataError("cannot open '" + file + "'", "a model directory needs a Hugging Face config.json");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(file + ": not valid JSON: " + e.what());
-  }
-  return parse_model_config(j, file);
+  return parse_model_config(read_json_file(file, "a model directory needs a Hugging Face config.json"), file);
 }
 
 }  // namespace gaft

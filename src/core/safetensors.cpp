@@ -175,7 +175,17 @@ at::Tensor SafetensorsFile::view(const std::string& name) const {
 
 at::Tensor SafetensorsFile::get(const std::string& name) const { return view(name).clone(); }
 
-Checkpoint load_checkpoint(const std::string& path) {
+void SafetensorsFile::release(const std::string& name) const {
+  const SafetensorsEntry& e = entry(name);
+  // Only whole pages inside the tensor's bytes: a page shared with a neighbour stays (at most two per tensor).
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data_ + e.begin) + page - 1) / page * page;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(data_ + e.end) / page * page;
+  // A private read-only file mapping: the dropped pages are read from the file again if touched.
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+MappedCheckpoint::MappedCheckpoint(const std::string& path) {
   std::vector<std::string> files;
   std::map<std::string, std::string> weight_map;  // from the index: tensor -> shard
   if (fs::is_directory(path)) {
@@ -214,24 +224,39 @@ Checkpoint load_checkpoint(const std::string& path) {
     files.push_back(path);
   }
 
-  Checkpoint ckpt;
   for (const std::string& file : files) {
-    const SafetensorsFile f(file);
+    files_.push_back(std::make_unique<SafetensorsFile>(file));
+    const SafetensorsFile& f = *files_.back();
     for (const std::string& name : f.names()) {
-      if (ckpt.tensors.count(name))
-        throw DataError(file + ": tensor '" + name + "' also appears in " + ckpt.files[name]);
+      if (ckpt_.tensors.count(name))
+        throw DataError(file + ": tensor '" + name + "' also appears in " + ckpt_.files[name]);
       if (!weight_map.empty()) {
         const auto it = weight_map.find(name);
         if (it == weight_map.end() || it->second != file)
           throw DataError(file + ": tensor '" + name + "' is not listed for this shard in model.safetensors.index.json");
       }
-      ckpt.tensors[name] = f.get(name);
-      ckpt.files[name] = file;
+      ckpt_.tensors[name] = f.view(name);
+      ckpt_.files[name] = file;
+      owner_[name] = &f;
     }
   }
   for (const auto& [name, file] : weight_map)
-    if (!ckpt.tensors.count(name))
+    if (!ckpt_.tensors.count(name))
       throw DataError(file + ": tensor '" + name + "' listed in model.safetensors.index.json is missing");
+}
+
+void MappedCheckpoint::release(const std::string& name) const {
+  const auto it = owner_.find(name);
+  if (it != owner_.end()) it->second->release(name);
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  const MappedCheckpoint mapped(path);
+  Checkpoint ckpt = mapped.checkpoint();
+  for (auto& [name, t] : ckpt.tensors) {
+    t = t.clone();  // own the memory: the mapping goes away with `mapped`
+    mapped.release(name);
+  }
   return ckpt;
 }
 

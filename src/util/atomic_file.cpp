@@ -18,6 +18,21 @@ void make_dirs(const std::string& path) {
   if (ec) throw DataError("cannot create directory '" + path + "': " + ec.message());
 }
 
+void replace_dir(const std::string& staged, const std::string& target) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string old = target + ".old." + std::to_string(::getpid());
+  const bool had = fs::exists(target);
+  if (had && ::rename(target.c_str(), old.c_str()) != 0)
+    throw DataError("cannot move '" + target + "' aside to '" + old + "': " + std::strerror(errno));
+  if (::rename(staged.c_str(), target.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    if (had) ::rename(old.c_str(), target.c_str());
+    throw DataError("cannot rename '" + staged + "' to '" + target + "': " + why);
+  }
+  if (had) fs::remove_all(old, ec);
+}
+
 AtomicFileWriter::AtomicFileWriter(std::string path)
     : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {
   const std::filesystem::path p(path_);

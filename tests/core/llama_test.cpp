@@ -81,7 +81,31 @@ TEST_P(CausalParity, KVCacheMatchesFullForward) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, CausalParity,
-                         ::testing::Values("llama", "llama3_rope", "mistral", "qwen2", "qwen3"));
+                         ::testing::Values("llama", "llama3_rope", "mistral", "mistral_window", "qwen2", "qwen3"));
+
+// mistral_window (sliding_window 4) against a plain causal mask: the fixture would not pass without the window,
+// and one token at a time through the cache (keys older than the window dropped) equals the full forward.
+TEST(Llama, SlidingWindowMatters) {
+  torch::NoGradGuard no_grad;
+  gaft::ModelConfig c = gaft::load_model_config(kModelData + "/mistral_window");
+  ASSERT_EQ(c.sliding_window, 4);
+  const Fixture x = read_fixture("mistral_window");
+  const at::Tensor row = x.input_ids.narrow(0, 0, 1);  // unpadded, 10 tokens
+  gaft::Llama windowed = gaft::load_llama(kModelData + "/mistral_window");
+  const at::Tensor expected = x.expected.narrow(0, 0, 1);  // [1, 10, V]
+  EXPECT_LE((windowed->logits(windowed->forward(row)) - expected).abs().max().item<double>(), 1e-4);
+  gaft::KVCache cache;
+  std::vector<at::Tensor> steps;
+  for (int64_t t = 0; t < row.size(1); ++t) steps.push_back(windowed->logits(windowed->forward(row.narrow(1, t, 1), {}, &cache)));
+  EXPECT_LE((at::cat(steps, 1) - expected).abs().max().item<double>(), 1e-4);
+  c.sliding_window = 0;  // the same weights with full attention
+  c.sliding_layers.clear();
+  gaft::Llama full(c);
+  gaft::load_llama_weights(full, gaft::load_checkpoint(kModelData + "/mistral_window"), "mistral_window");
+  const at::Tensor diff = (full->logits(full->forward(row)) - expected).abs().amax({0, 2});  // [10]
+  EXPECT_LE(diff.narrow(0, 0, 4).max().item<double>(), 1e-4);  // inside the window nothing changes
+  EXPECT_GT(diff.narrow(0, 4, 6).min().item<double>(), 1e-3);  // beyond it every position does
+}
 
 TEST(Llama, SequenceClassificationMatchesTransformers) {
   torch::NoGradGuard no_grad;

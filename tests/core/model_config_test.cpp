@@ -58,6 +58,28 @@ TEST(ModelConfig, FixtureFamilies) {
   EXPECT_EQ(cls.id2label, (std::vector<std::string>{"neg", "neu", "pos"}));
 }
 
+TEST(ModelConfig, SlidingWindowLayers) {
+  const gaft::ModelConfig mistral = gaft::load_model_config(kModelData + "/mistral_window");
+  EXPECT_EQ(mistral.sliding_window, 4);
+  EXPECT_EQ(mistral.sliding_layers, (std::vector<bool>{true, true}));  // Mistral: every layer
+  EXPECT_TRUE(gaft::load_model_config(kModelData + "/llama").sliding_layers.empty());
+  nlohmann::json j = tiny();
+  j["architectures"] = {"Qwen2ForCausalLM"};
+  j["num_hidden_layers"] = 3;
+  j["sliding_window"] = 16;
+  EXPECT_EQ(gaft::parse_model_config(j, "config.json").sliding_window, 0);  // use_sliding_window defaults false
+  j["use_sliding_window"] = true;
+  j["max_window_layers"] = 1;  // transformers: layers from max_window_layers on are windowed
+  gaft::ModelConfig c = gaft::parse_model_config(j, "config.json");
+  EXPECT_EQ(c.sliding_window, 16);
+  EXPECT_EQ(c.sliding_layers, (std::vector<bool>{false, true, true}));
+  j["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention"};  // explicit types win
+  EXPECT_EQ(gaft::parse_model_config(j, "config.json").sliding_layers, (std::vector<bool>{true, false, true}));
+  j["layer_types"] = {"sliding_attention", "local"};
+  expect_data_error([&] { gaft::parse_model_config(j, "qwen/config.json"); },
+                    {"qwen/config.json", "\"layer_types\" has 2 entries, expected num_hidden_layers 3", "got local"});
+}
+
 TEST(ModelConfig, DefaultsAndLegacyRopeScaling) {
   nlohmann::json j = tiny();
   gaft::ModelConfig c = gaft::parse_model_config(j, "config.json");

@@ -71,6 +71,29 @@ TEST(Safetensors, ShardedCheckpointWithIndex) {
   EXPECT_EQ(gaft::load_checkpoint(single.str()).tensors.size(), in.size());
 }
 
+// Views over the mapping (what load_llama reads from): same tensors as the owning copies, no copy made,
+// and a tensor whose pages were released reads the same again (from the file).
+TEST(Safetensors, MappedCheckpointViewsAndRelease) {
+  TempDir dir("st_mapped");
+  std::map<std::string, at::Tensor> in;
+  for (int i = 0; i < 3; ++i) in["w" + std::to_string(i)] = at::randn({256, 64});  // 64 KiB: whole pages inside
+  gaft::save_checkpoint(dir.str(), in, /*max_shard_bytes=*/70000);                   // 3 shards
+  const gaft::MappedCheckpoint mapped(dir.str());
+  const gaft::Checkpoint& ck = mapped.checkpoint();
+  ASSERT_EQ(ck.tensors.size(), in.size());
+  for (const auto& [name, t] : in) {
+    const at::Tensor& v = ck.tensors.at(name);
+    EXPECT_TRUE(at::equal(v, t)) << name;
+    EXPECT_NE(ck.files.at(name).find("model-0000"), std::string::npos) << name;
+    const void* before = v.data_ptr();
+    mapped.release(name);
+    EXPECT_EQ(v.data_ptr(), before);  // still the same view over the same mapping
+    EXPECT_TRUE(at::equal(v, t)) << name << " after release";
+  }
+  EXPECT_NO_THROW(mapped.release("not-a-tensor"));  // nothing to drop
+  expect_data_error([&] { gaft::MappedCheckpoint m(dir.file("nothing")); }, {"nothing"});
+}
+
 TEST(Safetensors, IndexNamingAMissingTensor) {
   TempDir dir("st_index_missing");
   gaft::save_safetensors(dir.file("shard.safetensors"), {{"a", at::ones({2})}});

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Reference renderings of chat templates, from transformers' apply_chat_template.
+
+Writes tests/data/chat/<family>.json (read by tests/core/chat_test.cpp; Python is not needed at test time):
+the model family's Jinja template as published on the Hugging Face Hub (embedded below), the tokenizer it
+was rendered with, and for each conversation the rendered text and ids, once for the whole conversation and
+once for its context (all but the last message) with add_generation_prompt=True.
+
+  llama2, mistral  shared/tokenizers/llama2/tokenizer.model through transformers' LlamaTokenizer with
+                   legacy=True: every text between special tokens is encoded by SentencePiece with its "▁"
+                   dummy prefix, as Meta's reference code and the Llama-2-chat tokenizer config of the time do
+  llama3           tests/data/tokenizer/llama3 (tools/make_tokenizer_fixtures.py) through PreTrainedTokenizerFast
+  chatml           tests/data/tokenizer/qwen2, same; the Qwen2.5 template for conversations with a system
+                   message, the plain ChatML template for those without (Qwen2.5's would insert its default
+                   system prompt, which gaft does not: see gaft/chat.h)
+
+usage: tools/make_chat_fixtures.py [--shared ../shared] [--out tests/data/chat]
+needs: pip install transformers tokenizers sentencepiece protobuf jinja2
+"""
+import argparse
+import json
+import os
+
+from transformers import LlamaTokenizer, PreTrainedTokenizerFast
+
+# meta-llama/Llama-2-7b-chat-hf, tokenizer_config.json
+LLAMA2_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
+)
+
+# meta-llama/Meta-Llama-3-8B-Instruct, tokenizer_config.json
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+# Qwen/Qwen2.5-7B-Instruct, tokenizer_config.json
+QWEN25_TEMPLATE = (
+    "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- messages[0]['content'] }}\n    {%- else %}\n"
+    "        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}\n    {%- endif %}\n"
+    "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are "
+    "provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n"
+    "    {%- for tool in tools %}\n        {{- \"\\n\" }}\n        {{- tool | tojson }}\n    {%- endfor %}\n"
+    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
+    "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\": "
+    "<args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n{%- else %}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n    {%- else %}\n"
+    "        {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    "<|im_end|>\\n' }}\n    {%- endif %}\n{%- endif %}\n{%- for message in messages %}\n"
+    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or "
+    "(message.role == \"assistant\" and not message.tool_calls) %}\n"
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
+    "    {%- elif message.role == \"assistant\" %}\n        {{- '<|im_start|>' + message.role }}\n"
+    "        {%- if message.content %}\n            {{- '\\n' + message.content }}\n        {%- endif %}\n"
+    "        {%- for tool_call in message.tool_calls %}\n            {%- if tool_call.function is defined %}\n"
+    "                {%- set tool_call = tool_call.function %}\n            {%- endif %}\n"
+    "            {{- '\\n<tool_call>\\n{\"name\": \"' }}\n            {{- tool_call.name }}\n"
+    "            {{- '\", \"arguments\": ' }}\n            {{- tool_call.arguments | tojson }}\n"
+    "            {{- '}\\n</tool_call>' }}\n        {%- endfor %}\n        {{- '<|im_end|>\\n' }}\n"
+    "    {%- elif message.role == \"tool\" %}\n"
+    "        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+    "            {{- '<|im_start|>user' }}\n        {%- endif %}\n        {{- '\\n<tool_response>\\n' }}\n"
+    "        {{- message.content }}\n        {{- '\\n</tool_response>' }}\n"
+    "        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
+    "            {{- '<|im_end|>\\n' }}\n        {%- endif %}\n    {%- endif %}\n{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n"
+)
+
+# The plain ChatML template (transformers' chat-templating documentation, teknium/OpenHermes-2.5-Mistral-7B)
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'"
+    " + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# mistralai/Mistral-7B-Instruct-v0.1 (and Mixtral-8x7B-Instruct-v0.1), tokenizer_config.json
+MISTRAL_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}"
+    "{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
+)
+
+SYSTEM = {"role": "system", "content": "You are a helpful assistant. Answer briefly."}
+
+CONVERSATIONS = {
+    "single_turn": [
+        {"role": "user", "content": "Hello! What's the capital of France?"},
+        {"role": "assistant", "content": "The capital of France is Paris."},
+    ],
+    "with_system": [
+        SYSTEM,
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "2 + 2 = 4."},
+    ],
+    "multi_turn": [
+        SYSTEM,
+        {"role": "user", "content": "Name a color."},
+        {"role": "assistant", "content": "Blue."},
+        {"role": "user", "content": "And another one, please?"},
+        {"role": "assistant", "content": "Green, like grass 🌿."},
+    ],
+    "multi_turn_no_system": [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Tell me a joke."},
+        {"role": "assistant", "content": "Why did the chicken cross the road? To get to the other side."},
+    ],
+    "whitespace_unicode": [
+        {"role": "user", "content": "  Tell me about café culture in 東京, and don't be shy!  "},
+        {"role": "assistant", "content": "  Sure: it's lovely.\n\n- Kissaten 喫茶店\n- Espresso ☕  "},
+    ],
+    # ChatML: the reply starts with a newline, which the whole-text regex joins to the header's "\n".
+    "leading_newline": [
+        {"role": "user", "content": "Write a list"},
+        {"role": "assistant", "content": "\n1. one\n2. two"},
+    ],
+}
+
+# Which conversations each family renders (llama2/mistral: alternation rules; mistral: no system role).
+FAMILIES = {
+    "llama2": ["single_turn", "with_system", "multi_turn", "multi_turn_no_system", "whitespace_unicode"],
+    "mistral": ["single_turn", "multi_turn_no_system", "whitespace_unicode"],
+    "llama3": ["single_turn", "with_system", "multi_turn", "multi_turn_no_system", "whitespace_unicode",
+               "leading_newline"],
+    "chatml": ["single_turn", "with_system", "multi_turn", "multi_turn_no_system", "whitespace_unicode",
+               "leading_newline"],
+}
+
+
+def ids_of(result):
+    # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True); older versions a list.
+    return list(result["input_ids"]) if hasattr(result, "keys") else list(result)
+
+
+def render(tok, template, messages, add_generation_prompt):
+    kwargs = dict(chat_template=template, add_generation_prompt=add_generation_prompt)
+    text = tok.apply_chat_template(messages, tokenize=False, **kwargs)
+    ids = ids_of(tok.apply_chat_template(messages, tokenize=True, **kwargs))
+    # apply_chat_template tokenizes the rendered text without adding BOS/EOS again: check that.
+    assert ids == tok(text, add_special_tokens=False)["input_ids"], (text, ids)
+    return text, ids
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.join(here, "..")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", default=os.path.join(repo, "..", "shared"))
+    parser.add_argument("--out", default=os.path.join(repo, "tests", "data", "chat"))
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+
+    llama2 = LlamaTokenizer.from_pretrained(os.path.join(args.shared, "tokenizers", "llama2"), legacy=True)
+    llama3 = PreTrainedTokenizerFast.from_pretrained(os.path.join(repo, "tests", "data", "tokenizer", "llama3"))
+    qwen2 = PreTrainedTokenizerFast.from_pretrained(os.path.join(repo, "tests", "data", "tokenizer", "qwen2"))
+    setups = {
+        "llama2": (llama2, "shared/tokenizers/llama2/tokenizer.model", lambda conv: LLAMA2_TEMPLATE),
+        "mistral": (llama2, "shared/tokenizers/llama2/tokenizer.model", lambda conv: MISTRAL_TEMPLATE),
+        "llama3": (llama3, "tests/data/tokenizer/llama3", lambda conv: LLAMA3_TEMPLATE),
+        "chatml": (qwen2, "tests/data/tokenizer/qwen2",
+                   lambda conv: QWEN25_TEMPLATE if conv[0]["role"] == "system" else CHATML_TEMPLATE),
+    }
+    for family, (tok, tok_path, template_for) in setups.items():
+        cases = []
+        for name in FAMILIES[family]:
+            messages = CONVERSATIONS[name]
+            template = template_for(messages)
+            text, ids = render(tok, template, messages, False)
+            prompt_text, prompt_ids = render(tok, template, messages[:-1], True)
+            cases.append({"name": name, "messages": messages, "text": text, "ids": ids,
+                          "prompt_text": prompt_text, "prompt_ids": prompt_ids})
+        out = {"family": family, "tokenizer": tok_path, "template": template_for([SYSTEM]), "cases": cases}
+        if family == "chatml":
+            out["template_without_system"] = CHATML_TEMPLATE
+        with open(os.path.join(args.out, family + ".json"), "w", encoding="utf-8") as f:
+            json.dump(out, f, ensure_ascii=False, indent=1)
+            f.write("\n")
+        print(f"{family}: {len(cases)} conversations")
+
+
+if __name__ == "__main__":
+    main()
