@@ -131,6 +131,7 @@ struct TrainSection {
   int64_t grad_accum_steps = 1;
   int64_t max_steps = 1000;               // optimizer steps; 0 = run `epochs` epochs
   int64_t epochs = 1;
+  int64_t max_nonfinite_steps = 10;       // stop after this many skipped (NaN/inf) steps in a row
 };
 
 struct OptimizerSection {

@@ -13,6 +13,7 @@
 #include "gaft/info.h"
 #include "gaft/log.h"
 #include "gaft/tokenizer.h"
+#include "gaft/trainer.h"
 
 namespace {
 
@@ -82,12 +83,14 @@ int main(int argc, char** argv) {
   generate->add_option("--top-k", gen.top_k, "Sample among the k likeliest tokens; 0: all")->capture_default_str()->check(CLI::NonNegativeNumber);
   generate->add_option("--top-p", gen.top_p, "Nucleus sampling mass; 1: off")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   generate->add_option("--seed", gen.seed, "Sampling seed")->capture_default_str();
+  bool gen_chat = false;
+  generate->add_flag("--chat", gen_chat, "Wrap the prompt as a user turn in the model's chat template");
 
   // gaft tokenize --tokenizer PATH --text TEXT
   std::string tok_path, tok_text;
   bool tok_no_special = false;
   CLI::App* tokenize = app.add_subcommand("tokenize", "Print the token ids of a text, space separated");
-  tokenize->add_option("--tokenizer", tok_path, "SentencePiece tokenizer.model, or a directory holding one")->required();
+  tokenize->add_option("--tokenizer", tok_path, "tokenizer.model (SentencePiece), tokenizer.json (byte-level BPE), or a directory holding one (or vocab.json + merges.txt)")->required();
   tokenize->add_option("--text", tok_text, "Text to encode")->required();
   tokenize->add_flag("--no-special", tok_no_special, "Leave out BOS/EOS");
 
@@ -97,6 +100,14 @@ int main(int argc, char** argv) {
   logits->add_option("--model", logits_model, "Model directory")->required();
   logits->add_option("--ids", logits_ids, "Token ids, space separated")->required();
   logits->add_option("--out", logits_out, "Output .safetensors (tensor \"logits\")")->required();
+
+  // gaft train --config FILE [key=value ...] [--resume auto|never|DIR]
+  std::string train_config, train_resume;
+  std::vector<std::string> train_overrides;
+  CLI::App* train = app.add_subcommand("train", "Fine-tune a model as the config says (sft, gaft or classifier)");
+  train->add_option("--config", train_config, "YAML run config")->required();
+  train->add_option("overrides", train_overrides, "Overrides: section.key=value ...");
+  train->add_option("--resume", train_resume, "auto (newest checkpoint), never, or a checkpoint directory");
 
   try {
     app.parse(argc, argv);
@@ -114,12 +125,18 @@ int main(int argc, char** argv) {
     } else if (*docs) {
       std::cout << gaft::config_reference_markdown();
     } else if (*generate) {
-      std::cout << gaft::complete_text(gen_model, gen_prompt, gen) << "\n";
+      std::cout << gaft::complete_text(gen_model, gen_prompt, gen, gen_chat) << "\n";
     } else if (*tokenize) {
       const gaft::Tokenizer tok = gaft::Tokenizer::load(tok_path);
       const std::vector<int64_t> ids = tok_no_special ? tok.encode(tok_text, false, false) : tok.encode(tok_text);
       for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
       std::cout << "\n";
+    } else if (*train) {
+      if (!train_resume.empty()) train_overrides.push_back("checkpoint.resume=" + train_resume);
+      const gaft::RunConfig cfg = gaft::load_config(train_config, train_overrides);
+      gaft::log::setup(gaft::log::parse_level(cfg.logging.level));
+      const gaft::TrainSummary s = gaft::train(cfg);
+      std::cout << s.model_dir << "\n";
     } else if (*logits) {
       gaft::write_logits(logits_model, gaft::parse_token_ids(logits_ids), logits_out);
     }

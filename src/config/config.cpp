@@ -135,6 +135,8 @@ void describe(Schema& s, TrainSection& c) {
   s.integer("grad_accum_steps", &c.grad_accum_steps, "Micro-batches per optimizer step.", Range::at_least(1));
   s.integer("max_steps", &c.max_steps, "Optimizer steps; 0 = run `epochs` epochs.", Range::at_least(0));
   s.integer("epochs", &c.epochs, "Passes over the data when max_steps is 0.", Range::at_least(0));
+  s.integer("max_nonfinite_steps", &c.max_nonfinite_steps,
+            "Stop after this many steps in a row skipped for a NaN/inf loss or gradient.", Range::at_least(1));
 }
 
 void describe(Schema& s, OptimizerSection& c) {

@@ -1,5 +1,7 @@
 // gaft generate / tokenize / logits end to end through the binary (GAFT_BIN).
 #include "gaft/safetensors.h"
+#include "gaft/chat.h"
+#include "gaft/generate.h"
 #include "common/run_gaft.h"
 #include "test_util.h"
 
@@ -69,4 +71,26 @@ TEST(CliModel, LogitsToSafetensors) {
   const Result missing = run("logits --model " + dir.str() + " --ids '5' --out " + out, true);
   EXPECT_EQ(missing.code, 3) << missing.out;
   EXPECT_NE(missing.out.find("config.json"), std::string::npos) << missing.out;
+}
+
+TEST(CliModel, GenerateChatWrapsThePromptAsAUserTurn) {
+  if (!have_stories()) GTEST_SKIP() << "no shared folder";
+  const std::string dir = gaft_test::kStories + "/hf";
+  const Result r = run("generate --model " + dir + " --prompt 'Tell me a story.' --max-new-tokens 12 --chat");
+  ASSERT_EQ(r.code, 0) << r.out;
+  // By hand: the plain template's generation prompt, greedy, stopped by the end of turn.
+  gaft::Llama model = gaft::load_llama(dir);
+  const gaft::Tokenizer tok = gaft::Tokenizer::load(dir);
+  const gaft::ChatTemplate tmpl = gaft::resolve_chat_template(gaft::ChatTemplate::kAuto, dir);
+  EXPECT_EQ(tmpl, gaft::ChatTemplate::kPlain);
+  const auto prompt = gaft::apply_chat_template(tok, tmpl, {{"user", "Tell me a story."}}, true).ids;
+  gaft::GenerationOptions o;
+  o.max_new_tokens = 12;
+  o.stop_tokens = gaft::end_of_turn_ids(tok, tmpl);
+  const auto out = gaft::generate(model, {prompt}, o)[0];
+  std::vector<int64_t> all = prompt;
+  all.insert(all.end(), out.begin(), out.end());
+  const std::string full = tok.decode(all), head = tok.decode(prompt);
+  EXPECT_EQ(r.out, full.substr(head.size()) + "\n");
+  EXPECT_NE(run("generate --model " + dir + " --prompt 'x' --max-new-tokens 4").out, r.out);
 }

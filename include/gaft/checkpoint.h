@@ -1,0 +1,45 @@
+// Training checkpoints: <output_dir>/checkpoints/step-00000100/ holding
+//   model/               the policy as a Hugging Face folder, in the master dtype (exact resume)
+//   optimizer.pt         AdamW state (LibTorch archive)
+//   rng.pt               the default CPU (and CUDA) generator states
+//   trainer_state.json   step, data position, learned gate, counters
+// A checkpoint is written under a temporary name and renamed when complete, so a directory named
+// step-N is always complete; only the newest keep_last are kept.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "gaft/llama.h"
+#include "gaft/model_save.h"
+
+namespace gaft {
+
+struct TrainerState {
+  int64_t step = 0;               // optimizer steps done
+  int64_t epoch = 0;              // data position: epoch ...
+  int64_t batch_in_epoch = 0;     // ... and the next batch within it
+  int64_t nonfinite_in_row = 0;   // skipped steps in a row
+  int64_t nonfinite_total = 0;
+  int64_t tokens_trained = 0;
+  std::vector<double> learned_gate;  // LearnedGate::w
+  nlohmann::json to_json() const;
+  static TrainerState from_json(const nlohmann::json& j, const std::string& where);
+};
+
+// Writes checkpoints/step-<step>; removes the oldest beyond keep_last. Returns the directory.
+std::string write_checkpoint(const std::string& output_dir, const TrainerState& state, Llama& policy,
+                             torch::optim::Optimizer& optimizer, const SaveOptions& save, int64_t keep_last);
+
+// The newest complete checkpoint under output_dir/checkpoints, if any.
+std::optional<std::string> latest_checkpoint(const std::string& output_dir);
+
+// Restores optimizer, RNG states and returns the trainer state; the caller loads <dir>/model itself.
+// DataError naming the file when something is missing or malformed.
+TrainerState read_checkpoint(const std::string& dir, torch::optim::Optimizer& optimizer);
+
+}  // namespace gaft

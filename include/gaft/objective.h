@@ -1,0 +1,85 @@
+// The training objective of one micro-batch (METHOD.md steps 3-8, docs/method.md): reference and rollout
+// sequences in one right-padded batch, one forward, per-token weights from the gate op, and the loss
+// sum_n w_n log p_n through the fused weighted_logprob op. The sft objective is the same code with no
+// rollouts (every g = 0); the classifier objective trains a sequence-classification head.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "gaft/config.h"
+#include "gaft/llama.h"
+#include "gaft/ops.h"
+
+namespace gaft {
+
+// One sequence of the batch: ids [T] and which positions are trained targets (predicted from t - 1).
+struct TrainSequence {
+  std::vector<int64_t> ids;      // [T]
+  std::vector<uint8_t> trained;  // [T]; trained[0] is ignored
+};
+
+struct MicroBatch {
+  int64_t B = 0, K = 0;
+  std::vector<TrainSequence> references;  // [B]; reference i (abstention target already substituted)
+  std::vector<TrainSequence> rollouts;    // [B * K]; row i * K + k; empty ids = no such rollout
+  at::Tensor rollout_scores;              // [B, K] f32 on CPU; NaN for missing rollouts
+  at::Tensor reference_scores;            // [B] f32 on CPU
+  at::Tensor scorer_uncertainty;          // [B] f32 (gate.uncertainty: scorer) or undefined
+};
+
+struct ObjectiveParams {
+  ops::GateParams gate;
+  KlMode kl = KlMode::kNone;
+  double kl_beta = 0.0;
+  int64_t pad_id = 0;
+};
+
+struct LossResult {
+  at::Tensor loss;            // [] f32, differentiable: L of METHOD.md for this micro-batch
+  double loss_sft = 0.0;      // reference-token part of L
+  double loss_pg = 0.0;       // rollout-token part of L (KL loss term included)
+  double kl = 0.0;            // mean over rollouts of sum_t (log pi - log pi_ref); 0 without KL
+  int64_t sequences = 0;      // sequences in the forward (those with a non-zero weight)
+  int64_t tokens = 0;         // trained tokens in the forward
+  int64_t padded_tokens = 0;  // S * T of the forward
+  ops::GateOutputs gate;      // g, advantages, p, u, flags, weights of this micro-batch
+};
+
+// The gate's decisions (g, p, u, flags, advantages) from the scores alone, before any sequence is built;
+// the trainer uses the flags to substitute abstention targets.
+ops::GateOutputs decide_gate(const MicroBatch& mb, const ops::GateParams& params);
+
+// The loss of a micro-batch. `reference`: the frozen initial policy, needed when params.kl != kNone.
+LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, const ops::GateOutputs& decision,
+                        const ObjectiveParams& params);
+
+// Classifier objective: mean cross-entropy of classify() on sequences [B] with labels [B].
+struct ClassifierLoss {
+  at::Tensor loss;   // [] differentiable
+  int64_t correct = 0;
+  int64_t count = 0;
+};
+ClassifierLoss classifier_loss(Llama& model, const std::vector<std::vector<int64_t>>& sequences,
+                               const std::vector<int64_t>& labels, int64_t pad_id);
+
+// The learned gate (gate.mode: learned): logistic regression over features known before rollouts,
+// trained online to predict the uncertainty gate of the examples that were rolled out.
+// Features: [1, s_i (reference score), reference NLL per token, policy entropy per reference token].
+class LearnedGate {
+ public:
+  static constexpr int kFeatures = 4;
+  using Features = std::array<double, kFeatures>;
+  double predict(const Features& x) const;                       // sigmoid(w . x)
+  void update(const Features& x, double target, double lr);      // one SGD step on the logistic loss
+  std::array<double, kFeatures> w{{0.0, 0.0, 0.0, 0.0}};        // starts at g = 0.5: everything is rolled out
+};
+
+// Per-reference mean NLL and entropy per token [B] of the policy (no grad), the learned gate's features.
+std::pair<at::Tensor, at::Tensor> reference_nll_entropy(Llama& policy, const std::vector<TrainSequence>& refs,
+                                                        int64_t pad_id);
+
+}  // namespace gaft

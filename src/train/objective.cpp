@@ -1,0 +1,223 @@
+// One micro-batch's loss: sequences packed, one forward, gate weights, fused weighted log-likelihood.
+// See gaft/objective.h and docs/method.md.
+#include "gaft/objective.h"
+
+#include <cmath>
+
+#include "gaft/scorer.h"
+
+namespace gaft {
+
+namespace {
+
+// The trained tokens of a right-padded batch of sequences, flattened.
+struct Packed {
+  at::Tensor ids, mask;   // [S, T] int64
+  at::Tensor positions;   // [N] int64 into the flattened [S * T] hidden states (the position before the target)
+  at::Tensor targets;     // [N] int64
+  at::Tensor token_seq;   // [N] int64 sequence ids of the gate op
+  bool padded = false;
+};
+
+Packed pack(const std::vector<const TrainSequence*>& rows, const std::vector<int64_t>& seq_ids, int64_t pad_id) {
+  std::vector<std::vector<int64_t>> ids;
+  ids.reserve(rows.size());
+  for (const TrainSequence* r : rows) ids.push_back(r->ids);
+  Packed p;
+  std::tie(p.ids, p.mask) = pad_right(ids, pad_id);
+  const int64_t T = p.ids.size(1);
+  std::vector<int64_t> positions, targets, token_seq;
+  for (size_t s = 0; s < rows.size(); ++s) {
+    const TrainSequence& r = *rows[s];
+    if (static_cast<int64_t>(r.ids.size()) < T) p.padded = true;
+    for (size_t t = 1; t < r.ids.size(); ++t)
+      if (r.trained[t]) {
+        positions.push_back(static_cast<int64_t>(s) * T + static_cast<int64_t>(t) - 1);
+        targets.push_back(r.ids[t]);
+        token_seq.push_back(seq_ids[s]);
+      }
+  }
+  p.positions = at::tensor(positions, at::kLong);
+  p.targets = at::tensor(targets, at::kLong);
+  p.token_seq = at::tensor(token_seq, at::kLong);
+  return p;
+}
+
+ops::GateInputs gate_inputs(const MicroBatch& mb, const at::Tensor& token_seq) {
+  ops::GateInputs in;
+  in.rollout_scores = mb.rollout_scores;
+  in.reference_scores = mb.reference_scores;
+  in.token_seq = token_seq;
+  in.scorer_uncertainty = mb.scorer_uncertainty;
+  return in;
+}
+
+}  // namespace
+
+ops::GateOutputs decide_gate(const MicroBatch& mb, const ops::GateParams& params) {
+  return ops::gate_weights(gate_inputs(mb, at::zeros({0}, at::kLong)), params);
+}
+
+LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, const ops::GateOutputs& decision,
+                        const ObjectiveParams& params) {
+  const int64_t B = mb.B, K = mb.K;
+  TORCH_CHECK(static_cast<int64_t>(mb.references.size()) == B && static_cast<int64_t>(mb.rollouts.size()) == B * K,
+              "compute_loss: expected ", B, " references and ", B * K, " rollouts");
+  const bool with_kl = params.kl != KlMode::kNone && K > 0;
+  TORCH_CHECK(!with_kl || reference != nullptr, "compute_loss: the KL term needs the reference policy");
+  const float* g = decision.g.data_ptr<float>();
+  const int32_t* flags = decision.flags.data_ptr<int32_t>();
+  const float* adv = decision.advantages.data_ptr<float>();
+  const float* r = mb.rollout_scores.data_ptr<float>();
+
+  // Sequences with a non-zero weight: a reference unless its SFT term is dropped or (1 - g) is 0 without
+  // abstention; a rollout with a finite score when it has a gate and an advantage (or a KL term).
+  std::vector<const TrainSequence*> rows;
+  std::vector<int64_t> seq_ids;
+  for (int64_t i = 0; i < B; ++i) {
+    const bool abstain = flags[i] & ops::kFlagAbstain, dropped = flags[i] & ops::kFlagDropSft;
+    if (!dropped && (abstain || g[i] < 1.0f)) {
+      rows.push_back(&mb.references[i]);
+      seq_ids.push_back(i);
+    }
+  }
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t k = 0; k < K; ++k) {
+      const TrainSequence& s = mb.rollouts[i * K + k];
+      if (s.ids.size() < 2 || !std::isfinite(r[i * K + k])) continue;
+      if (with_kl || (g[i] > 0.0f && adv[i * K + k] != 0.0f)) {
+        rows.push_back(&s);
+        seq_ids.push_back(B + i * K + k);
+      }
+    }
+
+  LossResult out;
+  const at::Tensor W = policy->lm_head_weight();
+  if (rows.empty()) {
+    out.loss = (W.sum() * 0.0).to(at::kFloat);  // keeps backward valid: every gradient is 0
+    out.gate = decision;
+    return out;
+  }
+  const Packed p = pack(rows, seq_ids, params.pad_id);
+  const auto dev = W.device();
+  const at::Tensor ids = p.ids.to(dev), mask = p.padded ? p.mask.to(dev) : at::Tensor();
+  const at::Tensor hidden = policy->forward(ids, mask);  // [S, T, H]
+  const int64_t H = hidden.size(2);
+  const at::Tensor positions = p.positions.to(dev);
+  const at::Tensor h = hidden.reshape({-1, H}).index_select(0, positions);  // [N, H]
+  const at::Tensor Wc = W.scalar_type() == h.scalar_type() ? W : W.to(h.scalar_type());
+  const at::Tensor targets = p.targets.to(dev);
+  out.sequences = static_cast<int64_t>(rows.size());
+  out.tokens = p.targets.size(0);
+  out.padded_tokens = p.ids.numel();
+
+  // Per-token weights from the gate op (on the CPU: B and N are small).
+  ops::GateOutputs gate = ops::gate_weights(gate_inputs(mb, p.token_seq), params.gate);
+  at::Tensor weights = gate.weights;  // [N]
+  const at::Tensor is_rollout = p.token_seq >= B;  // [N] bool
+  if (with_kl) {
+    torch::NoGradGuard no_grad;
+    const at::Tensor sel = is_rollout.nonzero().squeeze(1);  // rollout tokens
+    const at::Tensor logp = ops::token_logprob(h.detach().index_select(0, sel.to(dev)), Wc.detach(),
+                                               targets.index_select(0, sel.to(dev))).logp.to(at::kFloat).cpu();
+    const at::Tensor ref_hidden = (*reference)->forward(ids, mask);
+    const at::Tensor ref_h = ref_hidden.reshape({-1, H}).index_select(0, positions.index_select(0, sel.to(dev)));
+    const at::Tensor ref_W = (*reference)->lm_head_weight();
+    const at::Tensor ref_logp =
+        ops::token_logprob(ref_h, ref_W.scalar_type() == ref_h.scalar_type() ? ref_W : ref_W.to(ref_h.scalar_type()),
+                           targets.index_select(0, sel.to(dev)))
+            .logp.to(at::kFloat)
+            .cpu();
+    const at::Tensor diff = logp - ref_logp;                                          // [Nr] log pi - log pi_ref
+    const at::Tensor seq = p.token_seq.index_select(0, sel) - B;                      // [Nr] i * K + k
+    const at::Tensor kl_seq = at::zeros({B * K}).index_add_(0, seq, diff).view({B, K});  // [B, K]
+    const at::Tensor valid = mb.rollout_scores.isfinite();
+    const int64_t n_valid = valid.sum().item<int64_t>();
+    out.kl = n_valid > 0 ? kl_seq.masked_select(valid).sum().item<double>() / static_cast<double>(n_valid) : 0.0;
+    if (params.kl == KlMode::kReward) {
+      // r' = r - beta * KL(i, k); advantages from r', with the gate and SFT coefficients of the plain scores.
+      MicroBatch shaped = mb;
+      shaped.rollout_scores = mb.rollout_scores - params.kl_beta * kl_seq;
+      ops::GateParams fixed_gate = params.gate;
+      fixed_gate.mode = ops::GateMode::kLearned;
+      ops::GateInputs in = gate_inputs(shaped, p.token_seq);
+      in.learned_gate = gate.g;
+      const ops::GateOutputs second = ops::gate_weights(in, fixed_gate);
+      weights = at::where(is_rollout, second.weights, weights);
+      gate.advantages = second.advantages;
+    } else {
+      // k3 = exp(ref - logp) - (ref - logp) - 1 per rollout token, averaged like the PG term:
+      // d k3 / d logp = 1 - exp(ref - logp), folded into the weight (a constant per token).
+      const at::Tensor k = valid.sum(1).clamp_min(1).to(at::kFloat);                     // [B] K_i
+      const at::Tensor len = at::zeros({B * K}).index_add_(0, seq, at::ones_like(diff));  // [B*K] |y|
+      const double b_norm = params.gate.norm_examples > 0 ? params.gate.norm_examples : static_cast<double>(B);
+      const at::Tensor denom = (b_norm * k.repeat_interleave(K) * len.clamp_min(1)).index_select(0, seq);
+      const at::Tensor extra = params.kl_beta * (1.0 - (-diff).exp()) / denom;  // [Nr]
+      weights = weights.index_add(0, sel, extra);
+    }
+  }
+  out.gate = gate;
+  out.gate.weights = weights;
+
+  ops::WeightedLogprobOptions wo;
+  wo.want_logp = true;
+  const ops::WeightedLogprob wl = ops::weighted_logprob(h, Wc, targets, weights.to(dev), wo);
+  out.loss = wl.loss.to(at::kFloat);
+  {
+    torch::NoGradGuard no_grad;
+    const at::Tensor contrib = (weights.to(at::kDouble) * wl.logp.to(at::kDouble).cpu());  // [N]
+    out.loss_pg = contrib.masked_select(is_rollout).sum().item<double>();
+    out.loss_sft = contrib.sum().item<double>() - out.loss_pg;
+  }
+  return out;
+}
+
+ClassifierLoss classifier_loss(Llama& model, const std::vector<std::vector<int64_t>>& sequences,
+                               const std::vector<int64_t>& labels, int64_t pad_id) {
+  auto [ids, mask] = pad_right(sequences, pad_id);
+  const auto dev = model->model->embed_tokens->weight.device();
+  ids = ids.to(dev);
+  mask = mask.to(dev);
+  const at::Tensor logits = model->classify(model->forward(ids, mask), mask).to(at::kFloat);  // [B, C]
+  const at::Tensor y = at::tensor(labels, at::kLong).to(dev);
+  ClassifierLoss out;
+  out.loss = at::cross_entropy_loss(logits, y);
+  out.correct = logits.argmax(-1).eq(y).sum().item<int64_t>();
+  out.count = static_cast<int64_t>(labels.size());
+  return out;
+}
+
+double LearnedGate::predict(const Features& x) const {
+  double z = 0.0;
+  for (int f = 0; f < kFeatures; ++f) z += w[f] * x[f];
+  return 1.0 / (1.0 + std::exp(-z));
+}
+
+void LearnedGate::update(const Features& x, double target, double lr) {
+  const double err = predict(x) - target;  // d(logistic loss)/dz with a soft target
+  for (int f = 0; f < kFeatures; ++f) w[f] -= lr * err * x[f];
+}
+
+std::pair<at::Tensor, at::Tensor> reference_nll_entropy(Llama& policy, const std::vector<TrainSequence>& refs,
+                                                        int64_t pad_id) {
+  torch::NoGradGuard no_grad;
+  std::vector<const TrainSequence*> rows;
+  std::vector<int64_t> ids;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    rows.push_back(&refs[i]);
+    ids.push_back(static_cast<int64_t>(i));
+  }
+  const Packed p = pack(rows, ids, pad_id);
+  const at::Tensor W = policy->lm_head_weight();
+  const auto dev = W.device();
+  const at::Tensor hidden = policy->forward(p.ids.to(dev), p.padded ? p.mask.to(dev) : at::Tensor());
+  const at::Tensor h = hidden.reshape({-1, hidden.size(2)}).index_select(0, p.positions.to(dev));
+  const ops::TokenLogprob t = ops::token_logprob(h, W.to(h.scalar_type()), p.targets.to(dev), /*want_entropy=*/true);
+  const int64_t B = static_cast<int64_t>(refs.size());
+  const at::Tensor count = at::zeros({B}).index_add_(0, p.token_seq, at::ones({p.token_seq.size(0)})).clamp_min(1);
+  const at::Tensor nll = at::zeros({B}).index_add_(0, p.token_seq, -t.logp.to(at::kFloat).cpu()) / count;
+  const at::Tensor ent = at::zeros({B}).index_add_(0, p.token_seq, t.entropy.to(at::kFloat).cpu()) / count;
+  return {nll, ent};
+}
+
+}  // namespace gaft

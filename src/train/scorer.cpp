@@ -1,0 +1,208 @@
+// Scorer heads (classifier, LM judge) and their combination. See gaft/scorer.h.
+#include "gaft/scorer.h"
+
+#include <filesystem>
+
+#include "gaft/chat.h"
+#include "gaft/error.h"
+
+namespace gaft {
+
+std::pair<at::Tensor, at::Tensor> pad_right(const std::vector<std::vector<int64_t>>& rows, int64_t pad_id) {
+  int64_t T = 1;
+  for (const auto& r : rows) T = std::max<int64_t>(T, static_cast<int64_t>(r.size()));
+  const int64_t B = static_cast<int64_t>(rows.size());
+  at::Tensor ids = at::full({B, T}, pad_id, at::kLong);  // [B, T]
+  at::Tensor mask = at::zeros({B, T}, at::kLong);        // [B, T]
+  int64_t* pi = ids.data_ptr<int64_t>();
+  int64_t* pm = mask.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t t = 0; t < rows[b].size(); ++t) {
+      pi[b * T + static_cast<int64_t>(t)] = rows[b][t];
+      pm[b * T + static_cast<int64_t>(t)] = 1;
+    }
+  return {ids, mask};
+}
+
+std::vector<int64_t> classifier_input_ids(const Tokenizer& tok, ChatTemplate tmpl, const std::string& prompt,
+                                          const std::string& response, int64_t max_length) {
+  std::vector<int64_t> ids =
+      apply_chat_template(tok, tmpl, {{"user", prompt}, {"assistant", response}}, /*add_generation_prompt=*/false).ids;
+  if (static_cast<int64_t>(ids.size()) > max_length && max_length > 1)
+    ids.erase(ids.begin() + 1, ids.begin() + 1 + (static_cast<int64_t>(ids.size()) - max_length));
+  return ids;
+}
+
+namespace {
+
+int64_t pad_of(const Llama& model, const Tokenizer& tok) {
+  if (model->config.pad_token_id >= 0) return model->config.pad_token_id;
+  if (tok.pad_id() >= 0) return tok.pad_id();
+  return tok.eos_id() >= 0 ? tok.eos_id() : 0;
+}
+
+// Entropy of each row of probabilities [N, C], divided by ln C.
+at::Tensor normalised_entropy(const at::Tensor& probs) {
+  const at::Tensor h = -(probs * probs.clamp_min(1e-12).log()).sum(-1);
+  return h / std::log(static_cast<double>(probs.size(-1)));
+}
+
+// Label probabilities [N, C] of N inputs, in batches: ids_of(i) gives input i's ids, probs_of(ids, mask) the
+// probabilities of a right-padded batch ([b, T] -> [b, C]).
+template <typename IdsOf, typename ProbsOf>
+at::Tensor batched_probs(const Llama& model, int64_t pad, int64_t N, int64_t batch_size, IdsOf ids_of, ProbsOf probs_of) {
+  torch::NoGradGuard no_grad;
+  const auto dev = model->model->embed_tokens->weight.device();
+  std::vector<at::Tensor> probs;
+  for (int64_t start = 0; start < N; start += batch_size) {
+    std::vector<std::vector<int64_t>> rows;
+    for (int64_t i = start; i < std::min(N, start + batch_size); ++i) rows.push_back(ids_of(i));
+    auto [ids, mask] = pad_right(rows, pad);
+    probs.push_back(probs_of(ids.to(dev), mask.to(dev)).to(at::kFloat).cpu());
+  }
+  return at::cat(probs);
+}
+
+class ClassifierHead : public ScorerHeadModel {
+ public:
+  ClassifierHead(const ScorerHead& s, Llama model, Tokenizer tok, ChatTemplate tmpl)
+      : model_(std::move(model)), tok_(std::move(tok)), tmpl_(tmpl) {
+    spec = s;
+    if (spec.aligned_label >= model_->config.num_labels)
+      throw DataError("scorer head '" + spec.name + "': aligned_label " + std::to_string(spec.aligned_label) +
+                      " is not a label of " + model_->config.source + " (num_labels " +
+                      std::to_string(model_->config.num_labels) + ")");
+    pad_ = pad_of(model_, tok_);
+  }
+
+  std::pair<at::Tensor, at::Tensor> score(const std::vector<std::string>& prompts,
+                                          const std::vector<std::string>& responses, int64_t batch_size) override {
+    const at::Tensor p = batched_probs(
+        model_, pad_, static_cast<int64_t>(prompts.size()), batch_size,
+        [&](int64_t i) { return classifier_input_ids(tok_, tmpl_, prompts[i], responses[i], spec.max_length); },
+        [&](const at::Tensor& ids, const at::Tensor& mask) {
+          return model_->classify(model_->forward(ids, mask), mask).to(at::kFloat).softmax(-1);  // [b, C]
+        });
+    return {p.select(1, spec.aligned_label).contiguous(), normalised_entropy(p)};
+  }
+
+ private:
+  Llama model_;
+  Tokenizer tok_;
+  ChatTemplate tmpl_;
+  int64_t pad_ = 0;
+};
+
+// The id of a label word: the tokenizer's single token for it (with or without a leading space).
+int64_t label_token(const Tokenizer& tok, const std::string& word, const std::string& where) {
+  for (const std::string& text : {word, " " + word}) {
+    const std::vector<int64_t> ids = tok.encode(text, false, false);
+    if (ids.size() == 1) return ids[0];
+  }
+  const int64_t id = tok.token_to_id(word);
+  if (id >= 0) return id;
+  throw DataError(where + ": label token \"" + word + "\" is not a single token of " + tok.path(),
+                  "choose safe_token / unsafe_token that the judge's tokenizer encodes as one token");
+}
+
+class JudgeHead : public ScorerHeadModel {
+ public:
+  JudgeHead(const ScorerHead& s, Llama model, Tokenizer tok) : model_(std::move(model)), tok_(std::move(tok)) {
+    spec = s;
+    if (model_->config.head != ModelHead::kCausalLM)
+      throw DataError("scorer head '" + spec.name + "' (kind lm_judge): " + model_->config.source + " is " +
+                      model_->config.architecture + ", expected a causal LM");
+    safe_ = label_token(tok_, spec.safe_token, "scorer head '" + spec.name + "'");
+    unsafe_ = label_token(tok_, spec.unsafe_token, "scorer head '" + spec.name + "'");
+    pad_ = pad_of(model_, tok_);
+  }
+
+  std::pair<at::Tensor, at::Tensor> score(const std::vector<std::string>& prompts,
+                                          const std::vector<std::string>& responses, int64_t batch_size) override {
+    const auto ids_of = [&](int64_t i) {
+      std::string text = spec.prompt_template;
+      for (const auto& [key, value] : {std::pair<std::string, const std::string*>{"{prompt}", &prompts[i]},
+                                       {"{response}", &responses[i]}})
+        for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + value->size()))
+          text.replace(at, key.size(), *value);
+      std::vector<int64_t> ids = tok_.encode(text);
+      if (static_cast<int64_t>(ids.size()) > spec.max_length)
+        ids.erase(ids.begin() + 1, ids.begin() + 1 + (static_cast<int64_t>(ids.size()) - spec.max_length));
+      return ids;
+    };
+    const at::Tensor p = batched_probs(
+        model_, pad_, static_cast<int64_t>(prompts.size()), batch_size, ids_of,
+        [&](const at::Tensor& ids, const at::Tensor& mask) {
+          const at::Tensor hidden = model_->forward(ids, mask);  // [b, T, H]
+          const at::Tensor last = (mask.sum(1) - 1).view({-1, 1, 1}).expand({-1, 1, hidden.size(2)});
+          const at::Tensor logits = model_->logits(hidden.gather(1, last)).squeeze(1);  // [b, V]
+          return at::stack({logits.select(1, safe_), logits.select(1, unsafe_)}, 1).to(at::kFloat).softmax(-1);
+        });
+    return {p.select(1, 0).contiguous(), normalised_entropy(p)};
+  }
+
+ private:
+  Llama model_;
+  Tokenizer tok_;
+  int64_t safe_ = 0, unsafe_ = 0, pad_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<ScorerHeadModel> make_classifier_head(const ScorerHead& spec, Llama model, Tokenizer tok,
+                                                      ChatTemplate tmpl) {
+  return std::make_unique<ClassifierHead>(spec, std::move(model), std::move(tok), tmpl);
+}
+
+Scorer Scorer::load(const ScorerSection& section, at::Device device, at::ScalarType dtype) {
+  Scorer s;
+  s.combine = section.combine;
+  s.batch_size = section.batch_size;
+  for (size_t i = 0; i < section.heads.size(); ++i) {
+    const ScorerHead& h = section.heads[i];
+    const std::string key = "scorer.heads." + std::to_string(i) + ".path";
+    if (!std::filesystem::is_directory(h.path))
+      throw DataError(key + ": scorer folder '" + h.path + "' does not exist");
+    Llama model = load_llama(h.path, LoadOptions{dtype, device});
+    for (auto& p : model->parameters()) p.set_requires_grad(false);
+    Tokenizer tok = Tokenizer::load(h.path);
+    if (h.kind == ScorerKind::kClassifier) {
+      if (model->config.head != ModelHead::kSequenceClassification)
+        throw DataError(key + ": '" + h.path + "' has no sequence-classification head (architectures: " +
+                            model->config.architecture + ")",
+                        "a classifier head needs a *ForSequenceClassification folder with score.weight; for a causal "
+                        "LM use kind: lm_judge");
+      s.add(make_classifier_head(h, std::move(model), std::move(tok), resolve_chat_template(ChatTemplate::kAuto, h.path)));
+    } else {
+      s.add(std::make_unique<JudgeHead>(h, std::move(model), std::move(tok)));
+    }
+  }
+  return s;
+}
+
+at::Tensor Scorer::combine_heads(const at::Tensor& per_head) const {
+  TORCH_CHECK(per_head.dim() == 2 && per_head.size(0) == num_heads(), "combine_heads: expected [", num_heads(), ", N]");
+  if (combine == ScoreCombine::kMin) return std::get<0>(per_head.min(0));
+  if (combine == ScoreCombine::kMean) return per_head.mean(0);
+  at::Tensor combined = at::ones({per_head.size(1)});
+  for (int64_t h = 0; h < num_heads(); ++h) combined = combined * per_head[h].pow(heads_[h]->spec.weight);
+  return combined;
+}
+
+ScoreResult Scorer::score(const std::vector<std::string>& prompts, const std::vector<std::string>& responses) {
+  TORCH_CHECK(prompts.size() == responses.size(), "score: prompts and responses differ in number");
+  TORCH_CHECK(!heads_.empty(), "score: the scorer has no heads");
+  const int64_t N = static_cast<int64_t>(prompts.size());
+  if (N == 0) return {at::zeros({0}), at::zeros({num_heads(), 0}), at::zeros({0})};
+  std::vector<at::Tensor> a, u;
+  for (auto& h : heads_) {
+    auto [p, e] = h->score(prompts, responses, batch_size);
+    a.push_back(p);
+    u.push_back(e);
+  }
+  const at::Tensor per_head = at::stack(a);  // [H, N]
+  const at::Tensor combined = combine_heads(per_head);
+  return {combined.contiguous(), per_head, at::stack(u).mean(0).contiguous()};
+}
+
+}  // namespace gaft

@@ -1,0 +1,715 @@
+// The training loop. See gaft/trainer.h; the method is docs/method.md.
+#include "gaft/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <ATen/cpu/Utils.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <unordered_map>
+
+#include "gaft/atomic_file.h"
+#include "gaft/chat.h"
+#include "gaft/checkpoint.h"
+#include "gaft/dataset.h"
+#include "gaft/error.h"
+#include "gaft/log.h"
+#include "gaft/logging.h"
+#include "gaft/objective.h"
+#include "gaft/optim.h"
+#include "gaft/rollout.h"
+#include "gaft/scorer.h"
+
+namespace fs = std::filesystem;
+
+namespace gaft {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Mixed precision: autocast to `dtype` on the device for the forward passes when the compute dtype differs
+// from the master weights; a no-op otherwise.
+class AutocastScope {
+ public:
+  AutocastScope(at::DeviceType device, at::ScalarType dtype, bool enabled) : device_(device), enabled_(enabled) {
+    if (!enabled_) return;
+    prev_enabled_ = at::autocast::is_autocast_enabled(device_);
+    prev_dtype_ = at::autocast::get_autocast_dtype(device_);
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, dtype);
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    at::autocast::set_autocast_enabled(device_, prev_enabled_);
+    at::autocast::set_autocast_dtype(device_, prev_dtype_);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  at::DeviceType device_;
+  bool enabled_, prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kFloat;
+};
+
+at::ScalarType to_scalar(DType d) {
+  switch (d) {
+    case DType::kBFloat16: return at::kBFloat16;
+    case DType::kFloat16: return at::kHalf;
+    default: return at::kFloat;
+  }
+}
+
+bool cpu_has_native_bf16() {
+  const auto caps = at::cpu::get_cpu_capabilities();
+  for (const char* key : {"avx512_bf16", "amx_bf16"}) {
+    const auto it = caps.find(key);
+    if (it != caps.end() && it->second.isBool() && it->second.toBool()) return true;
+  }
+  return false;
+}
+
+at::ScalarType stored_dtype(const ModelConfig& c) {
+  const std::string d = c.raw.is_object() && c.raw.contains("torch_dtype") && c.raw["torch_dtype"].is_string()
+                            ? c.raw["torch_dtype"].get<std::string>()
+                            : "float32";
+  return d == "bfloat16" ? at::kBFloat16 : d == "float16" ? at::kHalf : at::kFloat;
+}
+
+// The policy for the classifier objective: a *ForSequenceClassification model; a causal LM folder gets a
+// new score head (normal(0, initializer_range)) on its backbone.
+Llama load_classifier_policy(const std::string& dir, int64_t num_labels) {
+  ModelConfig c = load_model_config(dir);
+  if (c.head == ModelHead::kSequenceClassification) {
+    if (c.num_labels != num_labels)
+      throw DataError(c.source + ": the classifier has " + std::to_string(c.num_labels) +
+                      " labels, objective.num_labels is " + std::to_string(num_labels));
+    return load_llama(dir);
+  }
+  Llama lm = load_llama(dir);
+  ModelConfig cc = c;
+  cc.head = ModelHead::kSequenceClassification;
+  const std::string suffix = "ForCausalLM";
+  if (cc.architecture.size() > suffix.size() &&
+      cc.architecture.compare(cc.architecture.size() - suffix.size(), suffix.size(), suffix) == 0)
+    cc.architecture = cc.architecture.substr(0, cc.architecture.size() - suffix.size()) + "ForSequenceClassification";
+  cc.num_labels = num_labels;
+  cc.id2label.clear();
+  Llama cls(cc);
+  torch::NoGradGuard no_grad;
+  const auto src = lm->named_parameters(true);
+  for (auto& p : cls->named_parameters(true)) {
+    if (p.key() == "score.weight") {
+      const double std = c.raw.value("initializer_range", 0.02);
+      p.value().normal_(0.0, std);
+    } else {
+      p.value().copy_(*src.find(p.key()));
+    }
+  }
+  return cls;
+}
+
+int64_t pad_id_of(const ModelConfig& c, const Tokenizer& tok) {
+  if (c.pad_token_id >= 0) return c.pad_token_id;
+  if (tok.pad_id() >= 0) return tok.pad_id();
+  if (tok.eos_id() >= 0) return tok.eos_id();
+  return 0;
+}
+
+TrainSequence reference_sequence(const Example& ex) {
+  TrainSequence s;
+  s.ids = ex.prompt_ids;
+  s.ids.insert(s.ids.end(), ex.response_ids.begin(), ex.response_ids.end());
+  s.trained = ex.prompt_mask;
+  s.trained.insert(s.trained.end(), ex.response_ids.size(), 1);
+  return s;
+}
+
+int64_t trained_tokens(const TrainSequence& s) {
+  int64_t n = 0;
+  for (size_t t = 1; t < s.trained.size(); ++t) n += s.trained[t];
+  return n;
+}
+
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(v.size() - 1, lo + 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+// Sums of one optimizer step's micro-batches, turned into the metrics record.
+struct StepStats {
+  double loss = 0, loss_sft = 0, loss_pg = 0, kl = 0;
+  int64_t kl_batches = 0;
+  std::vector<double> rewards, gates, ref_scores;
+  int64_t examples = 0, rolled_out = 0, abstained = 0, dropped = 0, invalid_scores = 0;
+  int64_t tokens = 0, padded_tokens = 0, generated = 0, correct = 0, labelled = 0;
+  double rollout_s = 0, score_s = 0, fwd_bwd_s = 0;
+};
+
+class Trainer {
+ public:
+  explicit Trainer(const RunConfig& c) : cfg_(c) {}
+  TrainSummary run();
+
+ private:
+  void setup();
+  std::vector<int64_t> next_batch();
+  void micro_batch(const std::vector<int64_t>& batch, int64_t micro, double norm_examples, double norm_tokens,
+                   StepStats* st);
+  void classifier_micro_batch(const std::vector<int64_t>& batch, int64_t micro_count, StepStats* st);
+  nlohmann::json eval_metrics();
+  bool params_finite();
+
+  const RunConfig& cfg_;
+  at::Device device_ = at::kCPU;
+  at::ScalarType compute_ = at::kFloat, master_ = at::kFloat;
+  bool autocast_ = false;
+  std::string tok_path_;
+  std::optional<Tokenizer> tok_;
+  ChatTemplate tmpl_ = ChatTemplate::kNone;
+  Renderer renderer_;
+  std::optional<Dataset> data_, eval_data_;
+  Llama policy_{nullptr}, reference_{nullptr};
+  std::optional<Scorer> scorer_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  TrainerState state_;
+  LearnedGate learned_;
+  std::vector<std::vector<int64_t>> epoch_batches_;
+  int64_t epoch_cached_ = -1;
+  int64_t pad_ = 0;
+  int64_t total_steps_ = 0;
+  RolloutOptions rollout_;
+  ObjectiveParams objective_;
+  std::string resumed_from_;
+  std::unordered_map<int64_t, at::Tensor> ref_score_cache_;  // example index -> per-head reference scores [H]
+};
+
+void Trainer::setup() {
+  const bool cuda = torch::cuda::is_available();
+  if (cfg_.run.device == Device::kCuda && !cuda)
+    throw UsageError("run.device is cuda but no CUDA device is usable here", "set run.device: cpu (or auto)");
+  device_ = (cfg_.run.device == Device::kCuda || (cfg_.run.device == Device::kAuto && cuda)) ? at::Device(at::kCUDA)
+                                                                                            : at::Device(at::kCPU);
+  if (cfg_.run.threads > 0) at::set_num_threads(static_cast<int>(cfg_.run.threads));
+  master_ = to_scalar(cfg_.precision.master);
+  compute_ = cfg_.precision.compute == DType::kAuto
+                 ? ((device_.is_cuda() || cpu_has_native_bf16()) ? at::kBFloat16 : at::kFloat)
+                 : to_scalar(cfg_.precision.compute);
+  autocast_ = compute_ != master_;
+  torch::manual_seed(cfg_.run.seed);
+
+  // Output directory: created and proven writable before anything expensive.
+  make_dirs(cfg_.run.output_dir);
+  write_resolved_config(cfg_, cfg_.run.output_dir);
+
+  // Where to start: a checkpoint (resume) or the configured model.
+  const std::string& resume = cfg_.checkpoint.resume;
+  if (resume == "auto") {
+    if (auto latest = latest_checkpoint(cfg_.run.output_dir)) resumed_from_ = *latest;
+  } else if (resume != "never") {
+    if (!fs::exists(fs::path(resume) / "trainer_state.json"))
+      throw DataError("checkpoint.resume: '" + resume + "' is not a complete checkpoint (no trainer_state.json)");
+    resumed_from_ = resume;
+  }
+  const std::string start_dir = resumed_from_.empty() ? cfg_.model.path : (fs::path(resumed_from_) / "model").string();
+
+  // Tokenizer and chat template.
+  tok_path_ = cfg_.tokenizer.path.empty() ? cfg_.model.path : cfg_.tokenizer.path;
+  tok_.emplace(Tokenizer::load(tok_path_));
+  tmpl_ = resolve_chat_template(cfg_.tokenizer.chat_template, tok_path_);
+  renderer_ = Renderer{&*tok_, tmpl_};
+
+  // Policy.
+  const bool classifier = cfg_.objective.kind == Objective::kClassifier;
+  policy_ = classifier ? load_classifier_policy(start_dir, cfg_.objective.num_labels) : load_llama(start_dir);
+  const ModelConfig& mc = policy_->config;
+  if (!classifier && mc.head != ModelHead::kCausalLM)
+    throw DataError(mc.source + ": " + mc.architecture + " has no LM head; objective.kind " +
+                    (cfg_.objective.kind == Objective::kSft ? "sft" : "gaft") + " trains a causal LM");
+  if (tok_->vocab_size() > mc.vocab_size)
+    throw DataError("tokenizer '" + tok_->path() + "' has " + std::to_string(tok_->vocab_size()) +
+                        " tokens but the model's vocab_size is " + std::to_string(mc.vocab_size) + " (" + mc.source + ")",
+                    "the tokenizer does not belong to this model; set tokenizer.path to the model's own tokenizer");
+  policy_->to(device_, master_);
+  policy_->train();
+  pad_ = pad_id_of(mc, *tok_);
+
+  // Data.
+  DatasetOptions dopt;
+  dopt.format = cfg_.data.format;
+  dopt.skip_bad_lines = cfg_.data.skip_bad_lines;
+  dopt.max_prompt_tokens = cfg_.data.max_prompt_tokens;
+  dopt.max_response_tokens = cfg_.data.max_response_tokens;
+  dopt.too_long = cfg_.data.too_long;
+  dopt.classification = classifier;
+  dopt.num_labels = cfg_.objective.num_labels;
+  data_.emplace(Dataset::load(cfg_.data.train, renderer_, dopt));
+  if (!cfg_.data.eval.empty()) eval_data_.emplace(Dataset::load(cfg_.data.eval, renderer_, dopt));
+  for (const Example& ex : data_->examples())
+    for (const auto* ids : {&ex.prompt_ids, &ex.response_ids})
+      for (int64_t id : *ids)
+        if (id >= mc.vocab_size)
+          throw DataError(cfg_.data.train + ":" + std::to_string(ex.line) + ": token id " + std::to_string(id) +
+                          " is outside the model's vocabulary of " + std::to_string(mc.vocab_size));
+  log::info("data: " + std::to_string(data_->size()) + " examples from " + cfg_.data.train);
+
+  // Scorer, reference policy, rollouts.
+  if (cfg_.objective.kind == Objective::kGaft) {
+    scorer_.emplace(Scorer::load(cfg_.scorer, device_, compute_));
+    if (cfg_.objective.kl != KlMode::kNone) {
+      reference_ = load_llama(cfg_.model.path, LoadOptions{compute_, device_});
+      for (auto& p : reference_->parameters()) p.set_requires_grad(false);
+    }
+    rollout_.num_samples = cfg_.rollout.num_samples;
+    rollout_.temperature = cfg_.rollout.temperature;
+    rollout_.top_p = cfg_.rollout.top_p;
+    rollout_.top_k = cfg_.rollout.top_k;
+    rollout_.max_new_tokens = cfg_.rollout.max_new_tokens;
+    rollout_.batch_size = cfg_.rollout.batch_size;
+    rollout_.stop = cfg_.rollout.stop;
+    rollout_.pad_id = pad_;
+    rollout_.stop_tokens = end_of_turn_ids(*tok_, tmpl_);
+    for (int64_t id : mc.eos_token_ids)
+      if (std::find(rollout_.stop_tokens.begin(), rollout_.stop_tokens.end(), id) == rollout_.stop_tokens.end())
+        rollout_.stop_tokens.push_back(id);
+  }
+
+  // Objective parameters (docs/method.md).
+  ops::GateParams& gp = objective_.gate;
+  gp.mode = cfg_.gate.mode == GateMode::kFixed ? ops::GateMode::kFixed : ops::GateMode::kUncertainty;
+  gp.uncertainty = cfg_.gate.uncertainty == Uncertainty::kEntropy ? ops::UncertaintyMode::kEntropy
+                   : cfg_.gate.uncertainty == Uncertainty::kStd   ? ops::UncertaintyMode::kStd
+                                                                  : ops::UncertaintyMode::kScorer;
+  gp.advantage = cfg_.objective.advantage == AdvantageMode::kRloo ? ops::AdvantageMode::kRloo : ops::AdvantageMode::kGrpo;
+  gp.sft_norm = cfg_.objective.sft_norm == SftNorm::kSequence ? ops::SftNorm::kSequence : ops::SftNorm::kToken;
+  gp.w_m = cfg_.gate.w_m;
+  gp.w_u = cfg_.gate.w_u;
+  gp.tau = cfg_.gate.tau;
+  gp.temperature = cfg_.gate.temperature;
+  gp.g0 = cfg_.gate.g0;
+  gp.lambda = cfg_.objective.lambda;
+  gp.abstention = cfg_.abstention.enabled;
+  gp.delta = cfg_.objective.kind == Objective::kGaft ? cfg_.abstention.delta : 0.0;
+  gp.std_floor = cfg_.objective.std_floor;
+  objective_.kl = cfg_.objective.kl;
+  objective_.kl_beta = cfg_.objective.kl_beta;
+  objective_.pad_id = pad_;
+
+  optimizer_ = make_adamw(policy_->named_parameters(true).pairs(), cfg_.optimizer);
+  if (!resumed_from_.empty()) {
+    state_ = read_checkpoint(resumed_from_, *optimizer_);
+    if (state_.learned_gate.size() == LearnedGate::kFeatures)
+      std::copy(state_.learned_gate.begin(), state_.learned_gate.end(), learned_.w.begin());
+    log::info("resuming from " + resumed_from_ + " at step " + std::to_string(state_.step));
+  }
+
+  const int64_t batches_per_epoch = (data_->size() + cfg_.train.batch_size - 1) / cfg_.train.batch_size;
+  total_steps_ = cfg_.train.max_steps > 0
+                     ? cfg_.train.max_steps
+                     : std::max<int64_t>(1, cfg_.train.epochs * batches_per_epoch / cfg_.train.grad_accum_steps);
+}
+
+std::vector<int64_t> Trainer::next_batch() {
+  if (epoch_cached_ != state_.epoch) {
+    epoch_batches_ = data_->epoch_batches(state_.epoch, cfg_.train.batch_size, static_cast<uint64_t>(cfg_.run.seed),
+                                          cfg_.data.shuffle, cfg_.data.bucket_by_length);
+    epoch_cached_ = state_.epoch;
+  }
+  std::vector<int64_t> b = epoch_batches_[state_.batch_in_epoch];
+  if (++state_.batch_in_epoch >= static_cast<int64_t>(epoch_batches_.size())) {
+    ++state_.epoch;
+    state_.batch_in_epoch = 0;
+  }
+  return b;
+}
+
+void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, double norm_examples, double norm_tokens,
+                          StepStats* st) {
+  const auto& examples = data_->examples();
+  const int64_t B = static_cast<int64_t>(batch.size());
+  const bool gaft = cfg_.objective.kind == Objective::kGaft;
+  const int64_t K = gaft ? cfg_.rollout.num_samples : 0;
+  MicroBatch mb;
+  mb.B = B;
+  mb.K = K;
+  for (int64_t idx : batch) mb.references.push_back(reference_sequence(examples[idx]));
+  mb.rollouts.assign(B * K, {});
+  mb.rollout_scores = at::full({B, K}, std::numeric_limits<float>::quiet_NaN());
+  mb.reference_scores = at::ones({B});
+  at::Tensor per_head_ref;  // [H, B]
+  st->examples += B;
+
+  std::vector<bool> skip(B, false);
+  std::vector<LearnedGate::Features> features(B);
+  if (gaft) {
+    // Reference scores: the scorer is frozen, so each example is scored once per run and cached.
+    std::vector<std::string> prompts, responses;
+    std::vector<int64_t> missing;
+    for (int64_t idx : batch)
+      if (!ref_score_cache_.count(idx)) {
+        missing.push_back(idx);
+        prompts.push_back(examples[idx].prompt_text);
+        responses.push_back(examples[idx].response_text);
+      }
+    auto t0 = Clock::now();
+    if (!missing.empty()) {
+      AutocastScope ac(device_.type(), compute_, autocast_);
+      const ScoreResult ref = scorer_->score(prompts, responses);
+      for (size_t j = 0; j < missing.size(); ++j)
+        ref_score_cache_[missing[j]] = ref.per_head.select(1, static_cast<int64_t>(j)).clone();  // [H]
+    }
+    std::vector<at::Tensor> heads;
+    for (int64_t idx : batch) heads.push_back(ref_score_cache_.at(idx));
+    per_head_ref = at::stack(heads, 1);                                        // [H, B]
+    mb.reference_scores = scorer_->combine_heads(per_head_ref).contiguous();  // [B]
+    st->score_s += seconds_since(t0);
+    for (int64_t i = 0; i < B; ++i) st->ref_scores.push_back(mb.reference_scores[i].item<double>());
+
+    // Learned gate: features known before rollouts; low predictions skip rollouts (with exploration).
+    if (cfg_.gate.mode == GateMode::kLearned) {
+      AutocastScope ac(device_.type(), compute_, autocast_);
+      const auto [nll, ent] = reference_nll_entropy(policy_, mb.references, pad_);
+      std::mt19937_64 rng(mix_seed(static_cast<uint64_t>(cfg_.run.seed), static_cast<uint64_t>(state_.step),
+                                   static_cast<uint64_t>(micro) + 0x9a7e));
+      for (int64_t i = 0; i < B; ++i) {
+        features[i] = {1.0, mb.reference_scores[i].item<double>(), nll[i].item<double>(), ent[i].item<double>()};
+        const double explore = static_cast<double>(rng() >> 11) * 0x1.0p-53;
+        skip[i] = learned_.predict(features[i]) < cfg_.gate.epsilon && explore >= cfg_.gate.exploration;
+      }
+    }
+
+    // Rollouts and their scores.
+    t0 = Clock::now();
+    std::vector<std::vector<int64_t>> prompt_ids;
+    for (int64_t idx : batch) prompt_ids.push_back(examples[idx].prompt_ids);
+    Rollouts ro;
+    {
+      AutocastScope ac(device_.type(), compute_, autocast_);
+      ro = sample_rollouts(policy_, *tok_, prompt_ids, skip, rollout_,
+                           mix_seed(static_cast<uint64_t>(cfg_.run.seed), static_cast<uint64_t>(state_.step),
+                                    static_cast<uint64_t>(micro)));
+    }
+    st->rollout_s += seconds_since(t0);
+    st->generated += ro.generated_tokens;
+    t0 = Clock::now();
+    std::vector<int64_t> rows;
+    prompts.clear();
+    responses.clear();
+    for (int64_t row = 0; row < B * K; ++row)
+      if (ro.present[row] && !ro.ids[row].empty()) {
+        rows.push_back(row);
+        prompts.push_back(examples[batch[row / K]].prompt_text);
+        responses.push_back(ro.texts[row]);
+      }
+    at::Tensor unc_sum = at::zeros({B}), unc_n = at::zeros({B});
+    if (!rows.empty()) {
+      AutocastScope ac(device_.type(), compute_, autocast_);
+      const ScoreResult sr = scorer_->score(prompts, responses);
+      for (size_t j = 0; j < rows.size(); ++j) {
+        const int64_t row = rows[j];
+        mb.rollout_scores[row / K][row % K] = sr.combined[static_cast<int64_t>(j)];
+        unc_sum[row / K] += sr.uncertainty[static_cast<int64_t>(j)];
+        unc_n[row / K] += 1;
+      }
+    }
+    if (cfg_.gate.uncertainty == Uncertainty::kScorer) mb.scorer_uncertainty = unc_sum / unc_n.clamp_min(1);
+    st->score_s += seconds_since(t0);
+    for (int64_t row = 0; row < B * K; ++row) {
+      const int64_t i = row / K;
+      if (!ro.present[row]) continue;
+      TrainSequence& s = mb.rollouts[row];
+      s.ids = examples[batch[i]].prompt_ids;
+      s.trained.assign(s.ids.size(), 0);
+      s.ids.insert(s.ids.end(), ro.ids[row].begin(), ro.ids[row].end());
+      s.trained.insert(s.trained.end(), ro.ids[row].size(), 1);
+      const double r = mb.rollout_scores[i][row % K].item<double>();
+      if (std::isfinite(r)) st->rewards.push_back(r);
+    }
+    for (int64_t i = 0; i < B; ++i) st->rolled_out += skip[i] ? 0 : 1;
+  }
+
+  // Gate decisions, abstention targets, loss.
+  ops::GateParams gp = objective_.gate;
+  gp.norm_examples = norm_examples;
+  gp.norm_tokens = norm_tokens;
+  const ops::GateOutputs decision = decide_gate(mb, gp);
+  const int32_t* flags = decision.flags.data_ptr<int32_t>();
+  if (log::enabled(log::Level::kTrace))
+    log::trace(c10::str("step ", state_.step, " micro ", micro, ": scores ", mb.rollout_scores, " reference ",
+                        mb.reference_scores, " g ", decision.g, " advantages ", decision.advantages, " flags ", decision.flags));
+  for (int64_t i = 0; i < B; ++i) {
+    if (gaft && !skip[i] && !(flags[i] & ops::kFlagNoValidRollout)) {
+      st->gates.push_back(decision.g[i].item<double>());
+      if (cfg_.gate.mode == GateMode::kLearned) learned_.update(features[i], decision.g[i].item<double>(), cfg_.gate.learned_lr);
+    }
+    if (flags[i] & ops::kFlagAbstain) {
+      ++st->abstained;
+      // The category of the head that rates the reference lowest picks the template.
+      const int64_t h = per_head_ref.defined() ? per_head_ref.select(1, i).argmin().item<int64_t>() : 0;
+      const std::string& category = scorer_->head(h).category;
+      const auto it = cfg_.abstention.templates.find(category);
+      if (it != cfg_.abstention.templates.end()) {
+        const Example& ex = examples[batch[i]];
+        TrainSequence& ref = mb.references[i];
+        std::vector<int64_t> response = renderer_.response_ids(ex, it->second);
+        ref.ids = ex.prompt_ids;
+        ref.trained = ex.prompt_mask;
+        ref.ids.insert(ref.ids.end(), response.begin(), response.end());
+        ref.trained.insert(ref.trained.end(), response.size(), 1);
+      }
+    } else if (flags[i] & ops::kFlagDropSft) {
+      ++st->dropped;
+    }
+  }
+  st->invalid_scores += decision.num_invalid.item<int64_t>();
+
+  const auto t0 = Clock::now();
+  LossResult lr;
+  {
+    AutocastScope ac(device_.type(), compute_, autocast_);
+    ObjectiveParams op = objective_;
+    op.gate = gp;
+    lr = compute_loss(policy_, reference_ ? &reference_ : nullptr, mb, decision, op);
+  }
+  lr.loss.backward();
+  st->fwd_bwd_s += seconds_since(t0);
+  st->loss += lr.loss.item<double>();
+  st->loss_sft += lr.loss_sft;
+  st->loss_pg += lr.loss_pg;
+  if (objective_.kl != KlMode::kNone && gaft) {
+    st->kl += lr.kl;
+    ++st->kl_batches;
+  }
+  st->tokens += lr.tokens;
+  st->padded_tokens += lr.padded_tokens;
+}
+
+void Trainer::classifier_micro_batch(const std::vector<int64_t>& batch, int64_t micro_count, StepStats* st) {
+  const auto& examples = data_->examples();
+  std::vector<std::vector<int64_t>> seqs;
+  std::vector<int64_t> labels;
+  for (int64_t idx : batch) {
+    const Example& ex = examples[idx];
+    std::vector<int64_t> ids = ex.prompt_ids;
+    ids.insert(ids.end(), ex.response_ids.begin(), ex.response_ids.end());
+    seqs.push_back(std::move(ids));
+    labels.push_back(ex.label);
+    st->tokens += ex.length();
+  }
+  const auto t0 = Clock::now();
+  ClassifierLoss cl;
+  {
+    AutocastScope ac(device_.type(), compute_, autocast_);
+    cl = classifier_loss(policy_, seqs, labels, pad_);
+  }
+  // Each micro-batch's mean, weighted by its share of the step's examples.
+  const at::Tensor loss = cl.loss * (static_cast<double>(batch.size()) / static_cast<double>(micro_count));
+  loss.backward();
+  st->fwd_bwd_s += seconds_since(t0);
+  st->loss += loss.item<double>();
+  st->correct += cl.correct;
+  st->labelled += cl.count;
+  st->examples += static_cast<int64_t>(batch.size());
+}
+
+nlohmann::json Trainer::eval_metrics() {
+  nlohmann::json j;
+  if (!eval_data_) return j;
+  torch::NoGradGuard no_grad;
+  policy_->eval();
+  AutocastScope ac(device_.type(), compute_, autocast_);
+  const auto& ex = eval_data_->examples();
+  const int64_t bs = cfg_.eval.batch_size;
+  if (cfg_.objective.kind == Objective::kClassifier) {
+    int64_t correct = 0;
+    double loss = 0;
+    for (size_t s = 0; s < ex.size(); s += static_cast<size_t>(bs)) {
+      std::vector<std::vector<int64_t>> seqs;
+      std::vector<int64_t> labels;
+      for (size_t i = s; i < std::min(ex.size(), s + static_cast<size_t>(bs)); ++i) {
+        std::vector<int64_t> ids = ex[i].prompt_ids;
+        ids.insert(ids.end(), ex[i].response_ids.begin(), ex[i].response_ids.end());
+        seqs.push_back(std::move(ids));
+        labels.push_back(ex[i].label);
+      }
+      const ClassifierLoss cl = classifier_loss(policy_, seqs, labels, pad_);
+      correct += cl.correct;
+      loss += cl.loss.item<double>() * static_cast<double>(labels.size());
+    }
+    j["eval_accuracy"] = static_cast<double>(correct) / static_cast<double>(ex.size());
+    j["eval_loss"] = loss / static_cast<double>(ex.size());
+  } else {
+    double nll = 0;
+    for (size_t s = 0; s < ex.size(); s += static_cast<size_t>(bs)) {
+      std::vector<TrainSequence> refs;
+      for (size_t i = s; i < std::min(ex.size(), s + static_cast<size_t>(bs)); ++i) refs.push_back(reference_sequence(ex[i]));
+      nll += reference_nll_entropy(policy_, refs, pad_).first.sum().item<double>();
+    }
+    j["eval_loss"] = nll / static_cast<double>(ex.size());
+    j["eval_ppl"] = std::exp(nll / static_cast<double>(ex.size()));
+  }
+  policy_->train();
+  return j;
+}
+
+bool Trainer::params_finite() {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : policy_->parameters())
+    if (!at::isfinite(p).all().item<bool>()) return false;
+  return true;
+}
+
+TrainSummary Trainer::run() {
+  setup();
+  TrainSummary summary;
+  summary.resumed_from = resumed_from_;
+  const std::string& out = cfg_.run.output_dir;
+  MetricsWriter metrics((fs::path(out) / cfg_.logging.metrics_file).string());
+  const std::string progress_setting = cfg_.logging.progress == Progress::kOn    ? "on"
+                                       : cfg_.logging.progress == Progress::kOff ? "off"
+                                                                                 : "auto";
+  ProgressReporter progress("train", total_steps_, ProgressReporter::mode_for(progress_setting));
+  const SaveOptions ckpt_save{master_, tok_path_};
+  const bool classifier = cfg_.objective.kind == Objective::kClassifier;
+  std::vector<at::Tensor> params;
+  for (const auto& p : policy_->parameters())
+    if (p.requires_grad()) params.push_back(p);
+
+  log::info("training " + std::to_string(total_steps_) + " steps on " + device_.str() + ", compute " +
+            c10::toString(compute_) + ", objective " +
+            (classifier ? "classifier" : cfg_.objective.kind == Objective::kGaft ? "gaft" : "sft") + ", chat template " +
+            to_string(tmpl_));
+  while (state_.step < total_steps_) {
+    const auto t_step = Clock::now();
+    // The step's micro-batches and its global normalisation counts.
+    std::vector<std::vector<int64_t>> micro;
+    for (int64_t m = 0; m < cfg_.train.grad_accum_steps; ++m) micro.push_back(next_batch());
+    double n_examples = 0, n_tokens = 0;
+    for (const auto& b : micro)
+      for (int64_t idx : b) {
+        n_examples += 1;
+        n_tokens += static_cast<double>(trained_tokens(reference_sequence(data_->examples()[idx])));
+      }
+    const double lr = lr_at(state_.step, total_steps_, cfg_.optimizer.lr, cfg_.schedule);
+    set_lr(*optimizer_, lr);
+    optimizer_->zero_grad();
+    StepStats st;
+    for (size_t m = 0; m < micro.size(); ++m) {
+      if (classifier) classifier_micro_batch(micro[m], static_cast<int64_t>(n_examples), &st);
+      else micro_batch(micro[m], static_cast<int64_t>(m), n_examples, n_tokens, &st);
+    }
+    const double clip = cfg_.optimizer.grad_clip > 0 ? cfg_.optimizer.grad_clip : std::numeric_limits<double>::infinity();
+    const double grad_norm = torch::nn::utils::clip_grad_norm_(params, clip);
+    const bool finite = std::isfinite(st.loss) && std::isfinite(grad_norm);
+    if (finite) {
+      optimizer_->step();
+      state_.nonfinite_in_row = 0;
+    } else {
+      optimizer_->zero_grad();
+      ++state_.nonfinite_in_row;
+      ++state_.nonfinite_total;
+      log::warn("step " + std::to_string(state_.step + 1) + ": non-finite " + (std::isfinite(st.loss) ? "gradient" : "loss") +
+                "; step skipped (" + std::to_string(state_.nonfinite_in_row) + " in a row)");
+      if (state_.nonfinite_in_row >= cfg_.train.max_nonfinite_steps)
+        throw DataError("stopping: " + std::to_string(state_.nonfinite_in_row) +
+                            " steps in a row had a non-finite loss or gradient (train.max_nonfinite_steps)",
+                        "lower optimizer.lr, check the data for empty or extreme examples, or use float32 compute");
+    }
+    ++state_.step;
+    state_.tokens_trained += st.tokens;
+    state_.learned_gate.assign(learned_.w.begin(), learned_.w.end());
+    const double step_s = seconds_since(t_step);
+    summary.last_loss = st.loss;
+
+    if (state_.step % cfg_.logging.every_steps == 0 || state_.step == total_steps_) {
+      nlohmann::json rec = {{"step", state_.step},
+                            {"epoch", state_.epoch},
+                            {"loss", st.loss},
+                            {"grad_norm", grad_norm},
+                            {"lr", lr},
+                            {"skipped", !finite},
+                            {"tokens", st.tokens},
+                            {"tokens_per_s", static_cast<double>(st.tokens) / step_s},
+                            {"step_s", step_s}};
+      if (classifier) {
+        rec["accuracy"] = st.labelled ? static_cast<double>(st.correct) / static_cast<double>(st.labelled) : 0.0;
+      } else {
+        rec["loss_sft"] = st.loss_sft;
+        rec["loss_pg"] = st.loss_pg;
+        rec["padding_share"] = st.padded_tokens ? 1.0 - static_cast<double>(st.tokens) / st.padded_tokens : 0.0;
+      }
+      if (cfg_.objective.kind == Objective::kGaft) {
+        const auto mean_std = [](const std::vector<double>& v) {
+          double m = 0, s = 0;
+          for (double x : v) m += x;
+          m = v.empty() ? 0 : m / static_cast<double>(v.size());
+          for (double x : v) s += (x - m) * (x - m);
+          return std::pair{m, v.size() > 1 ? std::sqrt(s / static_cast<double>(v.size() - 1)) : 0.0};
+        };
+        const auto [rm, rs] = mean_std(st.rewards);
+        const auto [gm, gs] = mean_std(st.gates);
+        rec["reward_mean"] = rm;
+        rec["reward_std"] = rs;
+        rec["reference_score_mean"] = mean_std(st.ref_scores).first;
+        rec["gate_mean"] = gm;
+        rec["gate_p10"] = quantile(st.gates, 0.1);
+        rec["gate_p50"] = quantile(st.gates, 0.5);
+        rec["gate_p90"] = quantile(st.gates, 0.9);
+        rec["rollout_skipped"] = 1.0 - static_cast<double>(st.rolled_out) / static_cast<double>(st.examples);
+        rec["abstain_rate"] = static_cast<double>(st.abstained) / static_cast<double>(st.examples);
+        rec["drop_rate"] = static_cast<double>(st.dropped) / static_cast<double>(st.examples);
+        rec["invalid_scores"] = st.invalid_scores;
+        rec["kl"] = st.kl_batches ? st.kl / static_cast<double>(st.kl_batches) : 0.0;
+        rec["rollout_tokens"] = st.generated;
+        rec["rollout_share"] = st.rollout_s / step_s;
+        rec["score_share"] = st.score_s / step_s;
+      }
+      rec["fwd_bwd_share"] = st.fwd_bwd_s / step_s;
+      if (cfg_.eval.every_steps > 0 && state_.step % cfg_.eval.every_steps == 0) rec.update(eval_metrics());
+      metrics.write(rec);
+      log::debug(rec.dump());
+    }
+    progress.update(state_.step, c10::str("loss ", st.loss));
+
+    const bool last = state_.step == total_steps_;
+    if ((cfg_.checkpoint.every_steps > 0 && state_.step % cfg_.checkpoint.every_steps == 0) || last) {
+      if (!params_finite()) throw DataError("the weights are not finite at step " + std::to_string(state_.step) + "; nothing saved");
+      write_checkpoint(out, state_, policy_, *optimizer_, ckpt_save, cfg_.checkpoint.keep_last);
+    }
+  }
+  progress.finish();
+
+  // The final model, in the dtype the source was stored in.
+  const nlohmann::json final_eval = eval_metrics();
+  if (!final_eval.empty()) {
+    nlohmann::json rec = final_eval;
+    rec["step"] = state_.step;
+    rec["final"] = true;
+    metrics.write(rec);
+    log::info("held-out: " + final_eval.dump());
+  }
+  if (!params_finite()) throw DataError("the final weights are not finite; nothing saved");
+  summary.model_dir = (fs::path(out) / "model").string();
+  save_model(policy_, summary.model_dir, SaveOptions{stored_dtype(policy_->config), tok_path_});
+  summary.steps = state_.step;
+  summary.skipped_steps = state_.nonfinite_total;
+  log::info("saved " + summary.model_dir + " after " + std::to_string(state_.step) + " steps");
+  return summary;
+}
+
+}  // namespace
+
+TrainSummary train(const RunConfig& config) { return Trainer(config).run(); }
+
+}  // namespace gaft

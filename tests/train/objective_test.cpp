@@ -1,0 +1,338 @@
+// The training objective against the loss of METHOD.md written out by hand on a tiny random model:
+// equal gradients (SFT + policy gradient, abstention and drop, KL as loss and as reward shaping), the sft
+// objective equal to gaft with every g = 0, the learned gate, the schedule and the optimizer groups.
+#include "gaft/objective.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/test_util.h"
+#include "gaft/optim.h"
+
+namespace {
+
+gaft::ModelConfig tiny_config() {
+  gaft::ModelConfig c;
+  c.source = "tiny";
+  c.architecture = "LlamaForCausalLM";
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 8;
+  c.vocab_size = 40;
+  c.max_position_embeddings = 64;
+  c.rms_norm_eps = 1e-5;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  return c;
+}
+
+gaft::Llama tiny_model(uint64_t seed) {
+  torch::manual_seed(seed);
+  gaft::Llama m(tiny_config());
+  torch::NoGradGuard g;
+  for (auto& p : m->parameters()) p.normal_(0.0, 0.3);
+  return m;
+}
+
+gaft::TrainSequence seq(const std::vector<int64_t>& prompt, const std::vector<int64_t>& response) {
+  gaft::TrainSequence s;
+  s.ids = prompt;
+  s.trained.assign(prompt.size(), 0);
+  s.ids.insert(s.ids.end(), response.begin(), response.end());
+  s.trained.insert(s.trained.end(), response.size(), 1);
+  return s;
+}
+
+// log p of each trained token of one sequence, computed alone (no batching, no padding): [n]
+at::Tensor seq_logp(gaft::Llama& m, const gaft::TrainSequence& s) {
+  const at::Tensor ids = at::tensor(s.ids, at::kLong).view({1, -1});
+  const at::Tensor logp = m->logits(m->forward(ids)).squeeze(0).log_softmax(-1);  // [T, V]
+  std::vector<at::Tensor> out;
+  for (size_t t = 1; t < s.ids.size(); ++t)
+    if (s.trained[t]) out.push_back(logp[static_cast<int64_t>(t) - 1][s.ids[t]]);
+  return at::stack(out);
+}
+
+// A micro-batch of B = 2 examples, K = 3 rollouts each.
+gaft::MicroBatch batch(const std::vector<float>& r, const std::vector<float>& s) {
+  gaft::MicroBatch mb;
+  mb.B = 2;
+  mb.K = 3;
+  mb.references = {seq({1, 5, 6, 7}, {8, 9, 2}), seq({1, 11, 12}, {13, 14, 15, 16, 2})};
+  mb.rollouts = {seq({1, 5, 6, 7}, {20, 2}),         seq({1, 5, 6, 7}, {21, 22, 23, 2}), seq({1, 5, 6, 7}, {8, 2}),
+                 seq({1, 11, 12}, {30, 31, 32, 2}), seq({1, 11, 12}, {33, 2}),          seq({1, 11, 12}, {13, 14, 2})};
+  mb.rollout_scores = at::tensor(r).view({2, 3});
+  mb.reference_scores = at::tensor(s);
+  return mb;
+}
+
+std::vector<at::Tensor> grads(gaft::Llama& m) {
+  std::vector<at::Tensor> g;
+  for (auto& p : m->parameters()) g.push_back(p.grad().defined() ? p.grad().clone() : at::zeros_like(p));
+  return g;
+}
+
+void zero(gaft::Llama& m) {
+  for (auto& p : m->parameters())
+    if (p.grad().defined()) p.mutable_grad().zero_();
+}
+
+void expect_close(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b, double tol) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double scale = std::max(1e-3, b[i].abs().max().item<double>());
+    EXPECT_LE((a[i] - b[i]).abs().max().item<double>() / scale, tol) << "parameter " << i;
+  }
+}
+
+gaft::ObjectiveParams params(double g0, double lambda, double delta) {
+  gaft::ObjectiveParams p;
+  p.gate.mode = gaft::ops::GateMode::kFixed;
+  p.gate.g0 = g0;
+  p.gate.lambda = lambda;
+  p.gate.delta = delta;
+  p.gate.abstention = true;
+  p.gate.advantage = gaft::ops::AdvantageMode::kRloo;
+  p.pad_id = 0;
+  return p;
+}
+
+// The loss of METHOD.md by hand: (1/B) sum_i [c_i l_SFT,i + lambda g l_PG,i] with RLOO advantages of `r`.
+at::Tensor hand_loss(gaft::Llama& m, const gaft::MicroBatch& mb, double g, double lambda, const std::vector<double>& c,
+                     const at::Tensor& r) {
+  at::Tensor total = at::zeros({});
+  for (int64_t i = 0; i < mb.B; ++i) {
+    const at::Tensor sft = -seq_logp(m, mb.references[i]).mean();
+    at::Tensor pg = at::zeros({});
+    for (int64_t k = 0; k < mb.K; ++k) {
+      double others = 0;
+      for (int64_t j = 0; j < mb.K; ++j)
+        if (j != k) others += r[i][j].item<double>();
+      const double a = r[i][k].item<double>() - others / static_cast<double>(mb.K - 1);
+      pg = pg - a * seq_logp(m, mb.rollouts[i * mb.K + k]).mean() / static_cast<double>(mb.K);
+    }
+    total = total + c[i] * sft + lambda * g * pg;
+  }
+  return total / static_cast<double>(mb.B);
+}
+
+}  // namespace
+
+TEST(Objective, GradientEqualsHandWrittenLoss) {
+  gaft::Llama m = tiny_model(1);
+  const gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
+  const double g = 0.3, lambda = 0.7;
+  const auto p = params(g, lambda, 0.0);
+  const auto decision = gaft::decide_gate(mb, p.gate);
+  const gaft::LossResult lr = gaft::compute_loss(m, nullptr, mb, decision, p);
+  lr.loss.backward();
+  const auto ours = grads(m);
+  zero(m);
+  const at::Tensor hand = hand_loss(m, mb, g, lambda, {1 - g, 1 - g}, mb.rollout_scores);
+  hand.backward();
+  EXPECT_NEAR(lr.loss.item<double>(), hand.item<double>(), 1e-5);
+  EXPECT_NEAR(lr.loss_sft + lr.loss_pg, hand.item<double>(), 1e-5);
+  expect_close(ours, grads(m), 1e-4);
+  EXPECT_EQ(lr.sequences, 8);  // 2 references + 6 rollouts (no advantage is 0)
+}
+
+TEST(Objective, AbstainAndDropSetTheSftCoefficient) {
+  gaft::Llama m = tiny_model(2);
+  // Example 0: s and every rollout below delta -> abstain (c = 1); example 1: s < delta <= p -> drop (c = 0).
+  const gaft::MicroBatch mb = batch({0.1f, 0.2f, 0.05f, 0.9f, 0.7f, 0.8f}, {0.2f, 0.3f});
+  const double g = 0.4, lambda = 1.0;
+  const auto p = params(g, lambda, 0.5);
+  const auto decision = gaft::decide_gate(mb, p.gate);
+  EXPECT_EQ(decision.flags[0].item<int>() & gaft::ops::kFlagAbstain, gaft::ops::kFlagAbstain);
+  EXPECT_EQ(decision.flags[1].item<int>() & gaft::ops::kFlagDropSft, gaft::ops::kFlagDropSft);
+  const gaft::LossResult lr = gaft::compute_loss(m, nullptr, mb, decision, p);
+  lr.loss.backward();
+  const auto ours = grads(m);
+  zero(m);
+  hand_loss(m, mb, g, lambda, {1.0, 0.0}, mb.rollout_scores).backward();
+  expect_close(ours, grads(m), 1e-4);
+  EXPECT_EQ(lr.sequences, 7);  // the dropped reference is not forwarded
+}
+
+TEST(Objective, SftEqualsGaftWithZeroGateExactly) {
+  gaft::Llama a = tiny_model(3), b = tiny_model(3);
+  gaft::MicroBatch with = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
+  gaft::MicroBatch sft = with;
+  sft.K = 0;
+  sft.rollouts.clear();
+  sft.rollout_scores = at::zeros({2, 0});
+  const auto pg = params(0.0, 1.0, 0.5);
+  auto ps = params(0.0, 1.0, 0.0);
+  ps.gate.mode = gaft::ops::GateMode::kUncertainty;  // irrelevant without rollouts: g = 0
+  const gaft::LossResult la = gaft::compute_loss(a, nullptr, with, gaft::decide_gate(with, pg.gate), pg);
+  const gaft::LossResult lb = gaft::compute_loss(b, nullptr, sft, gaft::decide_gate(sft, ps.gate), ps);
+  la.loss.backward();
+  lb.loss.backward();
+  EXPECT_EQ(la.loss.item<float>(), lb.loss.item<float>());
+  const auto ga = grads(a), gb = grads(b);
+  for (size_t i = 0; i < ga.size(); ++i) EXPECT_TRUE(at::equal(ga[i], gb[i])) << "parameter " << i;
+}
+
+TEST(Objective, KlAsLossMatchesK3ByHand) {
+  gaft::Llama m = tiny_model(4), ref = tiny_model(5);
+  for (auto& p : ref->parameters()) p.set_requires_grad(false);
+  const gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
+  const double g = 0.3, lambda = 0.7, beta = 0.2;
+  auto p = params(g, lambda, 0.0);
+  p.kl = gaft::KlMode::kLoss;
+  p.kl_beta = beta;
+  const gaft::LossResult lr = gaft::compute_loss(m, &ref, mb, gaft::decide_gate(mb, p.gate), p);
+  lr.loss.backward();
+  const auto ours = grads(m);
+  zero(m);
+  at::Tensor hand = hand_loss(m, mb, g, lambda, {1 - g, 1 - g}, mb.rollout_scores);
+  double kl_k1 = 0;
+  for (int64_t i = 0; i < mb.B; ++i)
+    for (int64_t k = 0; k < mb.K; ++k) {
+      const auto& s = mb.rollouts[i * mb.K + k];
+      const at::Tensor lp = seq_logp(m, s);
+      const at::Tensor lr_ref = [&] {
+        torch::NoGradGuard ng;
+        return seq_logp(ref, s);
+      }();
+      const at::Tensor d = lr_ref - lp;
+      hand = hand + beta * (d.exp() - d - 1).mean() / static_cast<double>(mb.K * mb.B);
+      kl_k1 += (lp - lr_ref).sum().item<double>();
+    }
+  hand.backward();
+  expect_close(ours, grads(m), 1e-4);
+  EXPECT_NEAR(lr.kl, kl_k1 / 6.0, 1e-4);
+}
+
+TEST(Objective, KlAsRewardShapesTheAdvantages) {
+  gaft::Llama m = tiny_model(6), ref = tiny_model(7);
+  for (auto& p : ref->parameters()) p.set_requires_grad(false);
+  const gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
+  const double g = 0.5, lambda = 1.0, beta = 0.05;
+  auto p = params(g, lambda, 0.0);
+  p.kl = gaft::KlMode::kReward;
+  p.kl_beta = beta;
+  const gaft::LossResult lr = gaft::compute_loss(m, &ref, mb, gaft::decide_gate(mb, p.gate), p);
+  lr.loss.backward();
+  const auto ours = grads(m);
+  zero(m);
+  at::Tensor shaped = mb.rollout_scores.clone();
+  {
+    torch::NoGradGuard ng;
+    for (int64_t i = 0; i < mb.B; ++i)
+      for (int64_t k = 0; k < mb.K; ++k) {
+        const auto& s = mb.rollouts[i * mb.K + k];
+        shaped[i][k] -= beta * (seq_logp(m, s) - seq_logp(ref, s)).sum();
+      }
+  }
+  hand_loss(m, mb, g, lambda, {1 - g, 1 - g}, shaped).backward();
+  expect_close(ours, grads(m), 1e-4);
+}
+
+TEST(Objective, NothingToTrainGivesZeroGradients) {
+  gaft::Llama m = tiny_model(8);
+  // Every reference dropped, g = 0: no sequence carries a weight.
+  const gaft::MicroBatch mb = batch({0.9f, 0.8f, 0.7f, 0.9f, 0.8f, 0.7f}, {0.1f, 0.1f});
+  const auto p = params(0.0, 1.0, 0.5);
+  const gaft::LossResult lr = gaft::compute_loss(m, nullptr, mb, gaft::decide_gate(mb, p.gate), p);
+  lr.loss.backward();
+  EXPECT_EQ(lr.sequences, 0);
+  for (const auto& gr : grads(m)) EXPECT_EQ(gr.abs().max().item<double>(), 0.0);
+}
+
+TEST(Objective, ClassifierLossIsCrossEntropyOfTheLastToken) {
+  gaft::ModelConfig c = tiny_config();
+  c.head = gaft::ModelHead::kSequenceClassification;
+  c.architecture = "LlamaForSequenceClassification";
+  c.num_labels = 3;
+  torch::manual_seed(9);
+  gaft::Llama m(c);
+  const std::vector<std::vector<int64_t>> seqs = {{1, 4, 5, 6}, {1, 7}};
+  const gaft::ClassifierLoss cl = gaft::classifier_loss(m, seqs, {2, 0}, 0);
+  at::Tensor expected = at::zeros({});
+  int64_t correct = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const at::Tensor ids = at::tensor(seqs[i], at::kLong).view({1, -1});
+    const at::Tensor logits = m->classify(m->forward(ids)).squeeze(0);  // [3]
+    const int64_t y = i == 0 ? 2 : 0;
+    expected = expected - logits.log_softmax(-1)[y] / 2.0;
+    correct += logits.argmax().item<int64_t>() == y;
+  }
+  EXPECT_NEAR(cl.loss.item<double>(), expected.item<double>(), 1e-5);
+  EXPECT_EQ(cl.correct, correct);
+  EXPECT_EQ(cl.count, 2);
+}
+
+TEST(LearnedGate, LearnsToPredictTheTeacherGate) {
+  gaft::LearnedGate gate;
+  EXPECT_DOUBLE_EQ(gate.predict({1, 0.5, 1, 1}), 0.5);
+  // Teacher: high gate for low reference scores, low gate for high ones.
+  for (int it = 0; it < 3000; ++it) {
+    const double s = (it % 10) / 9.0;
+    gate.update({1.0, s, 1.0, 0.5}, s < 0.5 ? 0.9 : 0.05, 0.5);
+  }
+  EXPECT_GT(gate.predict({1.0, 0.0, 1.0, 0.5}), 0.8);
+  EXPECT_LT(gate.predict({1.0, 1.0, 1.0, 0.5}), 0.1);
+}
+
+TEST(Optim, ScheduleWarmupThenDecay) {
+  gaft::ScheduleSection s;
+  s.kind = gaft::Schedule::kCosine;
+  s.warmup_steps = 10;
+  s.min_lr_ratio = 0.1;
+  EXPECT_DOUBLE_EQ(gaft::lr_at(0, 110, 1.0, s), 0.1);
+  EXPECT_DOUBLE_EQ(gaft::lr_at(9, 110, 1.0, s), 1.0);
+  EXPECT_DOUBLE_EQ(gaft::lr_at(10, 110, 1.0, s), 1.0);
+  EXPECT_NEAR(gaft::lr_at(60, 110, 1.0, s), 0.55, 1e-12);
+  EXPECT_NEAR(gaft::lr_at(110, 110, 1.0, s), 0.1, 1e-12);
+  s.kind = gaft::Schedule::kLinear;
+  EXPECT_NEAR(gaft::lr_at(60, 110, 1.0, s), 0.55, 1e-12);
+  s.kind = gaft::Schedule::kConstant;
+  EXPECT_DOUBLE_EQ(gaft::lr_at(100, 110, 1.0, s), 1.0);
+}
+
+TEST(Optim, NoWeightDecayOnNormsAndBiases) {
+  gaft::ModelConfig c = tiny_config();
+  c.attention_bias = true;
+  c.o_proj_bias = true;
+  gaft::Llama m(c);
+  gaft::OptimizerSection o;
+  o.weight_decay = 0.1;
+  auto opt = gaft::make_adamw(m->named_parameters(true).pairs(), o);
+  ASSERT_EQ(opt->param_groups().size(), 2u);
+  for (const auto& p : opt->param_groups()[0].params()) EXPECT_EQ(p.dim(), 2);
+  for (const auto& p : opt->param_groups()[1].params()) EXPECT_EQ(p.dim(), 1);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(opt->param_groups()[0].options()).weight_decay(), 0.1);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(opt->param_groups()[1].options()).weight_decay(), 0.0);
+  EXPECT_EQ(opt->param_groups()[0].params().size() + opt->param_groups()[1].params().size(), m->parameters().size());
+}
+
+TEST(Objective, MicroBatchesWithGlobalCountsSumToTheBatch) {
+  for (auto norm : {gaft::ops::SftNorm::kSequence, gaft::ops::SftNorm::kToken}) {
+    gaft::Llama m = tiny_model(12);
+    const gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
+    auto p = params(0.3, 0.7, 0.0);
+    p.gate.sft_norm = norm;
+    gaft::compute_loss(m, nullptr, mb, gaft::decide_gate(mb, p.gate), p).loss.backward();
+    const auto whole = grads(m);
+    zero(m);
+    // The same two examples as two micro-batches of one, with the step's counts: B = 2, T = 3 + 5 tokens.
+    p.gate.norm_examples = 2;
+    p.gate.norm_tokens = 8;
+    for (int64_t i = 0; i < 2; ++i) {
+      gaft::MicroBatch half;
+      half.B = 1;
+      half.K = 3;
+      half.references = {mb.references[i]};
+      half.rollouts.assign(mb.rollouts.begin() + i * 3, mb.rollouts.begin() + i * 3 + 3);
+      half.rollout_scores = mb.rollout_scores.narrow(0, i, 1).contiguous();
+      half.reference_scores = mb.reference_scores.narrow(0, i, 1).contiguous();
+      gaft::compute_loss(m, nullptr, half, gaft::decide_gate(half, p.gate), p).loss.backward();
+    }
+    expect_close(grads(m), whole, 1e-5);
+  }
+}

@@ -1,0 +1,106 @@
+// Scorer heads: the LM judge reads P(safe) from two label tokens, the classifier reads P(aligned label)
+// at the last token, and heads combine by min, mean and weighted product.
+#include "gaft/scorer.h"
+
+#include <gtest/gtest.h>
+
+#include "core/test_util.h"
+#include "gaft/chat.h"
+
+namespace {
+
+const std::string kModel = gaft_test::kStories + "/hf";
+
+// A head with fixed answers, to test the combination.
+class FixedHead : public gaft::ScorerHeadModel {
+ public:
+  FixedHead(std::vector<float> a, double weight) : a_(std::move(a)) { spec.weight = weight; }
+  std::pair<at::Tensor, at::Tensor> score(const std::vector<std::string>&, const std::vector<std::string>&,
+                                          int64_t) override {
+    return {at::tensor(a_), at::full({static_cast<int64_t>(a_.size())}, 0.5f)};
+  }
+
+ private:
+  std::vector<float> a_;
+};
+
+}  // namespace
+
+TEST(Scorer, HeadsCombineByMinMeanAndWeightedProduct) {
+  gaft::Scorer s;
+  s.add(std::make_unique<FixedHead>(std::vector<float>{0.9f, 0.2f}, 1.0));
+  s.add(std::make_unique<FixedHead>(std::vector<float>{0.5f, 0.8f}, 2.0));
+  const std::vector<std::string> x = {"a", "b"};
+  s.combine = gaft::ScoreCombine::kMin;
+  EXPECT_TRUE(at::allclose(s.score(x, x).combined, at::tensor({0.5f, 0.2f})));
+  s.combine = gaft::ScoreCombine::kMean;
+  EXPECT_TRUE(at::allclose(s.score(x, x).combined, at::tensor({0.7f, 0.5f})));
+  s.combine = gaft::ScoreCombine::kProduct;
+  const gaft::ScoreResult r = s.score(x, x);
+  EXPECT_TRUE(at::allclose(r.combined, at::tensor({0.9f * 0.25f, 0.2f * 0.64f})));
+  EXPECT_EQ(r.per_head.sizes(), (std::vector<int64_t>{2, 2}));
+  EXPECT_TRUE(at::allclose(r.uncertainty, at::full({2}, 0.5f)));
+}
+
+TEST(Scorer, LmJudgeReadsTheTwoLabelTokens) {
+  if (!std::filesystem::exists(kModel)) GTEST_SKIP() << "no shared folder";
+  gaft::ScorerSection section;
+  gaft::ScorerHead h;
+  h.name = "judge";
+  h.kind = gaft::ScorerKind::kLmJudge;
+  h.path = kModel;
+  h.prompt_template = "Q: {prompt} A: {response} Is it good? Answer:";
+  h.safe_token = "happy";  // single tokens of the 512-piece vocabulary
+  h.unsafe_token = "was";
+  section.heads.push_back(h);
+  gaft::Scorer s = gaft::Scorer::load(section, at::kCPU, at::kFloat);
+  const gaft::ScoreResult r = s.score({"Once upon a time", "The dog"}, {"there was a cat.", "ran away"});
+  // By hand: the next-token logits after the filled template, softmax over the two label tokens.
+  gaft::Llama lm = gaft::load_llama(kModel);
+  const gaft::Tokenizer tok = gaft::Tokenizer::load(kModel);
+  const auto one_token = [&](const std::string& w) {
+    auto ids = tok.encode(w, false, false);
+    if (ids.size() != 1) ids = tok.encode(" " + w, false, false);
+    EXPECT_EQ(ids.size(), 1u) << w;
+    return ids[0];
+  };
+  const int64_t yes = one_token("happy"), no = one_token("was");
+  torch::NoGradGuard ng;
+  for (int i = 0; i < 2; ++i) {
+    const std::string text = i == 0 ? "Q: Once upon a time A: there was a cat. Is it good? Answer:"
+                                    : "Q: The dog A: ran away Is it good? Answer:";
+    const at::Tensor ids = at::tensor(tok.encode(text), at::kLong).view({1, -1});
+    const at::Tensor logits = lm->logits(lm->forward(ids))[0][-1];  // [V]
+    const double expected = at::stack({logits[yes], logits[no]}).softmax(0)[0].item<double>();
+    EXPECT_NEAR(r.combined[i].item<double>(), expected, 1e-5);
+  }
+}
+
+TEST(Scorer, ClassifierReadsTheAlignedLabel) {
+  if (!std::filesystem::exists(kModel)) GTEST_SKIP() << "no shared folder";
+  gaft::ModelConfig c = gaft::load_model_config(kModel);
+  c.head = gaft::ModelHead::kSequenceClassification;
+  c.num_labels = 3;
+  torch::manual_seed(11);
+  gaft::Llama cls(c);
+  gaft::ScorerHead spec;
+  spec.name = "safety";
+  spec.aligned_label = 2;
+  const gaft::Tokenizer tok = gaft::Tokenizer::load(kModel);
+  auto head = gaft::make_classifier_head(spec, cls, gaft::Tokenizer::load(kModel), gaft::ChatTemplate::kPlain);
+  // Batched with padding (batch size 2 of 3 pairs) = one at a time by hand.
+  const std::vector<std::string> p = {"Once upon a time", "Hi", "The little dog went"}, y = {"a cat.", "hello there friend", "home"};
+  const auto [a, u] = head->score(p, y, 2);
+  torch::NoGradGuard ng;
+  for (int i = 0; i < 3; ++i) {
+    const auto ids_v = gaft::classifier_input_ids(tok, gaft::ChatTemplate::kPlain, p[i], y[i], 1024);
+    const at::Tensor ids = at::tensor(ids_v, at::kLong).view({1, -1});
+    const at::Tensor probs = cls->classify(cls->forward(ids)).softmax(-1)[0];  // [3]
+    EXPECT_NEAR(a[i].item<double>(), probs[2].item<double>(), 1e-5);
+    const double h = -(probs * probs.log()).sum().item<double>() / std::log(3.0);
+    EXPECT_NEAR(u[i].item<double>(), h, 1e-5);
+  }
+  spec.aligned_label = 3;
+  gaft_test::expect_data_error([&] { gaft::make_classifier_head(spec, cls, gaft::Tokenizer::load(kModel), gaft::ChatTemplate::kPlain); },
+                               {"aligned_label 3"});
+}

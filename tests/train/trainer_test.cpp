@@ -1,0 +1,268 @@
+// `gaft train` end to end on ../shared/models/stories260K with a tiny scorer built here: sft, gaft and
+// classifier objectives, loss going down on a fixed batch, exact resume, and bad inputs.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/run_gaft.h"
+#include "core/test_util.h"
+#include "gaft/llama.h"
+#include "gaft/model_save.h"
+#include "gaft/safetensors.h"
+
+using gaft_test::run_gaft;
+using gaft_test::TempDir;
+
+namespace {
+
+const std::string kModel = gaft_test::kStories + "/hf";
+
+std::vector<nlohmann::json> read_metrics(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> out;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+class Train : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!std::filesystem::exists(kModel)) return;
+    dir_ = new TempDir("train");
+    // A tiny random safety classifier on the stories backbone and tokenizer.
+    gaft::ModelConfig c = gaft::load_model_config(kModel);
+    c.head = gaft::ModelHead::kSequenceClassification;
+    c.architecture = "LlamaForSequenceClassification";
+    c.num_labels = 2;
+    c.num_hidden_layers = 1;
+    c.raw["num_hidden_layers"] = 1;
+    torch::manual_seed(3);
+    gaft::Llama scorer(c);
+    gaft::save_model(scorer, dir_->file("scorer"), gaft::SaveOptions{at::kFloat, kModel});
+
+    std::ofstream train(dir_->file("train.jsonl"));
+    const char* prompts[] = {"Once upon a time", "The little dog", "Lily went to", "Tom had a red"};
+    const char* responses[] = {"there was a girl.", "ran to the park.", "the big store.", "ball and a car."};
+    for (int i = 0; i < 4; ++i)
+      train << nlohmann::json{{"prompt", prompts[i]}, {"response", responses[i]}}.dump() << "\n";
+    std::ofstream labelled(dir_->file("labelled.jsonl"));
+    for (int i = 0; i < 16; ++i) {
+      const bool happy = i % 2 == 0;
+      labelled << nlohmann::json{{"prompt", prompts[i % 4]},
+                                 {"response", happy ? "She was very happy and smiled." : "He was sad and cried."},
+                                 {"label", happy ? 1 : 0}}
+                      .dump()
+               << "\n";
+    }
+  }
+  static void TearDownTestSuite() {
+    if (!std::getenv("GAFT_KEEP_TEST_DIR")) delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (!dir_) GTEST_SKIP() << "no shared folder";
+  }
+
+  // A config for `objective` writing to `out`, plus extra YAML lines.
+  static std::string config(const std::string& name, const std::string& objective, const std::string& extra = "") {
+    const std::string out = dir_->file(name);
+    std::string y = "run: {output_dir: " + out + ", seed: 7, threads: 1}\n"
+                    "model: {path: " + kModel + "}\n"
+                    "data: {train: " + dir_->file("train.jsonl") + ", shuffle: false, max_prompt_tokens: 64, max_response_tokens: 64}\n"
+                    "tokenizer: {max_length: 128}\n"
+                    "objective: {kind: " + objective + "}\n"
+                    "train: {batch_size: 4, max_steps: 20}\n"
+                    "optimizer: {lr: 0.003, grad_clip: 1.0}\n"
+                    "schedule: {kind: constant}\n"
+                    "logging: {every_steps: 1, progress: off}\n"
+                    "checkpoint: {every_steps: 0, keep_last: 2}\n";
+    if (objective == "gaft")
+      y += "scorer: {heads: [{name: safety, path: " + dir_->file("scorer") + "}]}\n"
+           "rollout: {num_samples: 3, max_new_tokens: 6, temperature: 1.0}\n";
+    const std::string path = dir_->file(name + ".yaml");
+    gaft_test::write_bytes(path, y + extra);
+    return path;
+  }
+  static TempDir* dir_;
+};
+TempDir* Train::dir_ = nullptr;
+
+}  // namespace
+
+TEST_F(Train, SftLossDecreasesOnAFixedBatch) {
+  const auto r = run_gaft("train --config " + config("sft", "sft"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto m = read_metrics(dir_->file("sft/metrics.jsonl"));
+  ASSERT_EQ(m.size(), 20u);
+  EXPECT_LT(m.back()["loss"].get<double>(), 0.8 * m.front()["loss"].get<double>());
+  EXPECT_DOUBLE_EQ(m.front()["loss_pg"].get<double>(), 0.0);
+  // The final model is a loadable HF folder with the tokenizer beside it.
+  EXPECT_TRUE(std::filesystem::exists(dir_->file("sft/model/tokenizer.model")));
+  gaft::Llama trained = gaft::load_llama(dir_->file("sft/model"));
+  EXPECT_EQ(trained->config.vocab_size, 512);
+  EXPECT_TRUE(std::filesystem::exists(dir_->file("sft/config.yaml")));
+  EXPECT_TRUE(std::filesystem::exists(dir_->file("sft/checkpoints/step-00000020/trainer_state.json")));
+}
+
+TEST_F(Train, GaftStepLogsTheMethodsMetrics) {
+  const auto r = run_gaft("train --config " + config("gaft", "gaft", "gate: {mode: fixed, g0: 0.5}\nabstention: {delta: 0.0}\n") +
+                          " train.max_steps=12");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto m = read_metrics(dir_->file("gaft/metrics.jsonl"));
+  ASSERT_EQ(m.size(), 12u);
+  for (const char* key : {"loss", "loss_sft", "loss_pg", "reward_mean", "reward_std", "gate_mean", "gate_p10", "gate_p90",
+                          "rollout_skipped", "abstain_rate", "drop_rate", "kl", "grad_norm", "lr", "tokens_per_s",
+                          "rollout_share"})
+    EXPECT_TRUE(m.back().contains(key)) << key;
+  EXPECT_DOUBLE_EQ(m.back()["gate_mean"].get<double>(), 0.5);
+  EXPECT_GT(m.back()["rollout_tokens"].get<int64_t>(), 0);
+  // (Late in the run the policy has memorised the 4 answers: identical samples, zero advantages.)
+  EXPECT_NE(m.front()["loss_pg"].get<double>(), 0.0) << m.front().dump();
+  // The SFT half still fits the batch.
+  EXPECT_LT(m.back()["loss_sft"].get<double>(), m.front()["loss_sft"].get<double>());
+}
+
+TEST_F(Train, ClassifierObjectiveLearnsLabels) {
+  const std::string extra = "data: {train: " + dir_->file("labelled.jsonl") + ", eval: " + dir_->file("labelled.jsonl") +
+                            ", max_prompt_tokens: 64, max_response_tokens: 64}\n";
+  std::string cfg = config("cls", "classifier");
+  // Replace the data line by the labelled one.
+  std::string y = gaft_test::read_bytes(cfg);
+  y.replace(y.find("data:"), y.find('\n', y.find("data:")) - y.find("data:") + 1, extra);
+  gaft_test::write_bytes(cfg, y);
+  const auto r = run_gaft("train --config " + cfg + " train.max_steps=30 train.batch_size=8");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto m = read_metrics(dir_->file("cls/metrics.jsonl"));
+  ASSERT_FALSE(m.empty());
+  EXPECT_TRUE(m.back()["final"].get<bool>());
+  EXPECT_GE(m.back()["eval_accuracy"].get<double>(), 0.99);
+  gaft::Llama cls = gaft::load_llama(dir_->file("cls/model"));
+  EXPECT_EQ(cls->config.head, gaft::ModelHead::kSequenceClassification);
+  EXPECT_EQ(cls->config.num_labels, 2);
+}
+
+TEST_F(Train, ResumeIsExact) {
+  // 6 steps at once vs 3 steps, stop, resume for 3 more: identical weights (rollouts included).
+  const std::string extra = "gate: {mode: uncertainty}\nabstention: {delta: 0.3}\n";
+  const auto whole = run_gaft("train --config " + config("whole", "gaft", extra) + " train.max_steps=6 train.batch_size=2");
+  ASSERT_EQ(whole.code, 0) << whole.out;
+  const std::string cfg = config("split", "gaft", extra);
+  const auto first = run_gaft("train --config " + cfg + " train.max_steps=3 train.batch_size=2");
+  ASSERT_EQ(first.code, 0) << first.out;
+  const auto second = run_gaft("train --config " + cfg + " train.max_steps=6 train.batch_size=2");
+  ASSERT_EQ(second.code, 0) << second.out;
+  EXPECT_NE(second.out.find("resuming from"), std::string::npos) << second.out;
+  const gaft::Checkpoint a = gaft::load_checkpoint(dir_->file("whole/model"));
+  const gaft::Checkpoint b = gaft::load_checkpoint(dir_->file("split/model"));
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, t] : a.tensors) EXPECT_TRUE(at::equal(t, b.tensors.at(name))) << name;
+  // The metrics file continues: steps 1..3 then 4..6.
+  const auto m = read_metrics(dir_->file("split/metrics.jsonl"));
+  ASSERT_EQ(m.size(), 6u);
+  EXPECT_EQ(m.back()["step"].get<int64_t>(), 6);
+  // keep_last: 2 checkpoints at most.
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_->file("split/checkpoints"))) n += e.is_directory();
+  EXPECT_LE(n, 2);
+}
+
+TEST_F(Train, BadInputsFailClearly) {
+  const auto expect_fail = [](const gaft_test::RunResult& r, int code, std::initializer_list<std::string> parts) {
+    EXPECT_EQ(r.code, code) << r.out;
+    for (const std::string& p : parts) EXPECT_NE(r.out.find(p), std::string::npos) << "'" << p << "' not in: " << r.out;
+  };
+  gaft_test::write_bytes(dir_->file("empty.jsonl"), "");
+  expect_fail(run_gaft("train --config " + config("bad1", "sft") + " data.train=" + dir_->file("empty.jsonl")), 3,
+              {"empty.jsonl", "no usable example"});
+  gaft_test::write_bytes(dir_->file("broken.jsonl"), "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\",\n");
+  expect_fail(run_gaft("train --config " + config("bad2", "sft") + " data.train=" + dir_->file("broken.jsonl")), 3,
+              {"broken.jsonl:2", "not valid JSON"});
+  expect_fail(run_gaft("train --config " + config("bad3", "sft") + " data.max_prompt_tokens=2 data.too_long=drop"), 3,
+              {"no usable example", "too long"});
+  // A causal LM given as a classifier head.
+  const std::string not_cls = config("bad4", "gaft") ;
+  std::string y = gaft_test::read_bytes(not_cls);
+  y.replace(y.find(dir_->file("scorer")), dir_->file("scorer").size(), kModel);
+  gaft_test::write_bytes(not_cls, y);
+  expect_fail(run_gaft("train --config " + not_cls), 3, {"scorer.heads.0.path", "no sequence-classification head"});
+  const std::string llama2 = std::string(GAFT_SHARED_DIR) + "/tokenizers/llama2/tokenizer.model";
+  expect_fail(run_gaft("train --config " + config("bad5", "sft") + " tokenizer.path=" + llama2), 3,
+              {"32000 tokens", "vocab_size is 512"});
+  // An output directory that cannot be created (a path through a regular file; root ignores modes).
+  gaft_test::write_bytes(dir_->file("a_file"), "x");
+  expect_fail(run_gaft("train --config " + config("bad6", "sft") + " run.output_dir=" + dir_->file("a_file") + "/out"), 3,
+              {"cannot create directory", "a_file/out"});
+  // The config is checked before anything runs.
+  expect_fail(run_gaft("train --config " + config("bad7", "sft") + " optimizer.lr=-1"), 2, {"optimizer.lr"});
+}
+
+TEST_F(Train, LearnedGateDecidesWhichPromptsAreRolledOut) {
+  // epsilon 1: every prediction is below it; without exploration nothing is rolled out (plain SFT).
+  const auto none = run_gaft("train --config " +
+                             config("learned0", "gaft", "gate: {mode: learned, epsilon: 1.0, exploration: 0.0}\n") +
+                             " train.max_steps=3");
+  ASSERT_EQ(none.code, 0) << none.out;
+  for (const auto& rec : read_metrics(dir_->file("learned0/metrics.jsonl"))) {
+    EXPECT_DOUBLE_EQ(rec["rollout_skipped"].get<double>(), 1.0);
+    EXPECT_EQ(rec["rollout_tokens"].get<int64_t>(), 0);
+    EXPECT_DOUBLE_EQ(rec["loss_pg"].get<double>(), 0.0);
+  }
+  // epsilon 0: everything is rolled out, and the gate model's weights are checkpointed.
+  const auto all = run_gaft("train --config " +
+                            config("learned1", "gaft", "gate: {mode: learned, epsilon: 0.0}\n") + " train.max_steps=3");
+  ASSERT_EQ(all.code, 0) << all.out;
+  for (const auto& rec : read_metrics(dir_->file("learned1/metrics.jsonl")))
+    EXPECT_DOUBLE_EQ(rec["rollout_skipped"].get<double>(), 0.0);
+  const auto state = nlohmann::json::parse(
+      gaft_test::read_bytes(dir_->file("learned1/checkpoints/step-00000003/trainer_state.json")));
+  ASSERT_EQ(state["learned_gate"].size(), 4u);
+  EXPECT_NE(state["learned_gate"][0].get<double>(), 0.0);
+}
+
+TEST_F(Train, KlToTheInitialWeights) {
+  const auto r = run_gaft("train --config " + config("kl", "gaft") +
+                          " train.max_steps=4 objective.kl=reward objective.kl_beta=0.1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto m = read_metrics(dir_->file("kl/metrics.jsonl"));
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_NEAR(m[0]["kl"].get<double>(), 0.0, 1e-5);  // the policy is the reference before the first update
+  EXPECT_GT(std::abs(m[3]["kl"].get<double>()), 1e-4);
+}
+
+TEST_F(Train, GradientAccumulationEqualsOneBigBatch) {
+  // AdamW's eps = 1 keeps the update proportional to the gradient (with the default eps, Adam turns
+  // float-rounding differences of near-zero gradients into lr-sized steps); the exact per-gradient check
+  // is Objective.MicroBatchesWithGlobalCountsSumToTheBatch.
+  for (const char* norm : {"sequence", "token"}) {
+    const std::string n = norm;
+    const auto big = run_gaft("train --config " + config("acc1" + n, "sft") +
+                              " train.max_steps=3 train.batch_size=4 data.bucket_by_length=false optimizer.eps=1 objective.sft_norm=" + n);
+    ASSERT_EQ(big.code, 0) << big.out;
+    const auto split = run_gaft("train --config " + config("acc2" + n, "sft") +
+                                " train.max_steps=3 train.batch_size=2 train.grad_accum_steps=2 data.bucket_by_length=false "
+                                "optimizer.eps=1 objective.sft_norm=" + n);
+    ASSERT_EQ(split.code, 0) << split.out;
+    const gaft::Checkpoint a = gaft::load_checkpoint(dir_->file("acc1" + n + "/model"));
+    const gaft::Checkpoint b = gaft::load_checkpoint(dir_->file("acc2" + n + "/model"));
+    for (const auto& [name, t] : a.tensors)
+      EXPECT_LE((t - b.tensors.at(name)).abs().max().item<double>(), 1e-7) << norm << " " << name;
+  }
+}
+
+TEST_F(Train, NonFiniteStepsAreSkippedThenStop) {
+  // An absurd learning rate: the first update overflows the weights, every later loss is NaN.
+  const auto r = run_gaft("train --config " + config("nan", "sft") +
+                          " optimizer.lr=1e30 optimizer.grad_clip=0 train.max_nonfinite_steps=2 checkpoint.every_steps=1");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("non-finite"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step skipped"), std::string::npos) << r.out;
+  // No model and no checkpoint with NaN weights was written.
+  EXPECT_FALSE(std::filesystem::exists(dir_->file("nan/model")));
+  if (std::filesystem::exists(dir_->file("nan/checkpoints")))
+    for (const auto& e : std::filesystem::directory_iterator(dir_->file("nan/checkpoints"))) {
+      const gaft::Checkpoint c = gaft::load_checkpoint(e.path().string() + "/model");
+      for (const auto& [name, t] : c.tensors) EXPECT_TRUE(at::isfinite(t).all().item<bool>()) << name;
+    }
+}
