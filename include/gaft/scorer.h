@@ -66,6 +66,10 @@ std::unique_ptr<ScorerHeadModel> make_classifier_head(const ScorerHead& spec, Ll
 std::vector<int64_t> classifier_input_ids(const Tokenizer& tok, ChatTemplate tmpl, const std::string& prompt,
                                           const std::string& response, int64_t max_length);
 
+// The filler id of `model`'s batches: config.json's pad_token_id, else the tokenizer's pad, else EOS, else 0
+// (always masked).
+int64_t pad_id_for(const Llama& model, const Tokenizer& tok);
+
 // Right-padded batch of sequences: ids [B, T] (pad = pad_id) and attention mask [B, T] (1 = token).
 std::pair<at::Tensor, at::Tensor> pad_right(const std::vector<std::vector<int64_t>>& rows, int64_t pad_id);
 

@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "gaft/error.h"
+#include "gaft/read_file.h"
 #include "gaft/log.h"
 #include "gaft/utf8.h"
 
@@ -239,14 +240,6 @@ void parse_post_processor(const json& post, const std::string& file, const std::
   };
   *bos = single.empty() ? "" : content(single.front());
   *eos = single.size() < 2 ? "" : content(single.back());
-}
-
-std::string read_text(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw DataError("cannot read '" + file + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 uint64_t pair_key(int64_t left, int64_t right) {
@@ -596,12 +589,7 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_file, cons
   State& s = *t.s_;
   s.path = vocab_file;
   s.word_char = std::make_unique<Regex>(R"(\w)", false, vocab_file);
-  json vocab;
-  try {
-    vocab = json::parse(read_text(vocab_file));
-  } catch (const json::exception& e) {
-    throw DataError(vocab_file + ": not valid JSON: " + e.what());
-  }
+  const json vocab = read_json_file(vocab_file);
   if (!vocab.is_object()) fail(vocab_file, "expected an object of token -> id");
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     if (!it.value().is_number_integer()) fail(vocab_file, "\"" + it.key() + "\": expected an integer id");
@@ -609,7 +597,7 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_file, cons
     s.vocab.emplace(it.key(), it.value().get<int64_t>());
   }
 
-  std::istringstream lines(read_text(merges_file));
+  std::istringstream lines(read_text_file(merges_file));
   std::string line;
   size_t rank = 0, line_no = 0;
   while (std::getline(lines, line)) {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "gaft/error.h"
+#include "gaft/read_file.h"
 #include "gaft/utf8.h"
 
 namespace fs = std::filesystem;
@@ -196,21 +197,6 @@ std::vector<int64_t> encode_segment(const Tokenizer& tok, const std::string& tex
   return tok.encode(text, false, false);
 }
 
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw DataError("cannot read '" + file.string() + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-nlohmann::json read_json(const fs::path& file) {
-  try {
-    return nlohmann::json::parse(read_text(file));
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(file.string() + ": not valid JSON: " + e.what());
-  }
-}
 
 // The "chat_template" value of a tokenizer_config.json / chat_template.json: a string, or a list of
 // {"name", "template"} (the "default" one is used). Empty when absent.
@@ -238,15 +224,15 @@ ChatTemplate resolve_chat_template(ChatTemplate configured, const std::string& t
   std::string text;
   if (fs::exists(dir / "tokenizer_config.json")) {
     source = dir / "tokenizer_config.json";
-    text = template_text(read_json(source), source);
+    text = template_text(read_json_file(source.string()), source);
   }
   if (text.empty() && fs::exists(dir / "chat_template.jinja")) {
     source = dir / "chat_template.jinja";
-    text = read_text(source);
+    text = read_text_file(source.string());
   }
   if (text.empty() && fs::exists(dir / "chat_template.json")) {
     source = dir / "chat_template.json";
-    text = template_text(read_json(source), source);
+    text = template_text(read_json_file(source.string()), source);
   }
   if (text.empty()) return ChatTemplate::kPlain;
   const auto has = [&](const char* s) { return text.find(s) != std::string::npos; };

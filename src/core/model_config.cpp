@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "gaft/error.h"
-#include "gaft/json_file.h"
+#include "gaft/read_file.h"
 
 namespace gaft {
 namespace {

@@ -16,6 +16,7 @@
 
 #include "gaft/atomic_file.h"
 #include "gaft/error.h"
+#include "gaft/read_file.h"
 
 namespace fs = std::filesystem;
 
@@ -28,16 +29,6 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
-}
-
-std::string read_text(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw DataError("cannot open '" + path + "': " + std::strerror(errno));
-  std::string s;
-  char buf[65536];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) s.append(buf, n);
-  std::fclose(f);
-  return s;
 }
 
 }  // namespace
@@ -194,12 +185,7 @@ MappedCheckpoint::MappedCheckpoint(const std::string& path) {
       files.push_back((dir / "model.safetensors").string());
     } else if (fs::exists(dir / "model.safetensors.index.json")) {
       const std::string index = (dir / "model.safetensors.index.json").string();
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(read_text(index));
-      } catch (const nlohmann::json::exception& e) {
-        throw DataError(index + ": not valid JSON: " + e.what());
-      }
+      const nlohmann::json j = read_json_file(index);
       if (!j.contains("weight_map") || !j["weight_map"].is_object())
         throw DataError(index + ": expected an object \"weight_map\" {tensor: shard file}");
       std::set<std::string> shards;

@@ -11,6 +11,7 @@
 
 #include "gaft/bpe_tokenizer.h"
 #include "gaft/error.h"
+#include "gaft/read_file.h"
 #include "gaft/log.h"
 
 namespace fs = std::filesystem;
@@ -29,22 +30,10 @@ const char* const kWhatToPass =
     "pass a tokenizer.json (byte-level BPE), a SentencePiece tokenizer.model, GPT-2's vocab.json + merges.txt, "
     "or the model directory holding one";
 
-nlohmann::json read_json(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw DataError("cannot read '" + file.string() + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(file.string() + ": not valid JSON: " + e.what());
-  }
-}
-
 // A JSON file beside the tokenizer, or null when absent.
 nlohmann::json read_json_if_present(const fs::path& file) {
   if (!fs::exists(file)) return nullptr;
-  return read_json(file);
+  return read_json_file(file.string());
 }
 
 // "<s>" or {"content": "<s>", ...}; empty when absent or null.
@@ -72,7 +61,7 @@ Source locate(const std::string& path) {
     const fs::path tokenizer_json = p / "tokenizer.json", model = p / "tokenizer.model";
     const fs::path vocab = p / "vocab.json", merges = p / "merges.txt";
     if (fs::exists(tokenizer_json)) {
-      nlohmann::json j = read_json(tokenizer_json);
+      nlohmann::json j = read_json_file(tokenizer_json.string());
       if (!BpeTokenizer::is_byte_level_bpe(j) && fs::exists(model)) {
         log::info(tokenizer_json.string() + " is not a byte-level BPE tokenizer; using the SentencePiece " +
                   model.string() + " beside it");
@@ -96,7 +85,7 @@ Source locate(const std::string& path) {
                         "' does not exist");
     return {Format::kVocabMerges, vocab, merges, nullptr};
   }
-  if (p.extension() == ".json") return {Format::kTokenizerJson, p, {}, read_json(p)};
+  if (p.extension() == ".json") return {Format::kTokenizerJson, p, {}, read_json_file(p.string())};
   return {Format::kSentencePiece, p, {}, nullptr};
 }
 

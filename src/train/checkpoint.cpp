@@ -14,7 +14,7 @@
 
 #include "gaft/atomic_file.h"
 #include "gaft/error.h"
-#include "gaft/json_file.h"
+#include "gaft/read_file.h"
 #include "gaft/log.h"
 
 namespace fs = std::filesystem;

@@ -117,15 +117,17 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
   const at::Tensor is_rollout = p.token_seq >= B;  // [N] bool
   if (with_kl) {
     torch::NoGradGuard no_grad;
-    const at::Tensor sel = is_rollout.nonzero().squeeze(1);  // rollout tokens
-    const at::Tensor logp = ops::token_logprob(h.detach().index_select(0, sel.to(dev)), Wc.detach(),
-                                               targets.index_select(0, sel.to(dev))).logp.to(at::kFloat).cpu();
+    const at::Tensor sel = is_rollout.nonzero().squeeze(1);  // rollout tokens, CPU
+    const at::Tensor sel_dev = sel.to(dev);
+    const at::Tensor rollout_targets = targets.index_select(0, sel_dev);
+    const at::Tensor logp =
+        ops::token_logprob(h.detach().index_select(0, sel_dev), Wc.detach(), rollout_targets).logp.to(at::kFloat).cpu();
     const at::Tensor ref_hidden = (*reference)->forward(ids, mask);
-    const at::Tensor ref_h = ref_hidden.reshape({-1, H}).index_select(0, positions.index_select(0, sel.to(dev)));
+    const at::Tensor ref_h = ref_hidden.reshape({-1, H}).index_select(0, positions.index_select(0, sel_dev));
     const at::Tensor ref_W = (*reference)->lm_head_weight();
     const at::Tensor ref_logp =
         ops::token_logprob(ref_h, ref_W.scalar_type() == ref_h.scalar_type() ? ref_W : ref_W.to(ref_h.scalar_type()),
-                           targets.index_select(0, sel.to(dev)))
+                           rollout_targets)
             .logp.to(at::kFloat)
             .cpu();
     const at::Tensor diff = logp - ref_logp;                                          // [Nr] log pi - log pi_ref

@@ -24,21 +24,30 @@ std::pair<at::Tensor, at::Tensor> pad_right(const std::vector<std::vector<int64_
   return {ids, mask};
 }
 
-std::vector<int64_t> classifier_input_ids(const Tokenizer& tok, ChatTemplate tmpl, const std::string& prompt,
-                                          const std::string& response, int64_t max_length) {
-  std::vector<int64_t> ids =
-      apply_chat_template(tok, tmpl, {{"user", prompt}, {"assistant", response}}, /*add_generation_prompt=*/false).ids;
+namespace {
+
+// Cuts `ids` from the front (after its first token, BOS) to at most max_length tokens.
+std::vector<int64_t> keep_end(std::vector<int64_t> ids, int64_t max_length) {
   if (static_cast<int64_t>(ids.size()) > max_length && max_length > 1)
     ids.erase(ids.begin() + 1, ids.begin() + 1 + (static_cast<int64_t>(ids.size()) - max_length));
   return ids;
 }
 
-namespace {
-
-int64_t pad_of(const Llama& model, const Tokenizer& tok) {
-  if (model->config.pad_token_id >= 0) return model->config.pad_token_id;
-  if (tok.pad_id() >= 0) return tok.pad_id();
-  return tok.eos_id() >= 0 ? tok.eos_id() : 0;
+// `tmpl` with {prompt} and {response} filled in, in one pass (a response may itself contain "{prompt}").
+std::string fill_template(const std::string& tmpl, const std::string& prompt, const std::string& response) {
+  std::string out;
+  for (size_t i = 0; i < tmpl.size();) {
+    if (tmpl.compare(i, 8, "{prompt}") == 0) {
+      out += prompt;
+      i += 8;
+    } else if (tmpl.compare(i, 10, "{response}") == 0) {
+      out += response;
+      i += 10;
+    } else {
+      out += tmpl[i++];
+    }
+  }
+  return out;
 }
 
 // Entropy of each row of probabilities [N, C], divided by ln C.
@@ -72,7 +81,7 @@ class ClassifierHead : public ScorerHeadModel {
       throw DataError("scorer head '" + spec.name + "': aligned_label " + std::to_string(spec.aligned_label) +
                       " is not a label of " + model_->config.source + " (num_labels " +
                       std::to_string(model_->config.num_labels) + ")");
-    pad_ = pad_of(model_, tok_);
+    pad_ = pad_id_for(model_, tok_);
   }
 
   std::pair<at::Tensor, at::Tensor> score(const std::vector<std::string>& prompts,
@@ -114,21 +123,13 @@ class JudgeHead : public ScorerHeadModel {
                       model_->config.architecture + ", expected a causal LM");
     safe_ = label_token(tok_, spec.safe_token, "scorer head '" + spec.name + "'");
     unsafe_ = label_token(tok_, spec.unsafe_token, "scorer head '" + spec.name + "'");
-    pad_ = pad_of(model_, tok_);
+    pad_ = pad_id_for(model_, tok_);
   }
 
   std::pair<at::Tensor, at::Tensor> score(const std::vector<std::string>& prompts,
                                           const std::vector<std::string>& responses, int64_t batch_size) override {
     const auto ids_of = [&](int64_t i) {
-      std::string text = spec.prompt_template;
-      for (const auto& [key, value] : {std::pair<std::string, const std::string*>{"{prompt}", &prompts[i]},
-                                       {"{response}", &responses[i]}})
-        for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + value->size()))
-          text.replace(at, key.size(), *value);
-      std::vector<int64_t> ids = tok_.encode(text);
-      if (static_cast<int64_t>(ids.size()) > spec.max_length)
-        ids.erase(ids.begin() + 1, ids.begin() + 1 + (static_cast<int64_t>(ids.size()) - spec.max_length));
-      return ids;
+      return keep_end(tok_.encode(fill_template(spec.prompt_template, prompts[i], responses[i])), spec.max_length);
     };
     const at::Tensor p = batched_probs(
         model_, pad_, static_cast<int64_t>(prompts.size()), batch_size, ids_of,
@@ -148,6 +149,19 @@ class JudgeHead : public ScorerHeadModel {
 };
 
 }  // namespace
+
+int64_t pad_id_for(const Llama& model, const Tokenizer& tok) {
+  if (model->config.pad_token_id >= 0) return model->config.pad_token_id;
+  if (tok.pad_id() >= 0) return tok.pad_id();
+  return tok.eos_id() >= 0 ? tok.eos_id() : 0;
+}
+
+std::vector<int64_t> classifier_input_ids(const Tokenizer& tok, ChatTemplate tmpl, const std::string& prompt,
+                                          const std::string& response, int64_t max_length) {
+  return keep_end(
+      apply_chat_template(tok, tmpl, {{"user", prompt}, {"assistant", response}}, /*add_generation_prompt=*/false).ids,
+      max_length);
+}
 
 std::unique_ptr<ScorerHeadModel> make_classifier_head(const ScorerHead& spec, Llama model, Tokenizer tok,
                                                       ChatTemplate tmpl) {

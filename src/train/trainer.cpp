@@ -116,13 +116,6 @@ Llama load_classifier_policy(const std::string& dir, int64_t num_labels) {
   return cls;
 }
 
-int64_t pad_id_of(const ModelConfig& c, const Tokenizer& tok) {
-  if (c.pad_token_id >= 0) return c.pad_token_id;
-  if (tok.pad_id() >= 0) return tok.pad_id();
-  if (tok.eos_id() >= 0) return tok.eos_id();
-  return 0;
-}
-
 TrainSequence reference_sequence(const Example& ex) {
   TrainSequence s;
   s.ids = ex.prompt_ids;
@@ -132,10 +125,11 @@ TrainSequence reference_sequence(const Example& ex) {
   return s;
 }
 
-int64_t trained_tokens(const TrainSequence& s) {
-  int64_t n = 0;
-  for (size_t t = 1; t < s.trained.size(); ++t) n += s.trained[t];
-  return n;
+// Trained tokens of an example's reference: earlier assistant turns (position 0 is never a target) and the
+// response.
+int64_t trained_tokens(const Example& ex) {
+  const int64_t in_prompt = ex.prompt_mask.empty() ? 0 : std::count(ex.prompt_mask.begin() + 1, ex.prompt_mask.end(), 1);
+  return in_prompt + static_cast<int64_t>(ex.response_ids.size()) - (ex.prompt_ids.empty() ? 1 : 0);
 }
 
 double quantile(std::vector<double> v, double q) {
@@ -243,7 +237,7 @@ void Trainer::setup() {
                     "the tokenizer does not belong to this model; set tokenizer.path to the model's own tokenizer");
   policy_->to(device_, master_);
   policy_->train();
-  pad_ = pad_id_of(mc, *tok_);
+  pad_ = pad_id_for(policy_, *tok_);
 
   // Data.
   DatasetOptions dopt;
@@ -501,9 +495,7 @@ void Trainer::classifier_micro_batch(const std::vector<int64_t>& batch, int64_t 
   std::vector<int64_t> labels;
   for (int64_t idx : batch) {
     const Example& ex = examples[idx];
-    std::vector<int64_t> ids = ex.prompt_ids;
-    ids.insert(ids.end(), ex.response_ids.begin(), ex.response_ids.end());
-    seqs.push_back(std::move(ids));
+    seqs.push_back(reference_sequence(ex).ids);
     labels.push_back(ex.label);
     st->tokens += ex.length();
   }
@@ -538,9 +530,7 @@ nlohmann::json Trainer::eval_metrics() {
       std::vector<std::vector<int64_t>> seqs;
       std::vector<int64_t> labels;
       for (size_t i = s; i < std::min(ex.size(), s + static_cast<size_t>(bs)); ++i) {
-        std::vector<int64_t> ids = ex[i].prompt_ids;
-        ids.insert(ids.end(), ex[i].response_ids.begin(), ex[i].response_ids.end());
-        seqs.push_back(std::move(ids));
+        seqs.push_back(reference_sequence(ex[i]).ids);
         labels.push_back(ex[i].label);
       }
       const ClassifierLoss cl = classifier_loss(policy_, seqs, labels, pad_);
@@ -599,7 +589,7 @@ TrainSummary Trainer::run() {
     for (const auto& b : micro)
       for (int64_t idx : b) {
         n_examples += 1;
-        n_tokens += static_cast<double>(trained_tokens(reference_sequence(data_->examples()[idx])));
+        n_tokens += static_cast<double>(trained_tokens(data_->examples()[idx]));
       }
     const double lr = lr_at(state_.step, total_steps_, cfg_.optimizer.lr, cfg_.schedule);
     set_lr(*optimizer_, lr);

@@ -54,7 +54,9 @@ TEST(Scorer, LmJudgeReadsTheTwoLabelTokens) {
   h.unsafe_token = "was";
   section.heads.push_back(h);
   gaft::Scorer s = gaft::Scorer::load(section, at::kCPU, at::kFloat);
-  const gaft::ScoreResult r = s.score({"Once upon a time", "The dog"}, {"there was a cat.", "ran away"});
+  // The third prompt contains "{response}": it is text, not a placeholder to fill again.
+  const gaft::ScoreResult r =
+      s.score({"Once upon a time", "The dog", "Say {response}"}, {"there was a cat.", "ran away", "no"});
   // By hand: the next-token logits after the filled template, softmax over the two label tokens.
   gaft::Llama lm = gaft::load_llama(kModel);
   const gaft::Tokenizer tok = gaft::Tokenizer::load(kModel);
@@ -66,9 +68,10 @@ TEST(Scorer, LmJudgeReadsTheTwoLabelTokens) {
   };
   const int64_t yes = one_token("happy"), no = one_token("was");
   torch::NoGradGuard ng;
-  for (int i = 0; i < 2; ++i) {
-    const std::string text = i == 0 ? "Q: Once upon a time A: there was a cat. Is it good? Answer:"
-                                    : "Q: The dog A: ran away Is it good? Answer:";
+  const char* texts[] = {"Q: Once upon a time A: there was a cat. Is it good? Answer:",
+                         "Q: The dog A: ran away Is it good? Answer:", "Q: Say {response} A: no Is it good? Answer:"};
+  for (int i = 0; i < 3; ++i) {
+    const std::string text = texts[i];
     const at::Tensor ids = at::tensor(tok.encode(text), at::kLong).view({1, -1});
     const at::Tensor logits = lm->logits(lm->forward(ids))[0][-1];  // [V]
     const double expected = at::stack({logits[yes], logits[no]}).softmax(0)[0].item<double>();
