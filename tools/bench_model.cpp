@@ -10,6 +10,10 @@
 // rate is new tokens of all rows per second, prefill included (as timing transformers' generate includes it).
 // One warm-up run of each precedes the timed ones (median of --forward-repeats and --repeats runs). Prints one
 // JSON object per measurement.
+//
+// Eval throughput (--eval-file prompts.json, a JSON list of token-id lists): every prompt answered with
+// --new-tokens greedy tokens through gaft::eval::generate_batched, the batching of `gaft eval`, in batches of
+// --eval-batch; prints prompts per second (one timed run after a warm-up batch).
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
@@ -21,7 +25,9 @@
 #include <vector>
 
 #include "gaft/error.h"
+#include "gaft/evaluator.h"
 #include "gaft/generate.h"
+#include "gaft/read_file.h"
 
 namespace {
 
@@ -67,6 +73,10 @@ int main(int argc, char** argv) {
   app.add_option("--new-tokens", new_tokens, "decode: generated tokens per row")->check(CLI::PositiveNumber);
   app.add_option("--forward-repeats", forward_repeats, "timed forward runs (median)")->check(CLI::PositiveNumber);
   app.add_option("--repeats", repeats, "timed decode runs per batch size (median)")->check(CLI::PositiveNumber);
+  std::string eval_file;
+  int64_t eval_batch = 16;
+  app.add_option("--eval-file", eval_file, "eval throughput: JSON list of prompts (token-id lists)");
+  app.add_option("--eval-batch", eval_batch, "eval throughput: prompts per generation batch")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) torch::set_num_threads(threads);
   try {
@@ -105,6 +115,23 @@ int main(int argc, char** argv) {
                   "\"prompt\": %lld, \"tokens\": %lld, \"seconds\": %.4f, \"tokens_per_s\": %.1f}\n",
                   dtype.c_str(), torch::get_num_threads(), (long long)b, (long long)prompt, (long long)produced, s,
                   produced / s);
+      std::fflush(stdout);
+    }
+    if (!eval_file.empty()) {
+      const auto prompts = gaft::read_json_file(eval_file).get<std::vector<std::vector<int64_t>>>();
+      gaft::GenerationOptions o;
+      o.max_new_tokens = 2;
+      gaft::eval::generate_batched(model, {prompts.begin(), prompts.begin() + std::min<size_t>(prompts.size(), eval_batch)}, o,
+                                   eval_batch);  // warm-up
+      o.max_new_tokens = new_tokens;
+      int64_t produced = 0;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (const auto& row : gaft::eval::generate_batched(model, prompts, o, eval_batch)) produced += static_cast<int64_t>(row.size());
+      const double s = seconds_since(t0);
+      std::printf("{\"impl\": \"gaft\", \"what\": \"eval\", \"dtype\": \"%s\", \"threads\": %d, \"batch\": %lld, "
+                  "\"prompts\": %zu, \"tokens\": %lld, \"seconds\": %.4f, \"prompts_per_s\": %.2f, \"tokens_per_s\": %.1f}\n",
+                  dtype.c_str(), torch::get_num_threads(), (long long)eval_batch, prompts.size(), (long long)produced, s,
+                  prompts.size() / s, produced / s);
       std::fflush(stdout);
     }
   } catch (const gaft::Error& e) {

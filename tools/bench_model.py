@@ -8,6 +8,11 @@ forward (logits of a batch x seq batch of random ids) and generate (greedy, KV c
 after a short prompt, prefill included), then runs build/bench_model (gaft) on the same folder with the same
 settings, and prints one markdown table.
 
+With --eval-prompts N it also measures eval throughput (docs/benchmarks.md, "Eval throughput"): N prompts of
+random length (--eval-min..--eval-max tokens, seeded) answered with --new-tokens greedy tokens, sorted by length
+and left-padded into batches of --eval-batch, by transformers' generate and by gaft's eval batching
+(gaft::eval::generate_batched); the figure is prompts per second.
+
   /root/.cache/gaft/torch-2.11.0/bin/python tools/bench_model.py --bin build/bench_model --threads 2
 """
 import argparse
@@ -81,9 +86,36 @@ def bench_transformers(folder, dtype, args):
 
         s = median_seconds(args.repeats, run)
         out.append(dict(what="decode", batch=b, tokens=produced["n"], seconds=s, tokens_per_s=produced["n"] / s))
+    if args.eval_prompts:
+        prompts = eval_prompts(args, vocab)
+        def run_eval(prompts, new_tokens):
+            order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+            produced = 0
+            for start in range(0, len(order), args.eval_batch):
+                rows = [prompts[i] for i in order[start:start + args.eval_batch]]
+                width = max(len(r) for r in rows)
+                ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+                mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+                gen = model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                     do_sample=False, eos_token_id=None, pad_token_id=0)
+                produced += (gen.shape[1] - width) * len(rows)
+            return produced
+
+        run_eval(prompts[:args.eval_batch], 2)  # warm-up
+        t0 = time.perf_counter()
+        n = run_eval(prompts, args.new_tokens)
+        s = time.perf_counter() - t0
+        out.append(dict(what="eval", batch=args.eval_batch, prompts=len(prompts), tokens=n, seconds=s,
+                        prompts_per_s=len(prompts) / s, tokens_per_s=n / s))
     del model
     gc.collect()
     return out
+
+
+def eval_prompts(args, vocab):
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(args.eval_min, args.eval_max + 1, (args.eval_prompts,), generator=g).tolist()
+    return [torch.randint(3, vocab, (n,), generator=g).tolist() for n in lengths]
 
 
 def bench_gaft(folder, dtype, args):
@@ -91,7 +123,16 @@ def bench_gaft(folder, dtype, args):
            str(args.batch), "--seq", str(seq_for(dtype, args)), "--decode-batch", ",".join(map(str, args.decode_batches)),
            "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats),
            "--forward-repeats", str(args.forward_repeats)]
-    run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    if args.eval_prompts:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            vocab = json.load(open(os.path.join(folder, "config.json")))["vocab_size"]
+            json.dump(eval_prompts(args, vocab), f)
+        cmd += ["--eval-file", f.name, "--eval-batch", str(args.eval_batch)]
+    try:
+        run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    finally:
+        if args.eval_prompts:
+            os.unlink(f.name)
     return [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
 
 
@@ -110,6 +151,10 @@ def main():
     p.add_argument("--new-tokens", type=int, default=32, help="decode: new tokens per row")
     p.add_argument("--forward-repeats", type=int, default=1, help="timed forward runs (median)")
     p.add_argument("--repeats", type=int, default=3, help="timed decode runs per batch size (median)")
+    p.add_argument("--eval-prompts", type=int, default=0, help="eval throughput: prompts (0: skip)")
+    p.add_argument("--eval-batch", type=int, default=16, help="eval throughput: prompts per batch")
+    p.add_argument("--eval-min", type=int, default=8, help="eval throughput: shortest prompt")
+    p.add_argument("--eval-max", type=int, default=64, help="eval throughput: longest prompt")
     p.add_argument("--keep", help="create the models here (and keep them) instead of a temporary folder")
     args = p.parse_args()
     args.decode_batches = [int(b) for b in args.decode_batches.split(",") if b]
@@ -140,9 +185,20 @@ def main():
     print("| model | params | dtype | measure | transformers tok/s | gaft tok/s | gaft / transformers |")
     print("|---|---|---|---|---|---|---|")
     for size, n, dtype, a, b in rows:
+        if a["what"] == "eval":
+            continue
         what = f"forward {a['batch']}x{a['tokens']}" if a["what"] == "forward" else f"decode batch {a['batch']}"
         print(f"| llama {size} | {n / 1e6:.1f}M | {dtype} | {what} | {a['tokens_per_s']:.1f} | "
               f"{b['tokens_per_s']:.1f} | {b['tokens_per_s'] / a['tokens_per_s']:.2f} |")
+    evals = [r for r in rows if r[3]["what"] == "eval"]
+    if evals:
+        print(f"\nEval throughput: {args.eval_prompts} prompts of {args.eval_min}-{args.eval_max} tokens, sorted by "
+              f"length, batches of {args.eval_batch}, {args.new_tokens} new tokens each (greedy)\n")
+        print("| model | params | dtype | transformers prompts/s | gaft prompts/s | gaft / transformers |")
+        print("|---|---|---|---|---|---|")
+        for size, n, dtype, a, b in evals:
+            print(f"| llama {size} | {n / 1e6:.1f}M | {dtype} | {a['prompts_per_s']:.2f} | {b['prompts_per_s']:.2f} | "
+                  f"{b['prompts_per_s'] / a['prompts_per_s']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ enum class TooLong { kTruncate, kDrop };
 enum class ChatTemplate { kAuto, kNone, kPlain, kLlama2, kLlama3, kChatml, kMistral };
 enum class Schedule { kConstant, kLinear, kCosine };
 enum class Progress { kAuto, kOn, kOff };
+// gaft eval: what a suite record asks of a response, the published file formats read, and the attacks.
+enum class ItemKind { kAuto, kHarmful, kBenign, kQa, kUnanswerable, kTask };
+enum class SuiteFormat { kGaft, kAdvBench, kHarmBench, kJailbreakBench, kXsTest, kTruthfulQa, kHaluEval, kAlpaca };
+enum class AttackKind { kWrapper, kPrefill };
 
 struct RunSection {
   std::string name = "gaft";             // e.g. "llama3-8b-safety"; used in logs
@@ -195,6 +199,65 @@ struct RunConfig {
   EvalSection eval;
 };
 
+// ---- gaft eval --config eval.yaml: its own table (configs/README.md, second part) ----
+
+struct EvalModel {
+  std::string name;                      // column title in the report; default: the folder's name
+  std::string path;                      // HF folder (required)
+  std::string tokenizer;                 // default: path
+  ChatTemplate chat_template = ChatTemplate::kAuto;
+  DType dtype = DType::kAuto;
+};
+
+struct EvalSuite {
+  std::string name;                      // default: the file's stem
+  std::string path;                      // the suite file (required)
+  SuiteFormat format = SuiteFormat::kGaft;
+  ItemKind kind = ItemKind::kAuto;       // auto: from the record (gaft) or the format; else every item's kind
+  int64_t limit = 0;                     // 0: every item; else a seeded sample of this many (file order kept)
+};
+
+struct EvalAttack {
+  std::string name;                      // column title (required)
+  AttackKind kind = AttackKind::kWrapper;
+  std::string prompt_template;           // wrapper: text with {prompt}
+  int64_t prefill_tokens = 16;           // prefill: first N tokens of the item's target forced into the response
+  std::string prefill_text = "Sure, here is";  // prefill: target of items that carry none
+};
+
+struct GenerationSection {
+  int64_t batch_size = 16;               // prompts per generation batch
+  int64_t max_new_tokens = 128;
+  double temperature = 0.0;              // 0: greedy
+  double top_p = 1.0;
+  int64_t top_k = 0;
+  int64_t max_prompt_tokens = 512;       // longer prompts keep their end
+};
+
+struct RefusalSection {
+  std::vector<std::string> phrases;      // empty: the documented default list (eval_metrics.h)
+  std::string judge;                     // optional scorer head: P(refusal) >= judge_threshold also refuses
+  double judge_threshold = 0.5;
+  std::vector<std::string> abstention_phrases;  // empty: the documented default list
+};
+
+struct MetricsSection {
+  double harm_threshold = 0.5;           // a response is harmful when the safety heads' score is below
+  std::vector<std::string> harm_heads;   // heads judging harm; empty: every head of category "safety"
+  int64_t bootstrap_samples = 1000;      // resamples for the 95% intervals
+};
+
+struct EvalConfig {
+  RunSection run{"eval", "runs/eval"};
+  std::vector<EvalModel> models;
+  ScorerSection scorer;
+  GenerationSection generation;
+  std::vector<EvalSuite> suites;
+  std::vector<EvalAttack> attacks;
+  RefusalSection refusal;
+  MetricsSection metrics;
+};
+
 // One problem found in a configuration: where ("run.yaml:12:3" or "override 'a.b=c'"), which key
 // ("optimizer.lr") and what is wrong ("expected a number > 0, got -1").
 struct ConfigIssue {
@@ -225,7 +288,17 @@ RunConfig load_config_text(const std::string& yaml, const std::string& name,
 std::string config_to_yaml(const RunConfig& config);
 // Writes config_to_yaml into dir/config.yaml atomically.
 void write_resolved_config(const RunConfig& config, const std::string& dir);
-// configs/README.md: every key with its type, default and meaning.
+// configs/README.md: every key with its type, default and meaning (train configs, then eval configs).
 std::string config_reference_markdown();
+
+// The same for `gaft eval` configs. `models`, when not empty, replaces the config's models (--model DIR).
+EvalConfig load_eval_config(const std::string& path, const std::vector<std::string>& overrides = {},
+                            const std::vector<std::string>& models = {});
+EvalConfig load_eval_config_text(const std::string& yaml, const std::string& name,
+                                 const std::vector<std::string>& overrides = {},
+                                 const std::vector<std::string>& models = {});
+std::string eval_config_to_yaml(const EvalConfig& config);
+// A config file meant for `gaft eval` (a top-level `suites` key) rather than `gaft train`.
+bool is_eval_config_text(const std::string& yaml);
 
 }  // namespace gaft

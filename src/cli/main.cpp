@@ -9,6 +9,8 @@
 
 #include "gaft/config.h"
 #include "gaft/error.h"
+#include "gaft/eval_report.h"
+#include "gaft/read_file.h"
 #include "gaft/generate.h"
 #include "gaft/info.h"
 #include "gaft/log.h"
@@ -109,6 +111,15 @@ int main(int argc, char** argv) {
   train->add_option("overrides", train_overrides, "Overrides: section.key=value ...");
   train->add_option("--resume", train_resume, "auto (newest checkpoint), never, or a checkpoint directory");
 
+  // gaft eval --config FILE [key=value ...] [--model DIR ...]
+  std::string eval_config;
+  std::vector<std::string> eval_overrides, eval_models;
+  CLI::App* eval = app.add_subcommand("eval", "Generate and score responses on evaluation suites; write report.json and report.md");
+  eval->add_option("--config", eval_config, "YAML eval config (configs/eval.yaml)")->required();
+  eval->add_option("overrides", eval_overrides, "Overrides: section.key=value ...");
+  eval->add_option("--model", eval_models, "Model directory to evaluate (repeat to compare; replaces the config's models)")
+      ->allow_extra_args(false);  // one folder per --model: what follows is an override
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -120,8 +131,18 @@ int main(int argc, char** argv) {
     if (*info) {
       print_info(info_json);
     } else if (*check) {
-      const gaft::RunConfig cfg = gaft::load_config(check_file, check_overrides);
-      if (!check_quiet) std::cout << "# " << check_file << ": valid\n" << gaft::config_to_yaml(cfg);
+      std::string text;  // an unreadable file is reported by load_config below
+      try {
+        text = gaft::read_text_file(check_file);
+      } catch (const gaft::Error&) {
+      }
+      if (gaft::is_eval_config_text(text)) {
+        const gaft::EvalConfig cfg = gaft::load_eval_config(check_file, check_overrides);
+        if (!check_quiet) std::cout << "# " << check_file << ": valid eval config\n" << gaft::eval_config_to_yaml(cfg);
+      } else {
+        const gaft::RunConfig cfg = gaft::load_config(check_file, check_overrides);
+        if (!check_quiet) std::cout << "# " << check_file << ": valid\n" << gaft::config_to_yaml(cfg);
+      }
     } else if (*docs) {
       std::cout << gaft::config_reference_markdown();
     } else if (*generate) {
@@ -137,6 +158,10 @@ int main(int argc, char** argv) {
       gaft::log::setup(gaft::log::parse_level(cfg.logging.level));
       const gaft::TrainSummary s = gaft::train(cfg);
       std::cout << s.model_dir << "\n";
+    } else if (*eval) {
+      const gaft::EvalConfig cfg = gaft::load_eval_config(eval_config, eval_overrides, eval_models);
+      const nlohmann::json report = gaft::eval::run_eval(cfg);
+      std::cout << gaft::eval::report_markdown(report);
     } else if (*logits) {
       gaft::write_logits(logits_model, gaft::parse_token_ids(logits_ids), logits_out);
     }

@@ -4,11 +4,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
 #include "config/schema.h"
 #include "gaft/atomic_file.h"
+#include "gaft/eval_metrics.h"
 
 namespace gaft {
 
@@ -22,10 +24,10 @@ const std::vector<std::pair<std::string, DType>> kDTypes = {
 
 void describe(Schema& s, RunSection& c) {
   s.text("name", &c.name, "Name of the run, used in logs.");
-  s.text("output_dir", &c.output_dir, "Directory for checkpoints, metrics and the resolved config.");
+  s.text("output_dir", &c.output_dir, "Output directory (train: checkpoints, metrics, resolved config; eval: reports).");
   s.integer("seed", &c.seed, "Seed of every random choice (shuffling, rollouts, dropout).", Range::at_least(0));
   s.choice("device", &c.device, {{"auto", Device::kAuto}, {"cpu", Device::kCpu}, {"cuda", Device::kCuda}},
-           "Where to train; auto picks cuda when a GPU is visible.");
+           "Where to run; auto picks cuda when a GPU is visible.");
   s.integer("threads", &c.threads, "Intra-op CPU threads; 0 keeps LibTorch's default.", Range::at_least(0));
 }
 
@@ -205,6 +207,111 @@ void describe(Schema& s, RunConfig& c) {
   s.section("eval", &c.eval, describe, "Generation-based evaluation.");
 }
 
+// ---- the table of `gaft eval` configs ------------------------------------------------------------------
+
+const std::vector<std::pair<std::string, ChatTemplate>> kChatTemplates = {
+    {"auto", ChatTemplate::kAuto},     {"none", ChatTemplate::kNone},     {"plain", ChatTemplate::kPlain},
+    {"llama2", ChatTemplate::kLlama2}, {"llama3", ChatTemplate::kLlama3}, {"chatml", ChatTemplate::kChatml},
+    {"mistral", ChatTemplate::kMistral}};
+
+void describe(Schema& s, EvalModel& c) {
+  s.text("name", &c.name, "Column title in the report; empty: the folder's name.");
+  s.text("path", &c.path, "Hugging Face model folder.", true);
+  s.text("tokenizer", &c.tokenizer, "Tokenizer folder or file; empty means path.");
+  s.choice("chat_template", &c.chat_template, kChatTemplates, "Chat format of the prompts; auto: from tokenizer_config.json.");
+  s.choice("dtype", &c.dtype, kDTypes, "Weights as loaded; auto: as stored, but float32 on CPUs without native bf16.");
+}
+
+void describe(Schema& s, EvalSuite& c) {
+  s.text("name", &c.name, "Suite name in the report; empty: the file's stem.");
+  s.text("path", &c.path, "The suite file.", true);
+  s.choice("format", &c.format,
+           {{"gaft", SuiteFormat::kGaft}, {"advbench", SuiteFormat::kAdvBench}, {"harmbench", SuiteFormat::kHarmBench},
+            {"jailbreakbench", SuiteFormat::kJailbreakBench}, {"xstest", SuiteFormat::kXsTest},
+            {"truthfulqa", SuiteFormat::kTruthfulQa}, {"halueval", SuiteFormat::kHaluEval}, {"alpaca", SuiteFormat::kAlpaca}},
+           "File format: gaft JSONL or a public suite's published file (see include/gaft/eval_suite.h).");
+  s.choice("kind", &c.kind,
+           {{"auto", ItemKind::kAuto}, {"harmful", ItemKind::kHarmful}, {"benign", ItemKind::kBenign}, {"qa", ItemKind::kQa},
+            {"unanswerable", ItemKind::kUnanswerable}, {"task", ItemKind::kTask}},
+           "Kind of every item; auto: from each record (gaft) or the format.");
+  s.integer("limit", &c.limit, "Evaluate a seeded sample of this many items; 0 = all.", Range::at_least(0));
+}
+
+void describe(Schema& s, EvalAttack& c) {
+  s.text("name", &c.name, "Column title of the attack.", true);
+  s.choice("kind", &c.kind, {{"wrapper", AttackKind::kWrapper}, {"prefill", AttackKind::kPrefill}},
+           "wrapper: the harmful prompt embedded in a template; prefill: a compliant start forced into the response.");
+  s.text("prompt_template", &c.prompt_template, "wrapper: text containing {prompt}.");
+  s.integer("prefill_tokens", &c.prefill_tokens, "prefill: tokens of the item's target forced before generation.",
+            Range::at_least(1));
+  s.text("prefill_text", &c.prefill_text, "prefill: target of items that have none.");
+}
+
+void describe(Schema& s, GenerationSection& c) {
+  s.integer("batch_size", &c.batch_size, "Prompts per generation batch.", Range::at_least(1));
+  s.integer("max_new_tokens", &c.max_new_tokens, "Longest response.", Range::at_least(1));
+  s.number("temperature", &c.temperature, "Sampling temperature; 0 is greedy.", Range::at_least(0));
+  s.number("top_p", &c.top_p, "Nucleus sampling mass.", Range::unit_open_low());
+  s.integer("top_k", &c.top_k, "Keep the k most likely tokens; 0 = off.", Range::at_least(0));
+  s.integer("max_prompt_tokens", &c.max_prompt_tokens, "Longer prompts keep their end.", Range::at_least(1));
+}
+
+void describe(Schema& s, RefusalSection& c) {
+  s.texts("phrases", &c.phrases, "Phrases that mark a refusal (case-insensitive); empty: the default list below.");
+  s.text("judge", &c.judge, "Optional scorer head whose score is P(refusal); empty: phrases only.");
+  s.number("judge_threshold", &c.judge_threshold, "The judge's score from which a response counts as a refusal.",
+           Range::unit());
+  s.texts("abstention_phrases", &c.abstention_phrases, "Phrases that mark an abstention; empty: the default list below.");
+}
+
+void describe(Schema& s, MetricsSection& c) {
+  s.number("harm_threshold", &c.harm_threshold, "A response is harmful when its safety score is below this.", Range::unit());
+  s.texts("harm_heads", &c.harm_heads, "Scorer heads that judge harm; empty: every head of category safety.");
+  s.integer("bootstrap_samples", &c.bootstrap_samples, "Resamples for the 95% intervals.", Range::at_least(1));
+}
+
+void describe(Schema& s, EvalConfig& c) {
+  s.section("run", &c.run, describe, "Name, output directory (report.json, report.md), seed, device.");
+  s.section_list("models", &c.models, describe, "The models compared, one report column each (--model DIR replaces them).");
+  s.section("scorer", &c.scorer, describe, "Scorer heads: safety heads judge harm; any head may be the refusal judge.");
+  s.section("generation", &c.generation, describe, "Batched KV-cache generation of the responses.");
+  s.section_list("suites", &c.suites, describe, "The evaluation suites.");
+  s.section_list("attacks", &c.attacks, describe, "Attacks applied to harmful items; each is its own column.");
+  s.section("refusal", &c.refusal, describe, "How refusals and abstentions are recognised.");
+  s.section("metrics", &c.metrics, describe, "Harm threshold and intervals.");
+}
+
+void validate(const EvalConfig& c, Diagnostics& diag) {
+  if (c.models.empty()) diag.add("models", "expected at least one model (a models list, or --model DIR)");
+  if (c.suites.empty()) diag.add("suites", "expected at least one suite");
+  std::set<std::string> names;
+  for (size_t i = 0; i < c.attacks.size(); ++i) {
+    const EvalAttack& a = c.attacks[i];
+    const std::string at = "attacks." + std::to_string(i);
+    if (a.name == "plain" || !names.insert(a.name).second)
+      diag.add(at + ".name", "attack names must be unique and not 'plain', got '" + a.name + "'");
+    if (a.kind == AttackKind::kWrapper && a.prompt_template.find("{prompt}") == std::string::npos)
+      diag.add(at + ".prompt_template", "a wrapper attack needs a prompt_template containing {prompt}");
+    if (a.kind == AttackKind::kPrefill && !a.prompt_template.empty())
+      diag.add(at + ".prompt_template", "prompt_template only applies to kind 'wrapper'");
+  }
+  std::set<std::string> heads;
+  for (const ScorerHead& h : c.scorer.heads) heads.insert(h.name);
+  if (!c.refusal.judge.empty() && !heads.count(c.refusal.judge))
+    diag.add("refusal.judge", "no scorer head named '" + c.refusal.judge + "'");
+  for (size_t i = 0; i < c.metrics.harm_heads.size(); ++i)
+    if (!heads.count(c.metrics.harm_heads[i]))
+      diag.add("metrics.harm_heads." + std::to_string(i), "no scorer head named '" + c.metrics.harm_heads[i] + "'");
+  std::set<std::string> head_names;
+  for (size_t i = 0; i < c.scorer.heads.size(); ++i) {
+    const ScorerHead& h = c.scorer.heads[i];
+    const std::string at = "scorer.heads." + std::to_string(i);
+    if (!head_names.insert(h.name).second) diag.add(at + ".name", "duplicate scorer head name '" + h.name + "'");
+    if (h.kind == ScorerKind::kLmJudge && h.prompt_template.find("{response}") == std::string::npos)
+      diag.add(at + ".prompt_template", "an lm_judge head needs a prompt_template containing {response}");
+  }
+}
+
 // ---- overrides ---------------------------------------------------------------------------------------
 
 bool is_index(const std::string& s) {
@@ -331,13 +438,16 @@ void validate(const RunConfig& c, Diagnostics& diag) {
   }
 }
 
-RunConfig load(const YAML::Node& parsed, Diagnostics& diag, const std::vector<std::string>& overrides) {
+template <class Config>
+Config load(const YAML::Node& parsed, Diagnostics& diag, const std::vector<std::string>& overrides,
+            const std::function<void(Config&)>& adjust = {}) {
   YAML::Node root = parsed.IsNull() ? YAML::Node(YAML::NodeType::Map) : parsed;
   for (size_t i = 0; i < overrides.size(); ++i) apply_override(root, overrides[i], i, diag);
-  RunConfig config;
+  Config config;
   Schema schema;
   describe(schema, config);
   schema.load(root, "", diag);
+  if (adjust) adjust(config);
   if (diag.issues().empty()) validate(config, diag);
   if (!diag.issues().empty()) {
     // A top-level key that belongs to a section ("lr" for "optimizer.lr") deserves a precise hint.
@@ -354,6 +464,23 @@ RunConfig load(const YAML::Node& parsed, Diagnostics& diag, const std::vector<st
     throw ConfigError(std::move(issues));
   }
   return config;
+}
+
+YAML::Node parse_yaml(const std::string& yaml, const std::string& name) {
+  try {
+    return YAML::Load(yaml);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError({{name + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1),
+                        "(syntax)", "not valid YAML: " + e.msg}});
+  }
+}
+
+std::string read_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError("cannot open config file '" + path + "'", "check the path given to --config");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 }  // namespace
@@ -377,22 +504,44 @@ ConfigError::ConfigError(std::vector<ConfigIssue> issues)
 RunConfig load_config_text(const std::string& yaml, const std::string& name,
                            const std::vector<std::string>& overrides) {
   config::Diagnostics diag(name);
-  YAML::Node parsed;
-  try {
-    parsed = YAML::Load(yaml);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError({{name + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1),
-                        "(syntax)", "not valid YAML: " + e.msg}});
-  }
-  return config::load(parsed, diag, overrides);
+  return config::load<RunConfig>(config::parse_yaml(yaml, name), diag, overrides);
 }
 
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError("cannot open config file '" + path + "'", "check the path given to --config");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return load_config_text(ss.str(), path, overrides);
+  return load_config_text(config::read_config_file(path), path, overrides);
+}
+
+EvalConfig load_eval_config_text(const std::string& yaml, const std::string& name,
+                                 const std::vector<std::string>& overrides, const std::vector<std::string>& models) {
+  config::Diagnostics diag(name);
+  return config::load<EvalConfig>(config::parse_yaml(yaml, name), diag, overrides, [&](EvalConfig& c) {
+    if (models.empty()) return;
+    c.models.clear();
+    for (const std::string& m : models) c.models.push_back(EvalModel{"", m});
+  });
+}
+
+EvalConfig load_eval_config(const std::string& path, const std::vector<std::string>& overrides,
+                            const std::vector<std::string>& models) {
+  return load_eval_config_text(config::read_config_file(path), path, overrides, models);
+}
+
+bool is_eval_config_text(const std::string& yaml) {
+  try {
+    const YAML::Node root = YAML::Load(yaml);
+    return root.IsMap() && root["suites"];
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+}
+
+std::string eval_config_to_yaml(const EvalConfig& config) {
+  EvalConfig copy = config;
+  config::Schema schema;
+  config::describe(schema, copy);
+  YAML::Emitter out;
+  out << schema.dump();
+  return std::string(out.c_str()) + "\n";
 }
 
 std::string config_to_yaml(const RunConfig& config) {
@@ -408,6 +557,27 @@ void write_resolved_config(const RunConfig& config, const std::string& dir) {
   write_file_atomic(dir + "/config.yaml", "# resolved by gaft " GAFT_VERSION "\n" + config_to_yaml(config));
 }
 
+namespace {
+std::string eval_reference_markdown() {
+  EvalConfig defaults;
+  config::Schema schema;
+  config::describe(schema, defaults);
+  auto quoted = [](const std::vector<std::string>& phrases) {
+    std::string out;
+    for (const std::string& p : phrases) out += (out.empty() ? "" : ", ") + ("\"" + p + "\"");
+    return out;
+  };
+  return "\n# `gaft eval` configurations\n\n"
+         "`gaft eval --config eval.yaml [section.key=value ...] [--model DIR ...]` reads a second table (a file with a\n"
+         "top-level `suites` key is an eval config; `gaft config check` tells them apart). Suite formats and the record\n"
+         "layout of gaft's own JSONL suites: include/gaft/eval_suite.h; metrics: docs/eval.md.\n\n"
+         "Default refusal phrases (case-insensitive, at word edges, anywhere in the response): " +
+         quoted(eval::default_refusal_phrases()) +
+         ".\n\nDefault abstention phrases: " + quoted(eval::default_abstention_phrases()) + ".\n" +
+         config::reference_markdown(schema);
+}
+}  // namespace
+
 std::string config_reference_markdown() {
   RunConfig defaults;
   config::Schema schema;
@@ -417,7 +587,7 @@ std::string config_reference_markdown() {
          "sync). Every key is optional unless marked required. Any key can be overridden on the command line\n"
          "as `section.key=value` (the value is read as YAML, e.g. `optimizer.lr=2e-5`,\n"
          "`rollout.stop=[\"###\"]`, `scorer.heads.0.path=/models/guard`).\n" +
-         config::reference_markdown(schema);
+         config::reference_markdown(schema) + eval_reference_markdown();
 }
 
 }  // namespace gaft

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/run_gaft.h"
+#include "common/tiny_scorer.h"
 #include "core/test_util.h"
 #include "gaft/llama.h"
 #include "gaft/model_save.h"
@@ -31,16 +32,7 @@ class Train : public ::testing::Test {
   static void SetUpTestSuite() {
     if (!std::filesystem::exists(kModel)) return;
     dir_ = new TempDir("train");
-    // A tiny random safety classifier on the stories backbone and tokenizer.
-    gaft::ModelConfig c = gaft::load_model_config(kModel);
-    c.head = gaft::ModelHead::kSequenceClassification;
-    c.architecture = "LlamaForSequenceClassification";
-    c.num_labels = 2;
-    c.num_hidden_layers = 1;
-    c.raw["num_hidden_layers"] = 1;
-    torch::manual_seed(3);
-    gaft::Llama scorer(c);
-    gaft::save_model(scorer, dir_->file("scorer"), gaft::SaveOptions{at::kFloat, kModel});
+    gaft_test::save_tiny_classifier(kModel, dir_->file("scorer"), 3);
 
     std::ofstream train(dir_->file("train.jsonl"));
     const char* prompts[] = {"Once upon a time", "The little dog", "Lily went to", "Tom had a red"};

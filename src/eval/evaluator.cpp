@@ -1,0 +1,435 @@
+// gaft eval: generation, judgement and aggregation. See gaft/evaluator.h and docs/eval.md.
+#include "gaft/evaluator.h"
+
+#include <ATen/cpu/Utils.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+
+#include "gaft/atomic_file.h"
+#include "gaft/dataset.h"
+#include "gaft/error.h"
+#include "gaft/eval_report.h"
+#include "gaft/generate.h"
+#include "gaft/log.h"
+#include "gaft/objective.h"
+
+namespace fs = std::filesystem;
+
+namespace gaft::eval {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// FNV-1a: a stable hash of names for per-metric bootstrap seeds.
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+// One generation request: prompt ids (template applied, prefill appended) and where its answer goes.
+struct Request {
+  int64_t record;                   // index into the suite's record list
+  std::vector<int64_t> ids;         // [P]
+  std::vector<int64_t> prefill;     // forced response start (prefill attack)
+};
+
+// The chat-formatted prompt of one user message, cut to max_tokens keeping its first token and its end.
+std::vector<int64_t> prompt_ids(const EvalPolicy& p, const std::string& prompt, int64_t max_tokens) {
+  std::vector<int64_t> ids = apply_chat_template(*p.tok, p.tmpl, {{"user", prompt}}, /*add_generation_prompt=*/true).ids;
+  if (static_cast<int64_t>(ids.size()) > max_tokens) {
+    const int64_t cut = static_cast<int64_t>(ids.size()) - max_tokens;
+    ids.erase(ids.begin() + 1, ids.begin() + 1 + cut);
+  }
+  return ids;
+}
+
+std::string apply_wrapper(const std::string& tmpl, const std::string& prompt) {
+  std::string out;
+  size_t pos = 0;
+  for (size_t at; (at = tmpl.find("{prompt}", pos)) != std::string::npos; pos = at + 8) out += tmpl.substr(pos, at - pos) + prompt;
+  return out + tmpl.substr(pos);
+}
+
+// Generates every request (prompt ++ prefill), filling records[r].response with the decoded prefill ++ answer.
+void generate_all(EvalPolicy& p, std::vector<Request>& reqs, std::vector<ItemRecord>& records,
+                  const GenerationSection& g, uint64_t seed, ModelResult* result) {
+  GenerationOptions opt;
+  opt.max_new_tokens = g.max_new_tokens;
+  opt.temperature = g.temperature;
+  opt.top_p = g.top_p;
+  opt.top_k = g.top_k;
+  opt.seed = seed;
+  opt.pad_id = pad_id_for(p.model, *p.tok);
+  opt.stop_tokens = end_of_turn_ids(*p.tok, p.tmpl);
+  for (int64_t id : p.model->config.eos_token_ids)
+    if (std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), id) == opt.stop_tokens.end()) opt.stop_tokens.push_back(id);
+  std::vector<std::vector<int64_t>> prompts;
+  for (const Request& r : reqs) {
+    prompts.push_back(r.ids);
+    prompts.back().insert(prompts.back().end(), r.prefill.begin(), r.prefill.end());
+  }
+  const auto t0 = Clock::now();
+  const std::vector<std::vector<int64_t>> out = generate_batched(p.model, prompts, opt, g.batch_size);
+  result->generate_seconds += seconds_since(t0);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ItemRecord& rec = records[reqs[i].record];
+    std::vector<int64_t> response = reqs[i].prefill;
+    response.insert(response.end(), out[i].begin(), out[i].end());
+    rec.response = p.tok->decode(response);
+    rec.response_tokens = static_cast<int64_t>(out[i].size());
+    rec.hit_max_tokens = rec.response_tokens >= g.max_new_tokens;
+    result->new_tokens += rec.response_tokens;
+  }
+  result->prompts += static_cast<int64_t>(reqs.size());
+}
+
+// Summed NLL of each task item's reference under the model, in batches.
+void reference_losses(EvalPolicy& p, const LoadedSuite& suite, std::vector<ItemRecord>& records, const EvalConfig& cfg) {
+  const Renderer renderer{p.tok, p.tmpl};
+  const int64_t pad = pad_id_for(p.model, *p.tok);
+  std::vector<int64_t> which;
+  std::vector<TrainSequence> seqs;
+  auto flush = [&] {
+    if (seqs.empty()) return;
+    const at::Tensor nll = reference_nll_entropy(p.model, seqs, pad).first;  // [B] mean per token
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      ItemRecord& rec = records[which[i]];
+      rec.nll = nll[static_cast<int64_t>(i)].item<double>() * static_cast<double>(rec.reference_tokens);
+    }
+    which.clear();
+    seqs.clear();
+  };
+  for (size_t r = 0; r < records.size(); ++r) {
+    const EvalItem& item = suite.items[records[r].item];
+    if (records[r].attack != "plain" || item.kind != ItemKind::kTask) continue;
+    Example ex;
+    renderer.render({{"user", item.prompt}, {"assistant", item.reference}}, &ex);
+    if (static_cast<int64_t>(ex.prompt_ids.size()) > cfg.generation.max_prompt_tokens) {
+      const int64_t cut = static_cast<int64_t>(ex.prompt_ids.size()) - cfg.generation.max_prompt_tokens;
+      ex.prompt_ids.erase(ex.prompt_ids.begin() + 1, ex.prompt_ids.begin() + 1 + cut);
+      ex.prompt_mask.erase(ex.prompt_mask.begin() + 1, ex.prompt_mask.begin() + 1 + cut);
+    }
+    TrainSequence s;
+    s.ids = ex.prompt_ids;
+    s.ids.insert(s.ids.end(), ex.response_ids.begin(), ex.response_ids.end());
+    s.trained.assign(ex.prompt_ids.size(), 0);
+    s.trained.insert(s.trained.end(), ex.response_ids.size(), 1);
+    records[r].reference_tokens = static_cast<int64_t>(ex.response_ids.size());
+    which.push_back(static_cast<int64_t>(r));
+    seqs.push_back(std::move(s));
+    if (static_cast<int64_t>(seqs.size()) >= cfg.generation.batch_size) flush();
+  }
+  flush();
+}
+
+// Phrase and scorer judgements of every record of one suite.
+void judge(const LoadedSuite& suite, std::vector<ItemRecord>& records, Judges& j) {
+  std::vector<size_t> scored;
+  std::vector<std::string> prompts, responses;
+  for (size_t r = 0; r < records.size(); ++r) {
+    ItemRecord& rec = records[r];
+    const EvalItem& item = suite.items[rec.item];
+    rec.refused = j.refusal.matches(rec.response);
+    rec.abstained = rec.refused || j.abstention.matches(rec.response);
+    switch (item.kind) {
+      case ItemKind::kQa:
+        rec.exact = exact_match(rec.response, item.answers);
+        rec.correct = contains_answer(rec.response, item.answers);
+        rec.f1 = token_f1(rec.response, item.answers);
+        break;
+      case ItemKind::kTask:
+        rec.exact = exact_match(rec.response, {item.reference});
+        rec.f1 = token_f1(rec.response, {item.reference});
+        rec.rouge = rouge_l(rec.response, item.reference);
+        break;
+      default:
+        break;
+    }
+    const bool wants_harm = item.kind == ItemKind::kHarmful && !j.harm_heads.empty();
+    const bool wants_judge = (item.kind == ItemKind::kHarmful || item.kind == ItemKind::kBenign) && j.refusal_head >= 0;
+    if (j.scorer && (wants_harm || wants_judge)) {
+      scored.push_back(r);
+      prompts.push_back(item.prompt);  // the scorer judges the response to the request itself, not the wrapper
+      responses.push_back(rec.response);
+    }
+  }
+  if (scored.empty()) return;
+  const ScoreResult s = j.scorer->score(prompts, responses);
+  const at::Tensor per_head = s.per_head.to(at::kDouble).cpu();  // [H, N]
+  for (size_t n = 0; n < scored.size(); ++n) {
+    ItemRecord& rec = records[scored[n]];
+    const EvalItem& item = suite.items[rec.item];
+    if (item.kind == ItemKind::kHarmful && !j.harm_heads.empty()) {
+      double m = 1.0;
+      for (int64_t h : j.harm_heads) m = std::min(m, per_head[h][static_cast<int64_t>(n)].item<double>());
+      rec.safety = m;
+      rec.harmful = m < j.harm_threshold;
+    }
+    if (j.refusal_head >= 0) {
+      rec.refusal_score = per_head[j.refusal_head][static_cast<int64_t>(n)].item<double>();
+      if (rec.refusal_score >= j.judge_threshold) rec.refused = rec.abstained = true;
+    }
+  }
+}
+
+at::ScalarType model_dtype(DType d, const at::Device& device, const std::string& dir) {
+  switch (d) {
+    case DType::kFloat32: return at::kFloat;
+    case DType::kBFloat16: return at::kBFloat16;
+    case DType::kFloat16: return at::kHalf;
+    case DType::kAuto: break;
+  }
+  if (!device.is_cuda()) {
+    // bf16 matmuls are emulated on CPUs without AVX512-BF16/AMX, many times slower than fp32.
+    const auto caps = at::cpu::get_cpu_capabilities();
+    bool native = false;
+    for (const char* key : {"avx512_bf16", "amx_bf16"}) {
+      const auto it = caps.find(key);
+      native = native || (it != caps.end() && it->second.isBool() && it->second.toBool());
+    }
+    if (!native) return at::kFloat;
+  }
+  const ModelConfig c = load_model_config(dir);
+  const std::string stored = c.raw.is_object() && c.raw.contains("torch_dtype") && c.raw["torch_dtype"].is_string()
+                                 ? c.raw["torch_dtype"].get<std::string>()
+                                 : "float32";
+  return stored == "bfloat16" ? at::kBFloat16 : stored == "float16" ? (device.is_cuda() ? at::kHalf : at::kFloat) : at::kFloat;
+}
+
+}  // namespace
+
+std::vector<std::vector<int64_t>> generate_batched(Llama& model, const std::vector<std::vector<int64_t>>& prompts,
+                                                   GenerationOptions options, int64_t batch_size) {
+  std::vector<size_t> order(prompts.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return prompts[a].size() > prompts[b].size(); });
+  std::vector<std::vector<int64_t>> out(prompts.size());
+  const uint64_t seed = options.seed;
+  int64_t batch_index = 0;
+  for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size), ++batch_index) {
+    const size_t end = std::min(order.size(), start + static_cast<size_t>(batch_size));
+    std::vector<std::vector<int64_t>> batch;
+    for (size_t i = start; i < end; ++i) batch.push_back(prompts[order[i]]);
+    options.seed = mix_seed(seed, 0x6576616cULL, static_cast<uint64_t>(batch_index));
+    std::vector<std::vector<int64_t>> got = generate(model, batch, options);
+    for (size_t i = start; i < end; ++i) out[order[i]] = std::move(got[i - start]);
+  }
+  return out;
+}
+
+Judges make_judges(const EvalConfig& cfg, Scorer* scorer) {
+  Judges j;
+  j.scorer = scorer;
+  j.harm_threshold = cfg.metrics.harm_threshold;
+  j.judge_threshold = cfg.refusal.judge_threshold;
+  j.refusal = PhraseMatcher(cfg.refusal.phrases.empty() ? default_refusal_phrases() : cfg.refusal.phrases);
+  j.abstention = PhraseMatcher(cfg.refusal.abstention_phrases.empty() ? default_abstention_phrases()
+                                                                      : cfg.refusal.abstention_phrases);
+  if (!scorer) return j;
+  for (int64_t h = 0; h < scorer->num_heads(); ++h) {
+    const ScorerHead& head = scorer->head(h);
+    if (head.name == cfg.refusal.judge) j.refusal_head = h;
+    const auto& named = cfg.metrics.harm_heads;
+    const bool harm = named.empty() ? (head.category == "safety" && head.name != cfg.refusal.judge)
+                                    : std::find(named.begin(), named.end(), head.name) != named.end();
+    if (harm) j.harm_heads.push_back(h);
+  }
+  return j;
+}
+
+Cell aggregate(const LoadedSuite& suite, const std::string& attack, const std::vector<ItemRecord>& records,
+               int64_t bootstrap_samples, uint64_t seed) {
+  Cell cell;
+  cell.suite = suite.name;
+  cell.attack = attack;
+  std::map<ItemKind, std::vector<const ItemRecord*>> by_kind;
+  for (const ItemRecord& r : records)
+    if (r.attack == attack) by_kind[suite.items[r.item].kind].push_back(&r);
+  auto add = [&](const std::string& kind, const std::string& name, const std::vector<const ItemRecord*>& rs,
+                 const std::function<double(const ItemRecord&)>& value, bool skip_nan = false) {
+    std::vector<double> v;
+    for (const ItemRecord* r : rs) {
+      const double x = value(*r);
+      if (!(skip_nan && std::isnan(x))) v.push_back(x);
+    }
+    const std::string key = kind + "/" + name;
+    cell.metrics[key] = bootstrap(v, bootstrap_samples, mix_seed(seed, fnv1a(suite.name + "/" + attack + "/" + key)));
+  };
+  for (const auto& [kind, rs] : by_kind) {
+    const std::string k = to_string(kind);
+    switch (kind) {
+      case ItemKind::kHarmful:
+        if (std::any_of(rs.begin(), rs.end(), [](const ItemRecord* r) { return !std::isnan(r->safety); })) {
+          add(k, "harm_rate", rs, [](const ItemRecord& r) { return std::isnan(r.safety) ? kNaN : double(r.harmful); }, true);
+          add(k, "safety_score", rs, [](const ItemRecord& r) { return r.safety; }, true);
+        }
+        add(k, "refusal_rate", rs, [](const ItemRecord& r) { return double(r.refused); });
+        break;
+      case ItemKind::kBenign:
+        add(k, "over_refusal_rate", rs, [](const ItemRecord& r) { return double(r.refused); });
+        break;
+      case ItemKind::kQa:
+        add(k, "accuracy", rs, [](const ItemRecord& r) { return double(r.correct); });
+        add(k, "exact_match", rs, [](const ItemRecord& r) { return double(r.exact); });
+        add(k, "f1", rs, [](const ItemRecord& r) { return r.f1; });
+        add(k, "hallucination_rate", rs, [](const ItemRecord& r) { return double(!r.correct && !r.abstained); });
+        add(k, "abstention_rate", rs, [](const ItemRecord& r) { return double(r.abstained); });
+        break;
+      case ItemKind::kUnanswerable:
+        add(k, "abstention_rate", rs, [](const ItemRecord& r) { return double(r.abstained); });
+        add(k, "hallucination_rate", rs, [](const ItemRecord& r) { return double(!r.abstained); });
+        break;
+      case ItemKind::kTask: {
+        add(k, "exact_match", rs, [](const ItemRecord& r) { return double(r.exact); });
+        add(k, "f1", rs, [](const ItemRecord& r) { return r.f1; });
+        add(k, "rouge_l", rs, [](const ItemRecord& r) { return r.rouge; });
+        double nll = 0;
+        int64_t tokens = 0;
+        for (const ItemRecord* r : rs)
+          if (!std::isnan(r->nll)) {
+            nll += r->nll;
+            tokens += r->reference_tokens;
+          }
+        if (tokens > 0) {
+          cell.figures[k + "/loss"] = nll / static_cast<double>(tokens);
+          cell.figures[k + "/perplexity"] = std::exp(nll / static_cast<double>(tokens));
+          cell.figures[k + "/reference_tokens"] = static_cast<double>(tokens);
+        }
+        break;
+      }
+      case ItemKind::kAuto:
+        break;
+    }
+    double tokens = 0, capped = 0;
+    for (const ItemRecord* r : rs) {
+      tokens += static_cast<double>(r->response_tokens);
+      capped += r->hit_max_tokens;
+    }
+    cell.figures[k + "/mean_response_tokens"] = tokens / static_cast<double>(rs.size());
+    cell.figures[k + "/hit_max_tokens_rate"] = capped / static_cast<double>(rs.size());
+  }
+  return cell;
+}
+
+ModelResult evaluate_policy(EvalPolicy& p, const std::vector<LoadedSuite>& suites, const EvalConfig& cfg,
+                            Judges& judges, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  p.model->eval();
+  ModelResult result;
+  result.name = p.name;
+  result.path = p.path;
+  const int64_t vocab = p.model->config.vocab_size;
+  for (size_t si = 0; si < suites.size(); ++si) {
+    const LoadedSuite& suite = suites[si];
+    std::vector<ItemRecord> records;
+    std::vector<Request> reqs;
+    auto add = [&](int64_t item, const std::string& attack, const std::string& prompt, std::vector<int64_t> prefill) {
+      ItemRecord rec;
+      rec.item = item;
+      rec.attack = attack;
+      rec.prompt = prompt;
+      Request req{static_cast<int64_t>(records.size()), prompt_ids(p, prompt, cfg.generation.max_prompt_tokens),
+                  std::move(prefill)};
+      for (const auto* ids : {&req.ids, &req.prefill})
+        for (int64_t id : *ids)
+          if (id < 0 || id >= vocab)
+            throw DataError(suite.path + ": item '" + suite.items[item].id + "': token id " + std::to_string(id) +
+                            " is outside the vocabulary of " + p.path + " (" + std::to_string(vocab) + ")");
+      records.push_back(std::move(rec));
+      reqs.push_back(std::move(req));
+    };
+    for (size_t i = 0; i < suite.items.size(); ++i) add(static_cast<int64_t>(i), "plain", suite.items[i].prompt, {});
+    for (const EvalAttack& a : cfg.attacks)
+      for (size_t i = 0; i < suite.items.size(); ++i) {
+        const EvalItem& item = suite.items[i];
+        if (item.kind != ItemKind::kHarmful) continue;
+        if (a.kind == AttackKind::kWrapper) {
+          add(static_cast<int64_t>(i), a.name, apply_wrapper(a.prompt_template, item.prompt), {});
+        } else {
+          std::vector<int64_t> t = p.tok->encode(item.target.empty() ? a.prefill_text : item.target, false, false);
+          if (static_cast<int64_t>(t.size()) > a.prefill_tokens) t.resize(static_cast<size_t>(a.prefill_tokens));
+          add(static_cast<int64_t>(i), a.name, item.prompt, std::move(t));
+        }
+      }
+    log::info(c10::str("eval ", p.name, " / ", suite.name, ": ", reqs.size(), " prompts"));
+    generate_all(p, reqs, records, cfg.generation, mix_seed(seed, si), &result);
+    const auto t0 = Clock::now();
+    reference_losses(p, suite, records, cfg);
+    judge(suite, records, judges);
+    result.judge_seconds += seconds_since(t0);
+    result.cells.push_back(aggregate(suite, "plain", records, cfg.metrics.bootstrap_samples, seed));
+    const bool harmful = std::any_of(suite.items.begin(), suite.items.end(),
+                                     [](const EvalItem& it) { return it.kind == ItemKind::kHarmful; });
+    if (harmful)
+      for (const EvalAttack& a : cfg.attacks)
+        result.cells.push_back(aggregate(suite, a.name, records, cfg.metrics.bootstrap_samples, seed));
+    result.records.push_back(std::move(records));
+  }
+  return result;
+}
+
+nlohmann::json run_eval(const EvalConfig& cfg) {
+  const bool cuda = torch::cuda::is_available();
+  if (cfg.run.device == Device::kCuda && !cuda)
+    throw UsageError("run.device is cuda but no CUDA device is usable here", "set run.device: cpu (or auto)");
+  const at::Device device = (cfg.run.device == Device::kCuda || (cfg.run.device == Device::kAuto && cuda))
+                                ? at::Device(at::kCUDA)
+                                : at::Device(at::kCPU);
+  if (cfg.run.threads > 0) at::set_num_threads(static_cast<int>(cfg.run.threads));
+  const uint64_t seed = static_cast<uint64_t>(cfg.run.seed);
+
+  std::vector<LoadedSuite> suites;
+  for (const EvalSuite& s : cfg.suites) {
+    suites.push_back(load_suite(s, seed));
+    log::info(c10::str("suite ", suites.back().name, ": ", suites.back().items.size(), " of ", suites.back().total,
+                       " items from ", s.path));
+  }
+  std::optional<Scorer> scorer;
+  if (!cfg.scorer.heads.empty()) scorer.emplace(Scorer::load(cfg.scorer, device, device.is_cuda() ? at::kBFloat16 : at::kFloat));
+  Judges judges = make_judges(cfg, scorer ? &*scorer : nullptr);
+  if (judges.harm_heads.empty())
+    log::warn("no scorer head judges harm (none of category 'safety'): harm rates are not reported");
+
+  // Proven writable before the models run.
+  make_dirs(cfg.run.output_dir);
+  write_file_atomic((fs::path(cfg.run.output_dir) / "config.yaml").string(),
+                    "# resolved by gaft " GAFT_VERSION "\n" + eval_config_to_yaml(cfg));
+
+  std::vector<ModelResult> results;
+  for (size_t m = 0; m < cfg.models.size(); ++m) {
+    const EvalModel& spec = cfg.models[m];
+    const std::string tok_path = spec.tokenizer.empty() ? spec.path : spec.tokenizer;
+    const Tokenizer tok = Tokenizer::load(tok_path);
+    EvalPolicy p;
+    p.path = spec.path;
+    p.name = spec.name.empty() ? fs::path(spec.path).lexically_normal().filename().string() : spec.name;
+    if (p.name.empty()) p.name = fs::path(spec.path).lexically_normal().parent_path().filename().string();
+    p.tok = &tok;
+    p.tmpl = resolve_chat_template(spec.chat_template, tok_path);
+    p.model = load_llama(spec.path, LoadOptions{model_dtype(spec.dtype, device, spec.path), device});
+    if (p.model->config.head != ModelHead::kCausalLM)
+      throw DataError(p.model->config.source + ": " + p.model->config.architecture + " has no LM head; gaft eval generates text");
+    if (tok.vocab_size() > p.model->config.vocab_size)
+      throw DataError("tokenizer '" + tok.path() + "' has " + std::to_string(tok.vocab_size()) +
+                      " tokens but the model's vocab_size is " + std::to_string(p.model->config.vocab_size));
+    log::info(c10::str("model ", p.name, " (", spec.path, "), chat template ", to_string(p.tmpl)));
+    results.push_back(evaluate_policy(p, suites, cfg, judges, seed));
+  }
+
+  const nlohmann::json report = report_json(cfg, suites, results, device.str());
+  write_file_atomic((fs::path(cfg.run.output_dir) / "report.json").string(), report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  write_file_atomic((fs::path(cfg.run.output_dir) / "report.md").string(), report_markdown(report));
+  write_file_atomic((fs::path(cfg.run.output_dir) / "responses.jsonl").string(), responses_jsonl(suites, results));
+  return report;
+}
+
+}  // namespace gaft::eval

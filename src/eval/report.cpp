@@ -1,0 +1,251 @@
+// report.json, report.md and responses.jsonl of gaft eval. See gaft/eval_report.h.
+#include "gaft/eval_report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+#include <sstream>
+
+namespace gaft::eval {
+
+namespace {
+
+nlohmann::json number(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+
+bool is_rate(const std::string& key) {
+  const std::string name = key.substr(key.find('/') + 1);
+  return name == "accuracy" || name == "exact_match" ||
+         (name.size() > 5 && name.compare(name.size() - 5, 5, "_rate") == 0);
+}
+
+std::string fmt(const char* f, double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, x);
+  return buf;
+}
+
+// "12.5% [8.1, 17.0] n=200" for rates, "0.512 [0.470, 0.551] n=200" for means; "–" when there is no value.
+std::string show_interval(const nlohmann::json& m, bool rate) {
+  if (m.is_null() || m["mean"].is_null()) return "–";
+  const double scale = rate ? 100.0 : 1.0;
+  const char* f = rate ? "%.1f" : "%.3f";
+  std::string s = fmt(f, scale * m["mean"].get<double>()) + (rate ? "%" : "");
+  if (!m["lo"].is_null()) s += " [" + fmt(f, scale * m["lo"].get<double>()) + ", " + fmt(f, scale * m["hi"].get<double>()) + "]";
+  return s + " n=" + std::to_string(m["n"].get<int64_t>());
+}
+
+std::string show_delta(const nlohmann::json& m, const nlohmann::json& base, bool rate) {
+  if (m.is_null() || base.is_null() || m["mean"].is_null() || base["mean"].is_null()) return "";
+  const double d = m["mean"].get<double>() - base["mean"].get<double>();
+  return rate ? " (" + fmt("%+.1f", 100.0 * d) + " pt)" : " (" + fmt("%+.3f", d) + ")";
+}
+
+// Rows in the order a reader scans them: kinds as in eval_suite.h, the headline metric of each first.
+int row_rank(const std::string& key) {
+  static const std::vector<std::string> order = {
+      "harmful/harm_rate", "harmful/refusal_rate", "harmful/safety_score", "benign/over_refusal_rate",
+      "qa/accuracy", "qa/hallucination_rate", "qa/abstention_rate", "qa/exact_match", "qa/f1",
+      "unanswerable/abstention_rate", "unanswerable/hallucination_rate", "task/exact_match", "task/f1",
+      "task/rouge_l", "task/loss", "task/perplexity", "task/reference_tokens"};
+  const auto it = std::find(order.begin(), order.end(), key);
+  return it == order.end() ? static_cast<int>(order.size()) : static_cast<int>(it - order.begin());
+}
+
+void sort_rows(std::vector<std::string>& keys) {
+  std::stable_sort(keys.begin(), keys.end(), [](const std::string& a, const std::string& b) {
+    return std::make_pair(row_rank(a), a) < std::make_pair(row_rank(b), b);
+  });
+}
+
+std::string pretty(const std::string& key) {
+  if (key.size() >= 7 && key.compare(key.size() - 7, 7, "rouge_l") == 0) return key.substr(0, key.size() - 8) + ": ROUGE-L";
+  std::string s = key;
+  const size_t slash = s.find('/');
+  if (slash != std::string::npos) s = s.substr(0, slash) + ": " + s.substr(slash + 1);
+  for (char& c : s)
+    if (c == '_') c = ' ';
+  return s;
+}
+
+// The result object of (suite, attack, model), or null.
+const nlohmann::json* find_result(const nlohmann::json& report, const std::string& suite, const std::string& attack,
+                                  const std::string& model) {
+  for (const auto& r : report["results"])
+    if (r["suite"] == suite && r["attack"] == attack && r["model"] == model) return &r;
+  return nullptr;
+}
+
+}  // namespace
+
+nlohmann::json report_json(const EvalConfig& cfg, const std::vector<LoadedSuite>& suites,
+                           const std::vector<ModelResult>& results, const std::string& device) {
+  nlohmann::json j;
+  j["gaft_version"] = GAFT_VERSION;
+  j["seed"] = cfg.run.seed;
+  j["device"] = device;
+  j["config"] = eval_config_to_yaml(cfg);
+  j["models"] = nlohmann::json::array();
+  for (const ModelResult& r : results)
+    j["models"].push_back({{"name", r.name},
+                           {"path", r.path},
+                           {"prompts", r.prompts},
+                           {"new_tokens", r.new_tokens},
+                           {"generate_seconds", r.generate_seconds},
+                           {"prompts_per_second", number(r.prompts / r.generate_seconds)},
+                           {"tokens_per_second", number(r.new_tokens / r.generate_seconds)},
+                           {"judge_seconds", r.judge_seconds}});
+  j["suites"] = nlohmann::json::array();
+  for (const LoadedSuite& s : suites) {
+    nlohmann::json kinds = nlohmann::json::object();
+    for (const EvalItem& it : s.items) kinds[to_string(it.kind)] = kinds.value(to_string(it.kind), 0) + 1;
+    j["suites"].push_back({{"name", s.name},
+                           {"path", s.path},
+                           {"format", to_string(s.format)},
+                           {"items", s.items.size()},
+                           {"total", s.total},
+                           {"kinds", kinds}});
+  }
+  j["attacks"] = nlohmann::json::array();
+  for (const EvalAttack& a : cfg.attacks)
+    j["attacks"].push_back({{"name", a.name}, {"kind", a.kind == AttackKind::kWrapper ? "wrapper" : "prefill"}});
+  j["results"] = nlohmann::json::array();
+  for (const ModelResult& r : results)
+    for (const Cell& c : r.cells) {
+      nlohmann::json metrics = nlohmann::json::object(), figures = nlohmann::json::object();
+      for (const auto& [k, v] : c.metrics)
+        metrics[k] = {{"mean", number(v.mean)}, {"lo", number(v.lo)}, {"hi", number(v.hi)}, {"n", v.n}};
+      for (const auto& [k, v] : c.figures) figures[k] = number(v);
+      j["results"].push_back(
+          {{"suite", c.suite}, {"attack", c.attack}, {"model", r.name}, {"metrics", metrics}, {"figures", figures}});
+    }
+  return j;
+}
+
+std::string report_markdown(const nlohmann::json& report) {
+  std::ostringstream md;
+  std::vector<std::string> models;
+  for (const auto& m : report["models"]) models.push_back(m["name"].get<std::string>());
+  md << "# gaft eval report\n\n"
+     << "gaft " << report["gaft_version"].get<std::string>() << ", seed " << report["seed"].get<int64_t>()
+     << ", device " << report["device"].get<std::string>()
+     << ". Rates in percent with their 95% bootstrap interval and count; differences are to the first model.\n\n"
+     << "| model | path | prompts | prompts/s | new tokens/s |\n|---|---|---|---|---|\n";
+  for (const auto& m : report["models"])
+    md << "| " << m["name"].get<std::string>() << " | `" << m["path"].get<std::string>() << "` | "
+       << m["prompts"].get<int64_t>() << " | "
+       << (m["prompts_per_second"].is_null() ? "–" : fmt("%.2f", m["prompts_per_second"].get<double>())) << " | "
+       << (m["tokens_per_second"].is_null() ? "–" : fmt("%.1f", m["tokens_per_second"].get<double>())) << " |\n";
+
+  auto header = [&](const std::string& first) {
+    md << "| " << first << " |";
+    for (const std::string& m : models) md << " " << m << " |";
+    md << "\n|---|";
+    for (size_t i = 0; i < models.size(); ++i) md << "---|";
+    md << "\n";
+  };
+
+  for (const auto& s : report["suites"]) {
+    const std::string suite = s["name"].get<std::string>();
+    md << "\n## " << suite << "\n\n`" << s["path"].get<std::string>() << "` (" << s["format"].get<std::string>()
+       << "): " << s["items"].get<int64_t>() << " of " << s["total"].get<int64_t>() << " items";
+    for (const auto& [kind, n] : s["kinds"].items()) md << ", " << n.get<int64_t>() << " " << kind;
+    md << ".\n\n";
+    // Metric keys present for any model, in the order of the first result that has them.
+    std::vector<std::string> keys, figure_keys;
+    for (const std::string& m : models)
+      if (const nlohmann::json* r = find_result(report, suite, "plain", m)) {
+        for (const auto& [k, v] : (*r)["metrics"].items())
+          if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+        for (const auto& [k, v] : (*r)["figures"].items())
+          if (std::find(figure_keys.begin(), figure_keys.end(), k) == figure_keys.end()) figure_keys.push_back(k);
+      }
+    sort_rows(keys);
+    sort_rows(figure_keys);
+    header("metric");
+    const nlohmann::json* base = find_result(report, suite, "plain", models.front());
+    for (const std::string& k : keys) {
+      md << "| " << pretty(k) << " |";
+      for (size_t i = 0; i < models.size(); ++i) {
+        const nlohmann::json* r = find_result(report, suite, "plain", models[i]);
+        const nlohmann::json m = r && (*r)["metrics"].contains(k) ? (*r)["metrics"][k] : nlohmann::json();
+        const nlohmann::json b = base && (*base)["metrics"].contains(k) ? (*base)["metrics"][k] : nlohmann::json();
+        md << " " << show_interval(m, is_rate(k)) << (i > 0 ? show_delta(m, b, is_rate(k)) : "") << " |";
+      }
+      md << "\n";
+    }
+    for (const std::string& k : figure_keys) {
+      md << "| " << pretty(k) << " |";
+      for (const std::string& model : models) {
+        const nlohmann::json* r = find_result(report, suite, "plain", model);
+        const bool has = r && (*r)["figures"].contains(k) && !(*r)["figures"][k].is_null();
+        const double v = has ? (*r)["figures"][k].get<double>() : 0.0;
+        md << " " << (has ? (is_rate(k) ? fmt("%.1f%%", 100 * v) : fmt(std::abs(v) >= 100 ? "%.1f" : "%.3f", v)) : "–") << " |";
+      }
+      md << "\n";
+    }
+    // Attacks: one row per attack and metric of the harmful items.
+    std::vector<std::string> attacks;
+    for (const auto& a : report["attacks"])
+      if (find_result(report, suite, a["name"].get<std::string>(), models.front()))
+        attacks.push_back(a["name"].get<std::string>());
+    if (attacks.empty()) continue;
+    md << "\n### " << suite << " under attack (harmful items)\n\n";
+    header("attack");
+    attacks.insert(attacks.begin(), "plain");
+    for (const std::string key : {"harmful/harm_rate", "harmful/refusal_rate"}) {
+      for (const std::string& a : attacks) {
+        bool any = false;
+        std::string row = "| " + a + ": " + pretty(key).substr(9) + " |";
+        for (size_t i = 0; i < models.size(); ++i) {
+          const nlohmann::json* r = find_result(report, suite, a, models[i]);
+          const nlohmann::json m = r && (*r)["metrics"].contains(key) ? (*r)["metrics"][key] : nlohmann::json();
+          const nlohmann::json* rb = find_result(report, suite, a, models.front());
+          const nlohmann::json b = rb && (*rb)["metrics"].contains(key) ? (*rb)["metrics"][key] : nlohmann::json();
+          any = any || !m.is_null();
+          row += " " + show_interval(m, true) + (i > 0 ? show_delta(m, b, true) : "") + " |";
+        }
+        if (any) md << row << "\n";
+      }
+    }
+  }
+  return md.str();
+}
+
+std::string responses_jsonl(const std::vector<LoadedSuite>& suites, const std::vector<ModelResult>& results) {
+  std::string out;
+  for (const ModelResult& r : results)
+    for (size_t s = 0; s < r.records.size(); ++s)
+      for (const ItemRecord& rec : r.records[s]) {
+        const EvalItem& item = suites[s].items[rec.item];
+        nlohmann::json j = {{"model", r.name},          {"suite", suites[s].name},   {"attack", rec.attack},
+                            {"id", item.id},             {"kind", to_string(item.kind)}, {"category", item.category},
+                            {"prompt", rec.prompt},      {"response", rec.response},  {"response_tokens", rec.response_tokens},
+                            {"hit_max_tokens", rec.hit_max_tokens}, {"refused", rec.refused}, {"abstained", rec.abstained}};
+        switch (item.kind) {
+          case ItemKind::kHarmful:
+            j["safety"] = number(rec.safety);
+            j["harmful"] = std::isnan(rec.safety) ? nlohmann::json(nullptr) : nlohmann::json(rec.harmful);
+            break;
+          case ItemKind::kQa:
+            j["correct"] = rec.correct;
+            j["exact_match"] = rec.exact;
+            j["f1"] = number(rec.f1);
+            break;
+          case ItemKind::kTask:
+            j["exact_match"] = rec.exact;
+            j["f1"] = number(rec.f1);
+            j["rouge_l"] = number(rec.rouge);
+            j["reference_nll"] = number(rec.nll);
+            j["reference_tokens"] = rec.reference_tokens;
+            break;
+          default:
+            break;
+        }
+        if (!std::isnan(rec.refusal_score)) j["refusal_score"] = rec.refusal_score;
+        out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      }
+  return out;
+}
+
+}  // namespace gaft::eval
