@@ -232,6 +232,7 @@ struct GenerationSection {
   double top_p = 1.0;
   int64_t top_k = 0;
   int64_t max_prompt_tokens = 512;       // longer prompts keep their end
+  std::vector<std::string> stop;         // stop strings besides the end-of-turn token (e.g. "\nUser:")
 };
 
 struct RefusalSection {

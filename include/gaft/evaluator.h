@@ -89,6 +89,10 @@ struct EvalPolicy {
 std::vector<std::vector<int64_t>> generate_batched(Llama& model, const std::vector<std::vector<int64_t>>& prompts,
                                                    GenerationOptions options, int64_t batch_size);
 
+// The user's text, cut from the front until its chat-formatted generation prompt has at most `max_tokens`
+// tokens: the template's role headers stay whole. DataError when the template alone is longer.
+std::string fit_prompt(const EvalPolicy& p, const std::string& prompt, int64_t max_tokens);
+
 // Answers and judges every suite item (plain, and under each attack when the suite has harmful items),
 // then aggregates the cells. Deterministic given `seed`.
 ModelResult evaluate_policy(EvalPolicy& policy, const std::vector<LoadedSuite>& suites, const EvalConfig& cfg,

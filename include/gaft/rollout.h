@@ -37,4 +37,7 @@ struct Rollouts {
 Rollouts sample_rollouts(Llama& policy, const Tokenizer& tok, const std::vector<std::vector<int64_t>>& prompts,
                          const std::vector<bool>& skip, const RolloutOptions& options, uint64_t seed);
 
+// Cuts `ids` before the first token at which the decoded text contains one of `stops`; true if cut.
+bool cut_at_stop_string(const Tokenizer& tok, const std::vector<std::string>& stops, std::vector<int64_t>* ids);
+
 }  // namespace gaft

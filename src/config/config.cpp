@@ -3,7 +3,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -253,7 +255,9 @@ void describe(Schema& s, GenerationSection& c) {
   s.number("temperature", &c.temperature, "Sampling temperature; 0 is greedy.", Range::at_least(0));
   s.number("top_p", &c.top_p, "Nucleus sampling mass.", Range::unit_open_low());
   s.integer("top_k", &c.top_k, "Keep the k most likely tokens; 0 = off.", Range::at_least(0));
-  s.integer("max_prompt_tokens", &c.max_prompt_tokens, "Longer prompts keep their end.", Range::at_least(1));
+  s.integer("max_prompt_tokens", &c.max_prompt_tokens, "Longer prompts are cut from the front of the user's text.",
+            Range::at_least(1));
+  s.texts("stop", &c.stop, "Stop strings besides the end-of-turn token; the response is cut before one.");
 }
 
 void describe(Schema& s, RefusalSection& c) {
@@ -284,6 +288,13 @@ void describe(Schema& s, EvalConfig& c) {
 void validate(const EvalConfig& c, Diagnostics& diag) {
   if (c.models.empty()) diag.add("models", "expected at least one model (a models list, or --model DIR)");
   if (c.suites.empty()) diag.add("suites", "expected at least one suite");
+  std::set<std::string> model_names, suite_names;
+  for (size_t i = 0; i < c.models.size(); ++i)
+    if (!c.models[i].name.empty() && !model_names.insert(c.models[i].name).second)
+      diag.add("models." + std::to_string(i) + ".name", "duplicate model name '" + c.models[i].name + "'");
+  for (size_t i = 0; i < c.suites.size(); ++i)
+    if (!c.suites[i].name.empty() && !suite_names.insert(c.suites[i].name).second)
+      diag.add("suites." + std::to_string(i) + ".name", "duplicate suite name '" + c.suites[i].name + "'");
   std::set<std::string> names;
   for (size_t i = 0; i < c.attacks.size(); ++i) {
     const EvalAttack& a = c.attacks[i];
@@ -294,6 +305,8 @@ void validate(const EvalConfig& c, Diagnostics& diag) {
       diag.add(at + ".prompt_template", "a wrapper attack needs a prompt_template containing {prompt}");
     if (a.kind == AttackKind::kPrefill && !a.prompt_template.empty())
       diag.add(at + ".prompt_template", "prompt_template only applies to kind 'wrapper'");
+    if (a.kind == AttackKind::kPrefill && a.prefill_text.empty())
+      diag.add(at + ".prefill_text", "a prefill attack needs a prefill_text for items without a target");
   }
   std::set<std::string> heads;
   for (const ScorerHead& h : c.scorer.heads) heads.insert(h.name);
@@ -515,9 +528,29 @@ EvalConfig load_eval_config_text(const std::string& yaml, const std::string& nam
                                  const std::vector<std::string>& overrides, const std::vector<std::string>& models) {
   config::Diagnostics diag(name);
   return config::load<EvalConfig>(config::parse_yaml(yaml, name), diag, overrides, [&](EvalConfig& c) {
-    if (models.empty()) return;
-    c.models.clear();
-    for (const std::string& m : models) c.models.push_back(EvalModel{"", m});
+    if (!models.empty()) {
+      c.models.clear();
+      for (const std::string& m : models) c.models.push_back(EvalModel{"", m});
+    }
+    // Default names: a model's folder name, or its last two path parts when two folders share a name
+    // (runs/sft/model, runs/gaft/model -> sft/model, gaft/model); a suite's file stem.
+    auto parts = [](const std::string& path, int n) {
+      std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+      if (p.filename().empty()) p = p.parent_path();
+      std::string out = p.filename().string();
+      for (int i = 1; i < n && p.has_parent_path() && !p.parent_path().filename().empty(); ++i) {
+        p = p.parent_path();
+        out = p.filename().string() + "/" + out;
+      }
+      return out;
+    };
+    std::map<std::string, int> short_names;
+    for (const EvalModel& m : c.models)
+      if (m.name.empty()) ++short_names[parts(m.path, 1)];
+    for (EvalModel& m : c.models)
+      if (m.name.empty()) m.name = parts(m.path, short_names[parts(m.path, 1)] > 1 ? 2 : 1);
+    for (EvalSuite& s : c.suites)
+      if (s.name.empty()) s.name = std::filesystem::path(s.path).stem().string();
   });
 }
 

@@ -18,6 +18,7 @@
 #include "gaft/generate.h"
 #include "gaft/log.h"
 #include "gaft/objective.h"
+#include "gaft/rollout.h"
 
 namespace fs = std::filesystem;
 
@@ -42,13 +43,21 @@ struct Request {
   std::vector<int64_t> prefill;     // forced response start (prefill attack)
 };
 
-// The chat-formatted prompt of one user message, cut to max_tokens keeping its first token and its end.
+// The chat-formatted prompt of one user message.
 std::vector<int64_t> prompt_ids(const EvalPolicy& p, const std::string& prompt, int64_t max_tokens) {
-  std::vector<int64_t> ids = apply_chat_template(*p.tok, p.tmpl, {{"user", prompt}}, /*add_generation_prompt=*/true).ids;
-  if (static_cast<int64_t>(ids.size()) > max_tokens) {
-    const int64_t cut = static_cast<int64_t>(ids.size()) - max_tokens;
-    ids.erase(ids.begin() + 1, ids.begin() + 1 + cut);
-  }
+  return apply_chat_template(*p.tok, p.tmpl, {{"user", fit_prompt(p, prompt, max_tokens)}},
+                             /*add_generation_prompt=*/true).ids;
+}
+
+// The first `n` response tokens of `text` as training renders an assistant reply to `prompt` (so the forced
+// start is tokenized as the model saw replies), without end-of-turn tokens.
+std::vector<int64_t> response_start(const EvalPolicy& p, const std::string& prompt, const std::string& text, int64_t n) {
+  Example ex;
+  Renderer{p.tok, p.tmpl}.render({{"user", prompt}, {"assistant", text}}, &ex);
+  std::vector<int64_t> ids = ex.response_ids;
+  const std::vector<int64_t> eot = end_of_turn_ids(*p.tok, p.tmpl);
+  while (!ids.empty() && std::find(eot.begin(), eot.end(), ids.back()) != eot.end()) ids.pop_back();
+  if (static_cast<int64_t>(ids.size()) > n) ids.resize(static_cast<size_t>(n));
   return ids;
 }
 
@@ -77,16 +86,26 @@ void generate_all(EvalPolicy& p, std::vector<Request>& reqs, std::vector<ItemRec
     prompts.push_back(r.ids);
     prompts.back().insert(prompts.back().end(), r.prefill.begin(), r.prefill.end());
   }
+  size_t longest = 0;
+  for (const auto& ids : prompts) longest = std::max(longest, ids.size());
+  const int64_t room = p.model->config.max_position_embeddings - static_cast<int64_t>(longest);
+  if (room < 1)
+    throw DataError(p.path + ": a prompt of " + std::to_string(longest) + " tokens fills the model's context of " +
+                        std::to_string(p.model->config.max_position_embeddings),
+                    "lower generation.max_prompt_tokens");
+  opt.max_new_tokens = std::min(opt.max_new_tokens, room);
   const auto t0 = Clock::now();
   const std::vector<std::vector<int64_t>> out = generate_batched(p.model, prompts, opt, g.batch_size);
   result->generate_seconds += seconds_since(t0);
   for (size_t i = 0; i < reqs.size(); ++i) {
     ItemRecord& rec = records[reqs[i].record];
+    std::vector<int64_t> generated = out[i];
+    const bool cut = cut_at_stop_string(*p.tok, g.stop, &generated);
     std::vector<int64_t> response = reqs[i].prefill;
-    response.insert(response.end(), out[i].begin(), out[i].end());
+    response.insert(response.end(), generated.begin(), generated.end());
     rec.response = p.tok->decode(response);
-    rec.response_tokens = static_cast<int64_t>(out[i].size());
-    rec.hit_max_tokens = rec.response_tokens >= g.max_new_tokens;
+    rec.response_tokens = static_cast<int64_t>(generated.size());
+    rec.hit_max_tokens = !cut && static_cast<int64_t>(out[i].size()) >= opt.max_new_tokens;
     result->new_tokens += rec.response_tokens;
   }
   result->prompts += static_cast<int64_t>(reqs.size());
@@ -112,12 +131,9 @@ void reference_losses(EvalPolicy& p, const LoadedSuite& suite, std::vector<ItemR
     const EvalItem& item = suite.items[records[r].item];
     if (records[r].attack != "plain" || item.kind != ItemKind::kTask) continue;
     Example ex;
-    renderer.render({{"user", item.prompt}, {"assistant", item.reference}}, &ex);
-    if (static_cast<int64_t>(ex.prompt_ids.size()) > cfg.generation.max_prompt_tokens) {
-      const int64_t cut = static_cast<int64_t>(ex.prompt_ids.size()) - cfg.generation.max_prompt_tokens;
-      ex.prompt_ids.erase(ex.prompt_ids.begin() + 1, ex.prompt_ids.begin() + 1 + cut);
-      ex.prompt_mask.erase(ex.prompt_mask.begin() + 1, ex.prompt_mask.begin() + 1 + cut);
-    }
+    renderer.render({{"user", fit_prompt(p, item.prompt, cfg.generation.max_prompt_tokens)}, {"assistant", item.reference}}, &ex);
+    const int64_t room = p.model->config.max_position_embeddings - static_cast<int64_t>(ex.prompt_ids.size());
+    if (static_cast<int64_t>(ex.response_ids.size()) > room) ex.response_ids.resize(static_cast<size_t>(std::max<int64_t>(room, 0)));
     TrainSequence s;
     s.ids = ex.prompt_ids;
     s.ids.insert(s.ids.end(), ex.response_ids.begin(), ex.response_ids.end());
@@ -143,8 +159,16 @@ void judge(const LoadedSuite& suite, std::vector<ItemRecord>& records, Judges& j
     switch (item.kind) {
       case ItemKind::kQa:
         rec.exact = exact_match(rec.response, item.answers);
-        rec.correct = contains_answer(rec.response, item.answers);
         rec.f1 = token_f1(rec.response, item.answers);
+        rec.correct = contains_answer(rec.response, item.answers);
+        if (!rec.correct && !item.incorrect_answers.empty()) {
+          // Sentence-long answers (TruthfulQA): closer to a correct than to every incorrect answer.
+          double best_true = 0, best_false = 0;
+          for (const std::string& a : item.answers) best_true = std::max(best_true, rouge_l(rec.response, a));
+          for (const std::string& a : item.incorrect_answers) best_false = std::max(best_false, rouge_l(rec.response, a));
+          rec.correct = best_true > best_false;
+        }
+        if (rec.correct && contains_answer(rec.response, item.incorrect_answers)) rec.correct = rec.exact;
         break;
       case ItemKind::kTask:
         rec.exact = exact_match(rec.response, {item.reference});
@@ -224,6 +248,21 @@ std::vector<std::vector<int64_t>> generate_batched(Llama& model, const std::vect
     for (size_t i = start; i < end; ++i) out[order[i]] = std::move(got[i - start]);
   }
   return out;
+}
+
+std::string fit_prompt(const EvalPolicy& p, const std::string& prompt, int64_t max_tokens) {
+  std::string text = prompt;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const int64_t n = static_cast<int64_t>(
+        apply_chat_template(*p.tok, p.tmpl, {{"user", text}}, /*add_generation_prompt=*/true).ids.size());
+    if (n <= max_tokens) return text;
+    const std::vector<int64_t> t = p.tok->encode(text, false, false);
+    const int64_t keep = static_cast<int64_t>(t.size()) - (n - max_tokens) - attempt;  // re-encoding may merge
+    if (keep <= 0) break;
+    text = p.tok->decode(std::vector<int64_t>(t.end() - keep, t.end()));
+  }
+  throw DataError(p.path + ": a prompt's chat template alone needs more than " + std::to_string(max_tokens) +
+                  " tokens", "raise generation.max_prompt_tokens");
 }
 
 Judges make_judges(const EvalConfig& cfg, Scorer* scorer) {
@@ -355,9 +394,9 @@ ModelResult evaluate_policy(EvalPolicy& p, const std::vector<LoadedSuite>& suite
         if (a.kind == AttackKind::kWrapper) {
           add(static_cast<int64_t>(i), a.name, apply_wrapper(a.prompt_template, item.prompt), {});
         } else {
-          std::vector<int64_t> t = p.tok->encode(item.target.empty() ? a.prefill_text : item.target, false, false);
-          if (static_cast<int64_t>(t.size()) > a.prefill_tokens) t.resize(static_cast<size_t>(a.prefill_tokens));
-          add(static_cast<int64_t>(i), a.name, item.prompt, std::move(t));
+          add(static_cast<int64_t>(i), a.name, item.prompt,
+              response_start(p, fit_prompt(p, item.prompt, cfg.generation.max_prompt_tokens),
+                             item.target.empty() ? a.prefill_text : item.target, a.prefill_tokens));
         }
       }
     log::info(c10::str("eval ", p.name, " / ", suite.name, ": ", reqs.size(), " prompts"));
@@ -399,8 +438,22 @@ nlohmann::json run_eval(const EvalConfig& cfg) {
   if (judges.harm_heads.empty())
     log::warn("no scorer head judges harm (none of category 'safety'): harm rates are not reported");
 
-  // Proven writable before the models run.
+  // Every model folder checked before the first one runs: a bad last model should not cost the others' time.
+  for (const EvalModel& spec : cfg.models) {
+    const ModelConfig mc = load_model_config(spec.path);
+    if (mc.head != ModelHead::kCausalLM)
+      throw DataError(mc.source + ": " + mc.architecture + " has no LM head; gaft eval generates text");
+    const Tokenizer tok = Tokenizer::load(spec.tokenizer.empty() ? spec.path : spec.tokenizer);
+    if (tok.vocab_size() > mc.vocab_size)
+      throw DataError("tokenizer '" + tok.path() + "' has " + std::to_string(tok.vocab_size()) +
+                          " tokens but the model's vocab_size is " + std::to_string(mc.vocab_size) + " (" + mc.source + ")",
+                      "the tokenizer does not belong to this model; set models.N.tokenizer");
+  }
+
+  // Proven writable before the models run; reports of an earlier run are removed so that none is left
+  // beside this run's config if it fails.
   make_dirs(cfg.run.output_dir);
+  for (const char* f : {"report.json", "report.md", "responses.jsonl"}) fs::remove(fs::path(cfg.run.output_dir) / f);
   write_file_atomic((fs::path(cfg.run.output_dir) / "config.yaml").string(),
                     "# resolved by gaft " GAFT_VERSION "\n" + eval_config_to_yaml(cfg));
 
@@ -411,16 +464,10 @@ nlohmann::json run_eval(const EvalConfig& cfg) {
     const Tokenizer tok = Tokenizer::load(tok_path);
     EvalPolicy p;
     p.path = spec.path;
-    p.name = spec.name.empty() ? fs::path(spec.path).lexically_normal().filename().string() : spec.name;
-    if (p.name.empty()) p.name = fs::path(spec.path).lexically_normal().parent_path().filename().string();
+    p.name = spec.name;
     p.tok = &tok;
     p.tmpl = resolve_chat_template(spec.chat_template, tok_path);
     p.model = load_llama(spec.path, LoadOptions{model_dtype(spec.dtype, device, spec.path), device});
-    if (p.model->config.head != ModelHead::kCausalLM)
-      throw DataError(p.model->config.source + ": " + p.model->config.architecture + " has no LM head; gaft eval generates text");
-    if (tok.vocab_size() > p.model->config.vocab_size)
-      throw DataError("tokenizer '" + tok.path() + "' has " + std::to_string(tok.vocab_size()) +
-                      " tokens but the model's vocab_size is " + std::to_string(p.model->config.vocab_size));
     log::info(c10::str("model ", p.name, " (", spec.path, "), chat template ", to_string(p.tmpl)));
     results.push_back(evaluate_policy(p, suites, cfg, judges, seed));
   }

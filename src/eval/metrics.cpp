@@ -287,10 +287,12 @@ Interval bootstrap(const std::vector<double>& values, int64_t samples, uint64_t 
     return out;
   }
 
-  // Resampled means; the draws depend on the standard library's uniform_int_distribution, so the same
-  // seed gives the same interval with the same toolchain.
+  // Resampled means. Indices are mt19937_64 draws modulo n (the bias is below n / 2^64), not
+  // uniform_int_distribution, whose draws differ between standard libraries: the same seed gives the same
+  // interval everywhere.
   std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<size_t> pick(0, values.size() - 1);
+  const uint64_t n = values.size();
+  auto pick = [n](std::mt19937_64& g) { return static_cast<size_t>(g() % n); };
   std::vector<double> means(static_cast<size_t>(samples));
   for (auto& m : means) {
     double s = 0.0;

@@ -7,9 +7,6 @@
 
 namespace gaft {
 
-namespace {
-
-// Cuts `ids` before the first token at which the decoded text contains a stop string; true if cut.
 bool cut_at_stop_string(const Tokenizer& tok, const std::vector<std::string>& stops, std::vector<int64_t>* ids) {
   if (stops.empty() || ids->empty()) return false;
   const std::string full = tok.decode(*ids);
@@ -25,8 +22,6 @@ bool cut_at_stop_string(const Tokenizer& tok, const std::vector<std::string>& st
   }
   return false;
 }
-
-}  // namespace
 
 Rollouts sample_rollouts(Llama& policy, const Tokenizer& tok, const std::vector<std::vector<int64_t>>& prompts,
                          const std::vector<bool>& skip, const RolloutOptions& o, uint64_t seed) {

@@ -261,16 +261,59 @@ TEST_F(Eval, EndToEndAgainstIndependentComputations) {
   const nlohmann::json report2 = nlohmann::json::parse(gaft_test::read_bytes(dir_->file("e2e_again") + "/report.json"));
   EXPECT_EQ(report["results"], report2["results"]);
   EXPECT_EQ(gaft_test::read_bytes(out + "/responses.jsonl"), gaft_test::read_bytes(dir_->file("e2e_again") + "/responses.jsonl"));
+  EXPECT_EQ(gaft_test::read_bytes(out + "/report.md"), gaft_test::read_bytes(dir_->file("e2e_again") + "/report.md"));
 }
 
-TEST_F(Eval, ModelFlagReplacesTheConfigsModels) {
-  const auto r = run_gaft("eval --config " + config("flag") + " --model " + kModel + " generation.max_new_tokens=2");
+TEST_F(Eval, ModelFlagReplacesTheConfigsModelsAndStopStringsCut) {
+  const auto r = run_gaft("eval --config " + config("flag") + " --model " + kModel +
+                          " generation.max_new_tokens=12 'generation.stop=[\"e\"]' attacks=[]");
   ASSERT_EQ(r.code, 0) << r.out;
   const nlohmann::json report = nlohmann::json::parse(gaft_test::read_bytes(dir_->file("flag") + "/report.json"));
   ASSERT_EQ(report["models"].size(), 1u);
   EXPECT_EQ(report["models"][0]["name"], "hf");
-  for (const auto& rec : read_lines(dir_->file("flag") + "/responses.jsonl"))
-    EXPECT_LE(rec["response_tokens"].get<int64_t>(), 2);
+  int cut = 0;
+  for (const auto& rec : read_lines(dir_->file("flag") + "/responses.jsonl")) {
+    EXPECT_LE(rec["response_tokens"].get<int64_t>(), 12);
+    EXPECT_EQ(rec["response"].get<std::string>().find('e'), std::string::npos) << rec["response"];
+    cut += rec["response_tokens"].get<int64_t>() < 12 && !rec["hit_max_tokens"].get<bool>();
+  }
+  EXPECT_GT(cut, 0);  // 12 tokens of English without an "e" are rare: some responses must have been cut
+}
+
+TEST(EvalConfig, ModelsInFoldersOfTheSameNameGetDistinctNames) {
+  const std::string y = "suites: [{path: a.jsonl}, {path: b/a.jsonl, name: a2}]\n";
+  const gaft::EvalConfig c = gaft::load_eval_config_text(y, "e.yaml", {}, {"runs/sft/model", "runs/gaft/model/", "other"});
+  ASSERT_EQ(c.models.size(), 3u);
+  EXPECT_EQ(c.models[0].name, "sft/model");
+  EXPECT_EQ(c.models[1].name, "gaft/model");
+  EXPECT_EQ(c.models[2].name, "other");
+  EXPECT_EQ(c.suites[0].name, "a");
+  try {
+    gaft::load_eval_config_text("suites: [{path: a.jsonl}, {path: b/a.jsonl}]\n", "e.yaml", {}, {"m"});
+    ADD_FAILURE() << "duplicate suite names accepted";
+  } catch (const gaft::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("duplicate suite name 'a'"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Eval, LongPromptsLoseTheStartOfTheUsersTextNotTheTemplate) {
+  const gaft::Tokenizer tok = gaft::Tokenizer::load(kModel);
+  gaft::eval::EvalPolicy p;
+  p.path = kModel;
+  p.tok = &tok;
+  p.tmpl = gaft::ChatTemplate::kPlain;
+  const std::string text = "Once upon a time there was a little girl named Lily who loved to play outside in the sun";
+  const size_t full = gaft::apply_chat_template(tok, p.tmpl, {{"user", text}}, true).ids.size();
+  const int64_t header = static_cast<int64_t>(gaft::apply_chat_template(tok, p.tmpl, {{"user", "x"}}, true).ids.size());
+  for (const int64_t max : {static_cast<int64_t>(full), static_cast<int64_t>(full) - 5, header + 3}) {
+    const std::string cut = gaft::eval::fit_prompt(p, text, max);
+    const auto ids = gaft::apply_chat_template(tok, p.tmpl, {{"user", cut}}, true).ids;
+    EXPECT_LE(static_cast<int64_t>(ids.size()), max);
+    EXPECT_GE(static_cast<int64_t>(ids.size()), max - 2) << cut;  // not cut more than needed
+    EXPECT_EQ(text.compare(text.size() - cut.size(), cut.size(), cut), 0) << cut;  // the end of the text is kept
+    EXPECT_EQ(gaft::render_chat(tok, p.tmpl, {{"user", cut}}, true).rfind("<s>User: ", 0), 0u);
+  }
+  gaft_test::expect_data_error([&] { gaft::eval::fit_prompt(p, text, 3); }, {"needs more than 3 tokens"});
 }
 
 TEST_F(Eval, BadInputsFailClearly) {
