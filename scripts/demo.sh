@@ -1,41 +1,83 @@
 #!/usr/bin/env bash
-# The README's first command: the main job on an embedded default, on the CPU, with nothing downloaded
-# but packages. Until gaft's training and evaluation land, it runs the most complete real job the code
-# can do: install and build, report the runtime, validate every example configuration and write the
-# resolved one into a run directory, run a checkpoint through the model code, and run the custom ops (gate + fused weighted log-likelihood) on a
-# small problem against their plain ATen references.
+# The README's first command: gaft's main job on an embedded default, on the CPU, with nothing downloaded
+# but packages. It builds a small world of its own (tools/make_world.cpp), pre-trains a ~1M-parameter policy
+# and two scorer heads on it with `gaft train`, fine-tunes the policy with plain SFT and with gaft on data of
+# which a share is adversarial, evaluates every model with `gaft eval` (plain, under a jailbreak wrapper, and
+# with a harmful answer prefilled), and ends with the results table (docs/results.md explains it).
+#
+#   ./scripts/demo.sh          the reduced run: the 10%-harmful setting, SFT vs gaft (about 10 minutes on 2 cores
+#                              after the build)
+#   ./scripts/demo.sh --full   every setting (clean, 10%, 30% harmful, unsafe start) with the fixed-gate ablation;
+#                              also rewrites docs/results.md
+#
+# Stages are cached in $GAFT_DEMO_DIR (default runs/demo): a stage whose command and inputs are unchanged is
+# not run again. Remove the directory to start afresh.
 set -euo pipefail
-here="$(dirname "${BASH_SOURCE[0]}")"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/env.sh"
+full=0
+for arg in "$@"; do
+  case "$arg" in
+    --full) full=1 ;;
+    *) echo "usage: scripts/demo.sh [--full]" >&2; exit 2 ;;
+  esac
+done
 "$here/setup.sh"
 "$here/build.sh" >/dev/null
 gaft="$GAFT_BUILD_DIR/gaft"
-out="${GAFT_DEMO_DIR:-$GAFT_ROOT/runs/demo}"
-mkdir -p "$out"
+exp="$GAFT_ROOT/configs/experiments"
+work="${GAFT_DEMO_DIR:-$GAFT_ROOT/runs/demo}"
+mkdir -p "$work/logs"
+cd "$work"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+started=$(date +%s)
 
-echo "== gaft info"
-"$gaft" info
+# stage NAME COMMAND...: runs COMMAND (output to logs/NAME.log) unless the same command already succeeded
+# with the same binaries and configs. A stage's key is the hash of its command line, the gaft binaries and
+# every experiment config.
+key_base=$(cat "$gaft" "$GAFT_BUILD_DIR/make_world" "$exp"/*.yaml | sha256sum | cut -c1-16)
+stage() {
+  local name=$1; shift
+  local key; key=$(printf '%s\n' "$key_base" "$@" | sha256sum | cut -c1-16)
+  if [ -f "logs/$name.done" ] && [ "$(cat "logs/$name.done")" = "$key" ]; then
+    echo "[demo] $name: cached"
+    return
+  fi
+  local t0; t0=$(date +%s)
+  printf '[demo] %-28s' "$name ..."
+  if ! "$@" >"logs/$name.log" 2>&1; then
+    echo " FAILED (log: $work/logs/$name.log)"; tail -n 20 "logs/$name.log" >&2; exit 1
+  fi
+  echo "$key" >"logs/$name.done"
+  echo " $(( $(date +%s) - t0 )) s"
+}
 
-echo "== example configurations"
-for cfg in "$GAFT_ROOT"/configs/*.yaml; do
-  "$gaft" config check -q "$cfg" && echo "$(basename "$cfg"): valid"
+stage world "$GAFT_BUILD_DIR/make_world" --out . --seed 7
+stage pretrain "$gaft" train --config "$exp/pretrain.yaml"
+[ "$full" = 1 ] && stage pretrain_unsafe "$gaft" train --config "$exp/pretrain.yaml" data.train=data/pretrain_unsafe.jsonl \
+  run.output_dir=base_unsafe
+stage scorer_safety "$gaft" train --config "$exp/scorer_safety.yaml"
+stage scorer_fact "$gaft" train --config "$exp/scorer_fact.yaml"
+
+# Settings: name, fine-tuning data, starting policy.
+settings=("h10 data/finetune_h10.jsonl base/model")
+[ "$full" = 1 ] && settings=("clean data/finetune_clean.jsonl base/model" "${settings[@]}"
+                             "h30 data/finetune_h30.jsonl base/model" "unsafe data/finetune_h10.jsonl base_unsafe/model")
+for s in "${settings[@]}"; do
+  read -r name data start <<<"$s"
+  common=(data.train="$data" model.path="$start")
+  stage "$name-sft" "$gaft" train --config "$exp/sft.yaml" "${common[@]}" run.output_dir="ft/$name/sft"
+  stage "$name-gaft" "$gaft" train --config "$exp/gaft.yaml" "${common[@]}" run.output_dir="ft/$name/gaft"
+  models=(--model "base=$start" --model "sft=ft/$name/sft/model" --model "gaft=ft/$name/gaft/model")
+  if [ "$full" = 1 ]; then
+    stage "$name-gaft_fixed" "$gaft" train --config "$exp/gaft_fixed.yaml" "${common[@]}" run.output_dir="ft/$name/gaft_fixed"
+    models+=(--model "gaft_fixed=ft/$name/gaft_fixed/model")
+  fi
+  stage "$name-eval" "$gaft" eval --config "$exp/eval.yaml" "${models[@]}" run.output_dir="eval/$name"
 done
-"$gaft" config check "$GAFT_ROOT/configs/gaft.yaml" run.output_dir="$out" >"$out/config.yaml"
-echo "resolved configs/gaft.yaml written to $out/config.yaml"
 
-echo "== a broken configuration is rejected with every problem and its line (exit 2)"
-set +e
-"$gaft" config check "$GAFT_ROOT/tests/data/configs/several_errors.yaml"
-code=$?
-set -e
-[ "$code" -eq 2 ] || { echo "demo: expected exit code 2, got $code" >&2; exit 1; }
-
-echo "== a Qwen3-architecture checkpoint (tiny, random weights, committed test fixture): logits of 4 tokens"
-"$gaft" logits --model "$GAFT_ROOT/tests/data/model/qwen3" --ids "1 5 9 2" --out "$out/logits.safetensors"
-echo "wrote $out/logits.safetensors"
-
-if [ -x "$GAFT_BUILD_DIR/bench_ops" ]; then
-  echo "== the fused weighted log-likelihood against the materialising reference (small CPU problem)"
-  "$GAFT_BUILD_DIR/bench_ops" --tokens 1024 --hidden 256 --vocab 8192 --dtype fp32 --repeats 3 --zero-fraction 0.3
-fi
-echo "demo: done"
+stage results python3 "$GAFT_ROOT/tools/demo_results.py" --work . --out results.md
+[ "$full" = 1 ] && cp results.md "$GAFT_ROOT/docs/results.md" && cp -r plots "$GAFT_ROOT/docs/"
+echo "[demo] done in $(( $(date +%s) - started )) s; results: $work/results.md"
+echo
+sed -n '/^## Results/,/^## Plots/p' results.md | sed '$d'

@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   CLI::App* eval = app.add_subcommand("eval", "Generate and score responses on evaluation suites; write report.json and report.md");
   eval->add_option("--config", eval_config, "YAML eval config (configs/eval.yaml)")->required();
   eval->add_option("overrides", eval_overrides, "Overrides: section.key=value ...");
-  eval->add_option("--model", eval_models, "Model directory to evaluate (repeat to compare; replaces the config's models)")
+  eval->add_option("--model", eval_models, "Model directory, or NAME=DIR, to evaluate (repeat to compare; replaces the config's models)")
       ->allow_extra_args(false);  // one folder per --model: what follows is an override
 
   try {

@@ -530,7 +530,12 @@ EvalConfig load_eval_config_text(const std::string& yaml, const std::string& nam
   return config::load<EvalConfig>(config::parse_yaml(yaml, name), diag, overrides, [&](EvalConfig& c) {
     if (!models.empty()) {
       c.models.clear();
-      for (const std::string& m : models) c.models.push_back(EvalModel{"", m});
+      for (const std::string& m : models) {
+        // NAME=DIR names the column; a plain DIR is named after its folder.
+        const size_t eq = m.find('=');
+        const bool named = eq != std::string::npos && eq > 0 && m.find('/') > eq;
+        c.models.push_back(named ? EvalModel{m.substr(0, eq), m.substr(eq + 1)} : EvalModel{"", m});
+      }
     }
     // Default names: a model's folder name, or its last two path parts when two folders share a name
     // (runs/sft/model, runs/gaft/model -> sft/model, gaft/model); a suite's file stem.

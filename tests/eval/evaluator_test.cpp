@@ -282,8 +282,10 @@ TEST_F(Eval, ModelFlagReplacesTheConfigsModelsAndStopStringsCut) {
 
 TEST(EvalConfig, ModelsInFoldersOfTheSameNameGetDistinctNames) {
   const std::string y = "suites: [{path: a.jsonl}, {path: b/a.jsonl, name: a2}]\n";
-  const gaft::EvalConfig c = gaft::load_eval_config_text(y, "e.yaml", {}, {"runs/sft/model", "runs/gaft/model/", "other"});
-  ASSERT_EQ(c.models.size(), 3u);
+  const gaft::EvalConfig c = gaft::load_eval_config_text(y, "e.yaml", {}, {"runs/sft/model", "runs/gaft/model/", "other", "mine=runs/x=y/model"});
+  ASSERT_EQ(c.models.size(), 4u);
+  EXPECT_EQ(c.models[3].name, "mine");
+  EXPECT_EQ(c.models[3].path, "runs/x=y/model");
   EXPECT_EQ(c.models[0].name, "sft/model");
   EXPECT_EQ(c.models[1].name, "gaft/model");
   EXPECT_EQ(c.models[2].name, "other");
