@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gaft/config.h"
+#include "gaft/dataset.h"
 #include "gaft/llama.h"
 #include "gaft/ops.h"
 
@@ -77,6 +78,10 @@ class LearnedGate {
   void update(const Features& x, double target, double lr);      // one SGD step on the logistic loss
   std::array<double, kFeatures> w{{0.0, 0.0, 0.0, 0.0}};        // starts at g = 0.5: everything is rolled out
 };
+
+// An example's reference as one trained sequence: prompt ++ response, trained on the response and on earlier
+// assistant turns of the prompt (prompt_mask).
+TrainSequence reference_sequence(const Example& ex);
 
 // Per-reference mean NLL and entropy per token [B] of the policy (no grad), the learned gate's features.
 std::pair<at::Tensor, at::Tensor> reference_nll_entropy(Llama& policy, const std::vector<TrainSequence>& refs,

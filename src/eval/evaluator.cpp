@@ -1,7 +1,6 @@
 // gaft eval: generation, judgement and aggregation. See gaft/evaluator.h and docs/eval.md.
 #include "gaft/evaluator.h"
 
-#include <ATen/cpu/Utils.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -13,6 +12,7 @@
 
 #include "gaft/atomic_file.h"
 #include "gaft/dataset.h"
+#include "gaft/device.h"
 #include "gaft/error.h"
 #include "gaft/eval_report.h"
 #include "gaft/generate.h"
@@ -134,11 +134,7 @@ void reference_losses(EvalPolicy& p, const LoadedSuite& suite, std::vector<ItemR
     renderer.render({{"user", fit_prompt(p, item.prompt, cfg.generation.max_prompt_tokens)}, {"assistant", item.reference}}, &ex);
     const int64_t room = p.model->config.max_position_embeddings - static_cast<int64_t>(ex.prompt_ids.size());
     if (static_cast<int64_t>(ex.response_ids.size()) > room) ex.response_ids.resize(static_cast<size_t>(std::max<int64_t>(room, 0)));
-    TrainSequence s;
-    s.ids = ex.prompt_ids;
-    s.ids.insert(s.ids.end(), ex.response_ids.begin(), ex.response_ids.end());
-    s.trained.assign(ex.prompt_ids.size(), 0);
-    s.trained.insert(s.trained.end(), ex.response_ids.size(), 1);
+    TrainSequence s = reference_sequence(ex);
     records[r].reference_tokens = static_cast<int64_t>(ex.response_ids.size());
     which.push_back(static_cast<int64_t>(r));
     seqs.push_back(std::move(s));
@@ -205,28 +201,13 @@ void judge(const LoadedSuite& suite, std::vector<ItemRecord>& records, Judges& j
   }
 }
 
+// The dtype a model is evaluated in: as configured; for auto, as stored, except on CPUs without native bf16
+// (emulated bf16 matmuls are many times slower than fp32) and float16 on the CPU, which both run in float32.
 at::ScalarType model_dtype(DType d, const at::Device& device, const std::string& dir) {
-  switch (d) {
-    case DType::kFloat32: return at::kFloat;
-    case DType::kBFloat16: return at::kBFloat16;
-    case DType::kFloat16: return at::kHalf;
-    case DType::kAuto: break;
-  }
-  if (!device.is_cuda()) {
-    // bf16 matmuls are emulated on CPUs without AVX512-BF16/AMX, many times slower than fp32.
-    const auto caps = at::cpu::get_cpu_capabilities();
-    bool native = false;
-    for (const char* key : {"avx512_bf16", "amx_bf16"}) {
-      const auto it = caps.find(key);
-      native = native || (it != caps.end() && it->second.isBool() && it->second.toBool());
-    }
-    if (!native) return at::kFloat;
-  }
-  const ModelConfig c = load_model_config(dir);
-  const std::string stored = c.raw.is_object() && c.raw.contains("torch_dtype") && c.raw["torch_dtype"].is_string()
-                                 ? c.raw["torch_dtype"].get<std::string>()
-                                 : "float32";
-  return stored == "bfloat16" ? at::kBFloat16 : stored == "float16" ? (device.is_cuda() ? at::kHalf : at::kFloat) : at::kFloat;
+  if (d != DType::kAuto) return to_scalar(d);
+  const at::ScalarType stored = stored_dtype(load_model_config(dir));
+  if (device.is_cuda()) return stored;
+  return stored == at::kBFloat16 && cpu_has_native_bf16() ? at::kBFloat16 : at::kFloat;
 }
 
 }  // namespace
@@ -417,12 +398,7 @@ ModelResult evaluate_policy(EvalPolicy& p, const std::vector<LoadedSuite>& suite
 }
 
 nlohmann::json run_eval(const EvalConfig& cfg) {
-  const bool cuda = torch::cuda::is_available();
-  if (cfg.run.device == Device::kCuda && !cuda)
-    throw UsageError("run.device is cuda but no CUDA device is usable here", "set run.device: cpu (or auto)");
-  const at::Device device = (cfg.run.device == Device::kCuda || (cfg.run.device == Device::kAuto && cuda))
-                                ? at::Device(at::kCUDA)
-                                : at::Device(at::kCPU);
+  const at::Device device = resolve_device(cfg.run.device);
   if (cfg.run.threads > 0) at::set_num_threads(static_cast<int>(cfg.run.threads));
   const uint64_t seed = static_cast<uint64_t>(cfg.run.seed);
 

@@ -200,6 +200,15 @@ void LearnedGate::update(const Features& x, double target, double lr) {
   for (int f = 0; f < kFeatures; ++f) w[f] -= lr * err * x[f];
 }
 
+TrainSequence reference_sequence(const Example& ex) {
+  TrainSequence s;
+  s.ids = ex.prompt_ids;
+  s.ids.insert(s.ids.end(), ex.response_ids.begin(), ex.response_ids.end());
+  s.trained = ex.prompt_mask;
+  s.trained.insert(s.trained.end(), ex.response_ids.size(), 1);
+  return s;
+}
+
 std::pair<at::Tensor, at::Tensor> reference_nll_entropy(Llama& policy, const std::vector<TrainSequence>& refs,
                                                         int64_t pad_id) {
   torch::NoGradGuard no_grad;

@@ -2,7 +2,6 @@
 #include "gaft/trainer.h"
 
 #include <ATen/autocast_mode.h>
-#include <ATen/cpu/Utils.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -18,6 +17,7 @@
 #include "gaft/chat.h"
 #include "gaft/checkpoint.h"
 #include "gaft/dataset.h"
+#include "gaft/device.h"
 #include "gaft/error.h"
 #include "gaft/log.h"
 #include "gaft/logging.h"
@@ -59,30 +59,6 @@ class AutocastScope {
   at::ScalarType prev_dtype_ = at::kFloat;
 };
 
-at::ScalarType to_scalar(DType d) {
-  switch (d) {
-    case DType::kBFloat16: return at::kBFloat16;
-    case DType::kFloat16: return at::kHalf;
-    default: return at::kFloat;
-  }
-}
-
-bool cpu_has_native_bf16() {
-  const auto caps = at::cpu::get_cpu_capabilities();
-  for (const char* key : {"avx512_bf16", "amx_bf16"}) {
-    const auto it = caps.find(key);
-    if (it != caps.end() && it->second.isBool() && it->second.toBool()) return true;
-  }
-  return false;
-}
-
-at::ScalarType stored_dtype(const ModelConfig& c) {
-  const std::string d = c.raw.is_object() && c.raw.contains("torch_dtype") && c.raw["torch_dtype"].is_string()
-                            ? c.raw["torch_dtype"].get<std::string>()
-                            : "float32";
-  return d == "bfloat16" ? at::kBFloat16 : d == "float16" ? at::kHalf : at::kFloat;
-}
-
 // The policy for the classifier objective: a *ForSequenceClassification model; a causal LM folder gets a
 // new score head (normal(0, initializer_range)) on its backbone.
 Llama load_classifier_policy(const std::string& dir, int64_t num_labels) {
@@ -114,15 +90,6 @@ Llama load_classifier_policy(const std::string& dir, int64_t num_labels) {
     }
   }
   return cls;
-}
-
-TrainSequence reference_sequence(const Example& ex) {
-  TrainSequence s;
-  s.ids = ex.prompt_ids;
-  s.ids.insert(s.ids.end(), ex.response_ids.begin(), ex.response_ids.end());
-  s.trained = ex.prompt_mask;
-  s.trained.insert(s.trained.end(), ex.response_ids.size(), 1);
-  return s;
 }
 
 // Trained tokens of an example's reference: earlier assistant turns (position 0 is never a target) and the
@@ -190,11 +157,7 @@ class Trainer {
 };
 
 void Trainer::setup() {
-  const bool cuda = torch::cuda::is_available();
-  if (cfg_.run.device == Device::kCuda && !cuda)
-    throw UsageError("run.device is cuda but no CUDA device is usable here", "set run.device: cpu (or auto)");
-  device_ = (cfg_.run.device == Device::kCuda || (cfg_.run.device == Device::kAuto && cuda)) ? at::Device(at::kCUDA)
-                                                                                            : at::Device(at::kCPU);
+  device_ = resolve_device(cfg_.run.device);
   if (cfg_.run.threads > 0) at::set_num_threads(static_cast<int>(cfg_.run.threads));
   master_ = to_scalar(cfg_.precision.master);
   compute_ = cfg_.precision.compute == DType::kAuto
