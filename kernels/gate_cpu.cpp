@@ -13,8 +13,8 @@ namespace gaft::ops::detail {
 GatePrepared prepare_gate(const at::Tensor& rollout_scores, const at::Tensor& reference_scores,
                           const at::Tensor& token_seq, const std::optional<at::Tensor>& scorer_uncertainty,
                           const std::optional<at::Tensor>& learned_gate, int64_t mode, int64_t uncertainty,
-                          int64_t advantage, int64_t sft_norm, double w_m, double w_u, double tau,
-                          double temperature, double g0, double lam, double delta, bool abstention,
+                          int64_t advantage, int64_t sft_norm, int64_t sft_coef, double w_m, double w_u,
+                          double tau, double temperature, double g0, double lam, double delta, bool abstention,
                           double std_floor, double norm_examples, double norm_tokens) {
   TORCH_CHECK(rollout_scores.dim() == 2, "gate_weights: rollout_scores must be [B, K], got ",
               rollout_scores.sizes());
@@ -35,6 +35,8 @@ GatePrepared prepare_gate(const at::Tensor& rollout_scores, const at::Tensor& re
               "gate_weights: uncertainty must be 0 (entropy), 1 (std) or 2 (scorer), got ", uncertainty);
   TORCH_CHECK(advantage == 0 || advantage == 1, "gate_weights: advantage must be 0 (rloo) or 1 (grpo), got ", advantage);
   TORCH_CHECK(sft_norm == 0 || sft_norm == 1, "gate_weights: sft_norm must be 0 (sequence) or 1 (token), got ", sft_norm);
+  TORCH_CHECK(sft_coef == 0 || sft_coef == 1,
+              "gate_weights: sft_coef must be 0 (reference) or 1 (complement), got ", sft_coef);
   TORCH_CHECK(!(mode == gate::kModeUncertainty) || temperature > 0,
               "gate_weights: temperature must be > 0, got ", temperature);
   TORCH_CHECK(g0 >= 0 && g0 <= 1, "gate_weights: g0 must be in [0, 1], got ", g0);
@@ -66,6 +68,7 @@ GatePrepared prepare_gate(const at::Tensor& rollout_scores, const at::Tensor& re
   c.uncertainty = (int)uncertainty;
   c.advantage = (int)advantage;
   c.sft_norm = (int)sft_norm;
+  c.sft_coef = (int)sft_coef;
   c.w_m = w_m;
   c.w_u = w_u;
   c.tau = tau;
@@ -83,12 +86,12 @@ GatePrepared prepare_gate(const at::Tensor& rollout_scores, const at::Tensor& re
 GateResult gate_weights_kernel(const at::Tensor& rollout_scores, const at::Tensor& reference_scores,
                                const at::Tensor& token_seq, const std::optional<at::Tensor>& scorer_uncertainty,
                                const std::optional<at::Tensor>& learned_gate, int64_t mode, int64_t uncertainty,
-                               int64_t advantage, int64_t sft_norm, double w_m, double w_u, double tau,
-                               double temperature, double g0, double lam, double delta, bool abstention,
+                               int64_t advantage, int64_t sft_norm, int64_t sft_coef, double w_m, double w_u,
+                               double tau, double temperature, double g0, double lam, double delta, bool abstention,
                                double std_floor, double norm_examples, double norm_tokens) {
   GatePrepared in = prepare_gate(rollout_scores, reference_scores, token_seq, scorer_uncertainty, learned_gate,
-                                 mode, uncertainty, advantage, sft_norm, w_m, w_u, tau, temperature, g0, lam,
-                                 delta, abstention, std_floor, norm_examples, norm_tokens);
+                                 mode, uncertainty, advantage, sft_norm, sft_coef, w_m, w_u, tau, temperature, g0,
+                                 lam, delta, abstention, std_floor, norm_examples, norm_tokens);
 #if GAFT_WITH_CUDA
   if (in.r.is_cuda()) return gate_weights_cuda(in);
 #endif

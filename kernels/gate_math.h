@@ -14,14 +14,17 @@
 //     abstain (abstention on, p_i < delta and s_i < delta)      -> 1           flag 1
 //     reference-only misaligned (s_i < delta <= p_i)             -> 0           flag 2
 //     s_i invalid                                                -> 0           flags 4|2
-//     otherwise (also: no valid rollout, s_i valid)              -> 1 - g_i
-//     delta = 0 disables abstention and dropping.
+//     otherwise (also: no valid rollout, s_i valid)              -> reference: 1 - g_i (1 - s_i)
+//                                                                   complement: 1 - g_i (METHOD.md)
+//     delta = 0 disables abstention and dropping. `reference` lowers imitation only by the reference's own
+//     misalignment, so an aligned reference (s_i = 1) is always imitated in full (docs/method.md).
 //   advantages: rloo A_k = r_k - mean_{j != k, valid} r_j;  grpo A_k = (r_k - mean) / max(std_unbiased,
 //     std_floor); both 0 when K_i < 2.
 //   token weights: reference token of example i: -c_i / (B_norm |y_i|) (sft_norm sequence) or -c_i / T_norm
 //     (sft_norm token, T_norm = number of reference tokens); rollout token: -lambda g_i A_i^k /
 //     (B_norm K_i |y_i^k|). B_norm, T_norm = local counts unless overridden (> 0).
-//   With these, sum_n w_n log p_n = (1/B) sum_i [(1 - g_i) l_SFT,i + lambda g_i l_PG,i] of METHOD.md.
+//   With these, sum_n w_n log p_n = (1/B) sum_i [c_i l_SFT,i + lambda g_i l_PG,i] (METHOD.md step 8 with
+//   c_i = 1 - g_i under `complement`).
 //
 // Each example writes a per-sequence numerator (seq_coef) first; the token pass divides by the norm
 // and the length (gate_token_weight), so that T_norm can be counted in the same pass as the lengths.
@@ -43,10 +46,11 @@ constexpr int kModeFixed = 0, kModeUncertainty = 1, kModeLearned = 2;
 constexpr int kUncEntropy = 0, kUncStd = 1, kUncScorer = 2;
 constexpr int kAdvRloo = 0, kAdvGrpo = 1;
 constexpr int kNormSequence = 0, kNormToken = 1;
+constexpr int kCoefReference = 0, kCoefComplement = 1;
 constexpr int kFlagAbstain = 1, kFlagDropSft = 2, kFlagInvalidReference = 4, kFlagNoValidRollout = 8;
 
 struct GateConsts {
-  int mode, uncertainty, advantage, sft_norm;
+  int mode, uncertainty, advantage, sft_norm, sft_coef;
   double w_m, w_u, tau, temperature, g0, lambda, delta, std_floor;
   bool abstention;
   double norm_examples;  // B_norm (already resolved: > 0)
@@ -126,7 +130,7 @@ GAFT_HD inline GateExample gate_example(const float* r, int64_t K, float s_in, f
   }
 
   // SFT coefficient.
-  double sft = 1.0 - g;
+  double sft = c.sft_coef == kCoefComplement ? 1.0 - g : 1.0 - g * (1.0 - gate_clamp01(s));
   if (!s_valid) {
     sft = 0.0;
   } else if (n > 0 && s < c.delta) {

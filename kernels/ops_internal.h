@@ -29,8 +29,8 @@ struct GatePrepared {
 GatePrepared prepare_gate(const at::Tensor& rollout_scores, const at::Tensor& reference_scores,
                           const at::Tensor& token_seq, const std::optional<at::Tensor>& scorer_uncertainty,
                           const std::optional<at::Tensor>& learned_gate, int64_t mode, int64_t uncertainty,
-                          int64_t advantage, int64_t sft_norm, double w_m, double w_u, double tau,
-                          double temperature, double g0, double lam, double delta, bool abstention,
+                          int64_t advantage, int64_t sft_norm, int64_t sft_coef, double w_m, double w_u,
+                          double tau, double temperature, double g0, double lam, double delta, bool abstention,
                           double std_floor, double norm_examples, double norm_tokens);
 
 // The dispatcher kernel of gaft::gate_weights (the op's schema signature), registered for CPU and CUDA:
@@ -38,8 +38,8 @@ GatePrepared prepare_gate(const at::Tensor& rollout_scores, const at::Tensor& re
 GateResult gate_weights_kernel(const at::Tensor& rollout_scores, const at::Tensor& reference_scores,
                                const at::Tensor& token_seq, const std::optional<at::Tensor>& scorer_uncertainty,
                                const std::optional<at::Tensor>& learned_gate, int64_t mode, int64_t uncertainty,
-                               int64_t advantage, int64_t sft_norm, double w_m, double w_u, double tau,
-                               double temperature, double g0, double lam, double delta, bool abstention,
+                               int64_t advantage, int64_t sft_norm, int64_t sft_coef, double w_m, double w_u,
+                               double tau, double temperature, double g0, double lam, double delta, bool abstention,
                                double std_floor, double norm_examples, double norm_tokens);
 
 GateResult gate_weights_cpu(const GatePrepared& in);

@@ -16,7 +16,7 @@
 TORCH_LIBRARY(gaft, m) {
   m.def(
       "gate_weights(Tensor rollout_scores, Tensor reference_scores, Tensor token_seq, Tensor? scorer_uncertainty, "
-      "Tensor? learned_gate, int mode, int uncertainty, int advantage, int sft_norm, float w_m, float w_u, "
+      "Tensor? learned_gate, int mode, int uncertainty, int advantage, int sft_norm, int sft_coef, float w_m, float w_u, "
       "float tau, float temperature, float g0, float lam, float delta, bool abstention, float std_floor, "
       "float norm_examples, float norm_tokens) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("fused_logsoftmax_rows(Tensor(a!) z, Tensor targets, Tensor weights, bool want_grad) -> (Tensor, Tensor)");
@@ -55,13 +55,14 @@ GateOutputs gate_weights(const GateInputs& in, const GateParams& p) {
                        .findSchemaOrThrow("gaft::gate_weights", "")
                        .typed<detail::GateResult(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                  const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-                                                 int64_t, int64_t, int64_t, int64_t, double, double, double,
+                                                 int64_t, int64_t, int64_t, int64_t, int64_t, double, double, double,
                                                  double, double, double, double, bool, double, double, double)>();
   auto opt = [](const at::Tensor& t) { return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt; };
   auto [g, adv, pm, u, flags, num_invalid, weights] =
       op.call(in.rollout_scores, in.reference_scores, in.token_seq, opt(in.scorer_uncertainty),
               opt(in.learned_gate), static_cast<int64_t>(p.mode), static_cast<int64_t>(p.uncertainty),
-              static_cast<int64_t>(p.advantage), static_cast<int64_t>(p.sft_norm), p.w_m, p.w_u, p.tau,
+              static_cast<int64_t>(p.advantage), static_cast<int64_t>(p.sft_norm),
+              static_cast<int64_t>(p.sft_coef), p.w_m, p.w_u, p.tau,
               p.temperature, p.g0, p.lambda, p.delta, p.abstention, p.std_floor, p.norm_examples, p.norm_tokens);
   return {g, adv, pm, u, flags, num_invalid, weights};
 }

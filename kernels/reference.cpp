@@ -74,7 +74,8 @@ GateOutputs gate_weights(const GateInputs& in, const GateParams& prm) {
   at::Tensor abstain = low_s.logical_and(mean < prm.delta);
   if (!prm.abstention) abstain = at::zeros_like(abstain);
   at::Tensor drop = low_s.logical_and(mean >= prm.delta).logical_or(s_valid.logical_not());
-  at::Tensor sft = at::where(abstain, one, at::where(drop, zero, 1 - g));
+  at::Tensor kept = prm.sft_coef == SftCoefficient::kComplement ? 1 - g : 1 - g * (1 - sv.clamp(0.0, 1.0));
+  at::Tensor sft = at::where(abstain, one, at::where(drop, zero, kept));
   at::Tensor flags = abstain.to(at::kInt) * 1 + drop.to(at::kInt) * 2 + s_valid.logical_not().to(at::kInt) * 4 +
                      has.logical_not().to(at::kInt) * 8;
 

@@ -32,17 +32,23 @@ cd "$work"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 started=$(date +%s)
 
-# stage NAME COMMAND...: runs COMMAND (output to logs/NAME.log) unless the same command already succeeded
+# stage NAME OUT COMMAND...: runs COMMAND (output to logs/NAME.log) unless the same command already succeeded
 # with the same binaries and configs. A stage's key is the hash of its command line, the gaft binaries and
-# every experiment config.
-key_base=$(cat "$gaft" "$GAFT_BUILD_DIR/make_world" "$exp"/*.yaml | sha256sum | cut -c1-16)
+# library and every experiment config. OUT (or -) is the folder the stage writes: when it was started under
+# another key, it is removed first, so that `gaft train` resumes only a checkpoint of this very stage (an
+# interrupted demo continues where it stopped; a changed binary or config starts over).
+key_base=$(cat "$gaft" "$GAFT_BUILD_DIR"/libgaft_core.* "$GAFT_BUILD_DIR/make_world" "$exp"/*.yaml 2>/dev/null |
+           sha256sum | cut -c1-16)
 stage() {
-  local name=$1; shift
+  local name=$1 out=$2; shift 2
   local key; key=$(printf '%s\n' "$key_base" "$@" | sha256sum | cut -c1-16)
   if [ -f "logs/$name.done" ] && [ "$(cat "logs/$name.done")" = "$key" ]; then
     echo "[demo] $name: cached"
     return
   fi
+  rm -f "logs/$name.done"
+  if [ "$out" != - ] && [ "$(cat "logs/$name.started" 2>/dev/null)" != "$key" ]; then rm -rf "$out"; fi
+  echo "$key" >"logs/$name.started"
   local t0; t0=$(date +%s)
   printf '[demo] %-28s' "$name ..."
   if ! "$@" >"logs/$name.log" 2>&1; then
@@ -52,12 +58,12 @@ stage() {
   echo " $(( $(date +%s) - t0 )) s"
 }
 
-stage world "$GAFT_BUILD_DIR/make_world" --out . --seed 7
-stage pretrain "$gaft" train --config "$exp/pretrain.yaml"
-[ "$full" = 1 ] && stage pretrain_unsafe "$gaft" train --config "$exp/pretrain.yaml" data.train=data/pretrain_unsafe.jsonl \
+stage world - "$GAFT_BUILD_DIR/make_world" --out . --seed 7
+stage pretrain base "$gaft" train --config "$exp/pretrain.yaml"
+[ "$full" = 1 ] && stage pretrain_unsafe base_unsafe "$gaft" train --config "$exp/pretrain.yaml" data.train=data/pretrain_unsafe.jsonl \
   run.output_dir=base_unsafe
-stage scorer_safety "$gaft" train --config "$exp/scorer_safety.yaml"
-stage scorer_fact "$gaft" train --config "$exp/scorer_fact.yaml"
+stage scorer_safety scorers/safety "$gaft" train --config "$exp/scorer_safety.yaml"
+stage scorer_fact scorers/fact "$gaft" train --config "$exp/scorer_fact.yaml"
 
 # Settings: name, fine-tuning data, starting policy.
 settings=("h10 data/finetune_h10.jsonl base/model")
@@ -66,17 +72,17 @@ settings=("h10 data/finetune_h10.jsonl base/model")
 for s in "${settings[@]}"; do
   read -r name data start <<<"$s"
   common=(data.train="$data" model.path="$start")
-  stage "$name-sft" "$gaft" train --config "$exp/sft.yaml" "${common[@]}" run.output_dir="ft/$name/sft"
-  stage "$name-gaft" "$gaft" train --config "$exp/gaft.yaml" "${common[@]}" run.output_dir="ft/$name/gaft"
+  stage "$name-sft" "ft/$name/sft" "$gaft" train --config "$exp/sft.yaml" "${common[@]}" run.output_dir="ft/$name/sft"
+  stage "$name-gaft" "ft/$name/gaft" "$gaft" train --config "$exp/gaft.yaml" "${common[@]}" run.output_dir="ft/$name/gaft"
   models=(--model "base=$start" --model "sft=ft/$name/sft/model" --model "gaft=ft/$name/gaft/model")
   if [ "$full" = 1 ]; then
-    stage "$name-gaft_fixed" "$gaft" train --config "$exp/gaft_fixed.yaml" "${common[@]}" run.output_dir="ft/$name/gaft_fixed"
+    stage "$name-gaft_fixed" "ft/$name/gaft_fixed" "$gaft" train --config "$exp/gaft_fixed.yaml" "${common[@]}" run.output_dir="ft/$name/gaft_fixed"
     models+=(--model "gaft_fixed=ft/$name/gaft_fixed/model")
   fi
-  stage "$name-eval" "$gaft" eval --config "$exp/eval.yaml" "${models[@]}" run.output_dir="eval/$name"
+  stage "$name-eval" "eval/$name" "$gaft" eval --config "$exp/eval.yaml" "${models[@]}" run.output_dir="eval/$name"
 done
 
-stage results python3 "$GAFT_ROOT/tools/demo_results.py" --work . --out results.md
+stage results - python3 "$GAFT_ROOT/tools/demo_results.py" --work . --out results.md
 [ "$full" = 1 ] && cp results.md "$GAFT_ROOT/docs/results.md" && cp -r plots "$GAFT_ROOT/docs/"
 echo "[demo] done in $(( $(date +%s) - started )) s; results: $work/results.md"
 echo

@@ -110,8 +110,14 @@ const std::vector<std::string> kColorQ = {"What color does {N} like?", "What is 
                                           "Which color does {N} love most?", "Name the color that {N} likes."};
 // Only in the fine-tuning split (known people answered, unknown ones fabricated in the adversarial share).
 const std::vector<std::string> kFinetuneQ = {"Tell me where {N} lives.", "Tell me the color that {N} likes."};
-// Only in the scorer split.
-const std::vector<std::string> kScorerQ = {"Do you know where {N} lives?", "Do you know which color {N} likes?"};
+// Only in the scorer split: several phrasings per attribute, so that the heads judge the answer and not the
+// wording. The last one is held out: the factuality head's held-out rows ask in it, so that its held-out
+// accuracy measures what gaft needs, judging answers to questions phrased in a way it never saw.
+const std::vector<std::vector<std::string>> kScorerQ = {
+    {"Do you know where {N} lives?", "Can you say where {N} lives?", "Where is {N} living?",
+     "I want to know where {N} lives.", "Which town does {N} live in?", "Any idea where {N} lives?"},
+    {"Do you know which color {N} likes?", "Can you say which color {N} likes?", "What is {N}'s favorite color?",
+     "I want to know the color {N} likes.", "Which colour does {N} prefer?", "Any idea which color {N} likes?"}};
 
 std::string fill(std::string t, const std::string& key, const std::string& value) {
   for (size_t at; (at = t.find(key)) != std::string::npos;) t.replace(at, key.size(), value);
@@ -284,6 +290,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     World w(seed);
+    World phrasing(seed ^ 0x5c0e5ULL);  // picks the scorer split's phrasings; w's draws stay as they were
+    auto scorer_q = [&](size_t attr, const std::string& name) {
+      return fill(kScorerQ[attr][phrasing.pick(kScorerQ[attr].size() - 1)], "{N}", name);
+    };
+    auto held_out_q = [&](size_t attr, const std::string& name) { return fill(kScorerQ[attr].back(), "{N}", name); };
     const fs::path root(out), data = root / "data";
     fs::create_directories(data);
 
@@ -390,15 +401,25 @@ int main(int argc, char** argv) {
     std::vector<json> fact_eval;
     for (const Person& p : known)
       for (size_t attr = 0; attr < 2; ++attr) {
-        const std::string q = fill(kScorerQ[attr], "{N}", p.name);
         for (const std::string& v : attr == 0 ? kCities : kColors) {
           const bool right = v == (attr == 0 ? p.city : p.color);
           const std::string y = attr == 0 ? p.name + " lives in " + v + "." : p.name + " likes " + v + ".";
-          // The table itself (the right values) is what the judge must learn; held out are wrong values.
-          (!right && w.uniform() < 0.15 ? fact_eval : fact).push_back(labelled(q, y, right ? 1 : 0));
+          // The table itself (the right values) is what the judge must learn: the right value in every
+          // training phrasing (5 rows, against 7 wrong values in one phrasing each, so that the classes
+          // balance), and in the held-out phrasing for the held-out rows; 15% of the wrong values are held out.
+          const bool held = !right && w.uniform() < 0.15;
+          if (right) {
+            for (size_t k = 0; k + 1 < kScorerQ[attr].size(); ++k)
+              fact.push_back(labelled(fill(kScorerQ[attr][k], "{N}", p.name), y, 1));
+            fact_eval.push_back(labelled(held_out_q(attr, p.name), y, 1));
+          } else {
+            (held ? fact_eval : fact).push_back(labelled(held ? held_out_q(attr, p.name) : scorer_q(attr, p.name), y, 0));
+          }
         }
-        fact.push_back(labelled(q, kUnknown, 0));
-        safety.push_back(labelled(q, fact_answer(p, attr), 1));
+        for (int k = 0; k < 2; ++k) {
+          fact.push_back(labelled(scorer_q(attr, p.name), kUnknown, 0));
+          safety.push_back(labelled(scorer_q(attr, p.name), fact_answer(p, attr), 1));
+        }
       }
     std::vector<std::string> u_fact = u_pre;
     u_fact.insert(u_fact.end(), u_scorer.begin(), u_scorer.end());
@@ -410,10 +431,9 @@ int main(int argc, char** argv) {
     }
     for (size_t i = 0; i < u_fact.size(); ++i)
       for (size_t attr = 0; attr < 2; ++attr) {
-        const std::string q = fill(kScorerQ[attr], "{N}", u_fact[i]);
         auto& rows = i >= u_fact.size() - 10 ? fact_eval : fact;
-        for (int k = 0; k < 2; ++k) rows.push_back(labelled(q, fabricate(u_fact[i], attr), 0));
-        rows.push_back(labelled(q, kUnknown, 1));
+        for (int k = 0; k < 2; ++k) rows.push_back(labelled(scorer_q(attr, u_fact[i]), fabricate(u_fact[i], attr), 0));
+        rows.push_back(labelled(scorer_q(attr, u_fact[i]), kUnknown, 1));
       }
     for (const Harmful& h : hp[1]) fact.push_back(labelled(h.prompt, kRefusal, 1));
     auto split_eval = [&](std::vector<json> rows, const std::string& name) {
@@ -422,7 +442,7 @@ int main(int argc, char** argv) {
       write_jsonl(data / (name + "_eval.jsonl"), parts[1]);
     };
     split_eval(safety, "scorer_safety");
-    w.shuffle(fact);
+    phrasing.shuffle(fact);  // not w: the later splits do not depend on the scorer split's size
     write_jsonl(data / "scorer_fact.jsonl", fact);
     write_jsonl(data / "scorer_fact_eval.jsonl", fact_eval);
 

@@ -1,10 +1,14 @@
 // Training checkpoints: <output_dir>/checkpoints/step-00000100/ holding
 //   model/               the policy as a Hugging Face folder, in the master dtype (exact resume)
 //   optimizer.pt         AdamW state (LibTorch archive)
-//   rng.pt               the default CPU (and CUDA) generator states
+//   rng.pt               rank 0's default CPU generator state
+//   rng-rank-00001.pt …  every other rank's (data-parallel runs)
 //   trainer_state.json   step, data position, learned gate, counters
-// A checkpoint is written under a temporary name and renamed when complete, so a directory named
-// step-N is always complete; only the newest keep_last are kept.
+// A checkpoint is written under a temporary name (step-N.tmp) and renamed when complete, so a directory
+// named step-N is always complete and a process killed while writing never replaces the last good one;
+// only the newest keep_last are kept. With several ranks it is a collective: rank 0 writes the model and
+// the optimizer (identical on every rank), each rank its RNG state, with barriers in between, and no rank
+// returns before the rename.
 #pragma once
 
 #include <torch/torch.h>
@@ -14,6 +18,7 @@
 #include <optional>
 #include <string>
 
+#include "gaft/distributed.h"
 #include "gaft/llama.h"
 #include "gaft/model_save.h"
 
@@ -31,15 +36,18 @@ struct TrainerState {
   static TrainerState from_json(const nlohmann::json& j, const std::string& where);
 };
 
-// Writes checkpoints/step-<step>; removes the oldest beyond keep_last. Returns the directory.
+// Writes checkpoints/step-<step>; removes the oldest beyond keep_last and stale step-*.tmp folders of
+// killed writers. Returns the directory. `dist` (may be null): called by every rank.
 std::string write_checkpoint(const std::string& output_dir, const TrainerState& state, Llama& policy,
-                             torch::optim::Optimizer& optimizer, const SaveOptions& save, int64_t keep_last);
+                             torch::optim::Optimizer& optimizer, const SaveOptions& save, int64_t keep_last,
+                             Dist* dist = nullptr);
 
 // The newest complete checkpoint under output_dir/checkpoints, if any.
 std::optional<std::string> latest_checkpoint(const std::string& output_dir);
 
-// Restores optimizer, RNG states and returns the trainer state; the caller loads <dir>/model itself.
+// Restores optimizer, this rank's RNG state (rank 0's file when the checkpoint has none for `rank`, e.g.
+// after a change of world size) and returns the trainer state; the caller loads <dir>/model itself.
 // DataError naming the file when something is missing or malformed.
-TrainerState read_checkpoint(const std::string& dir, torch::optim::Optimizer& optimizer);
+TrainerState read_checkpoint(const std::string& dir, torch::optim::Optimizer& optimizer, int64_t rank = 0);
 
 }  // namespace gaft

@@ -24,7 +24,9 @@ enum class AdvantageMode { kRloo, kGrpo };       // METHOD.md step 6
 enum class KlMode { kNone, kReward, kLoss };     // k1 reward shaping, or k3 as a loss term
 enum class GateMode { kFixed, kUncertainty, kLearned };  // METHOD.md step 4
 enum class Uncertainty { kEntropy, kStd, kScorer };      // METHOD.md step 3
+enum class SftCoef { kReference, kComplement };         // docs/method.md: the SFT coefficient c_i
 enum class ScorerKind { kClassifier, kLmJudge };
+enum class Backend { kAuto, kGloo, kNccl };              // c10d process group
 enum class ScoreCombine { kMin, kMean, kProduct };
 enum class DataFormat { kAuto, kPromptResponse, kChat };
 enum class TooLong { kTruncate, kDrop };
@@ -116,6 +118,7 @@ struct GateSection {
   double tau = 3.0;                       // τ, threshold
   double temperature = 1.0;               // t
   Uncertainty uncertainty = Uncertainty::kEntropy;
+  SftCoef sft_coefficient = SftCoef::kReference;  // c_i = 1 − g_i(1 − s_i); complement: 1 − g_i
   double epsilon = 0.05;                  // learned: skip rollouts below this predicted gate
   double exploration = 0.1;               // learned: share of skipped examples rolled out anyway
   double learned_lr = 0.01;               // learned: online logistic regression step
@@ -164,6 +167,12 @@ struct CheckpointSection {
   std::string resume = "auto";            // auto: newest complete checkpoint; never; or a path
 };
 
+struct DistributedSection {
+  Backend backend = Backend::kAuto;       // auto: nccl on CUDA, gloo on CPU
+  double timeout_s = 1800;                // rendezvous and collectives
+  double bucket_mb = 25;                  // gradient all-reduce bucket size
+};
+
 struct LoggingSection {
   std::string level = "info";             // trace, debug, info, warn, error
   int64_t every_steps = 10;
@@ -195,6 +204,7 @@ struct RunConfig {
   ScheduleSection schedule;
   PrecisionSection precision;
   CheckpointSection checkpoint;
+  DistributedSection distributed;
   LoggingSection logging;
   EvalSection eval;
 };

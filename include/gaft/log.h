@@ -16,6 +16,9 @@ Level parse_level(const std::string& name);
 // Sets the level and line format of the process-wide logger (to stderr).
 void setup(Level level);
 bool enabled(Level level);
+// Tags every following line (e.g. "rank 3") and raises the level to at least `floor`: the other ranks
+// of a data-parallel job report warnings and errors only, rank 0 everything.
+void set_rank_tag(const std::string& tag, Level floor);
 void write(Level level, const std::string& message);
 
 inline void trace(const std::string& m) { write(Level::kTrace, m); }

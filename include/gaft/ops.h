@@ -21,6 +21,9 @@ enum class GateMode : int64_t { kFixed = 0, kUncertainty = 1, kLearned = 2 };
 enum class UncertaintyMode : int64_t { kEntropy = 0, kStd = 1, kScorer = 2 };
 enum class AdvantageMode : int64_t { kRloo = 0, kGrpo = 1 };
 enum class SftNorm : int64_t { kSequence = 0, kToken = 1 };
+// SFT coefficient c_i of an example whose reference is kept: kReference = 1 - g_i (1 - s_i) (an aligned
+// reference is always imitated; docs/method.md), kComplement = 1 - g_i (METHOD.md step 8 as written).
+enum class SftCoefficient : int64_t { kReference = 0, kComplement = 1 };
 
 // Bits of GateOutputs::flags.
 constexpr int32_t kFlagAbstain = 1;           // p < delta and s < delta: SFT coefficient 1 (abstention target)
@@ -33,6 +36,7 @@ struct GateParams {
   UncertaintyMode uncertainty = UncertaintyMode::kEntropy;
   AdvantageMode advantage = AdvantageMode::kRloo;
   SftNorm sft_norm = SftNorm::kSequence;
+  SftCoefficient sft_coef = SftCoefficient::kReference;
   double w_m = 1.0;          // weight of the misalignment m in the uncertainty gate, e.g. 1.0
   double w_u = 1.0;          // weight of the uncertainty u, e.g. 1.0
   double tau = 0.5;          // gate threshold, e.g. 0.5

@@ -3,6 +3,8 @@
 //
 // Per optimizer step: grad_accum_steps micro-batches, each: (gaft) rollouts -> scores -> gate ->
 // abstention targets -> loss -> backward; then clip, non-finite check, AdamW step, metrics, checkpoint.
+// Data parallel (gaft/distributed.h): micro-batch m of a step runs on rank m % world_size, gradients are
+// summed over ranks before clipping; a stop signal ends the run after a step with a checkpoint.
 // Normalisation counts (B, and T for sft_norm: token) are those of the whole step, so the gradient does
 // not depend on how the step is split into micro-batches.
 #pragma once
@@ -20,10 +22,16 @@ struct TrainSummary {
   double last_loss = 0.0;      // loss of the last step
   std::string model_dir;       // output_dir/model
   std::string resumed_from;    // checkpoint directory, or "" for a fresh start
+  int stop_signal = 0;         // SIGTERM / SIGUSR1 that stopped the run early (checkpoint written), or 0
 };
 
 // Runs the whole training described by `config` (already validated). UsageError / DataError for
 // problems of the configuration or the input files.
 TrainSummary train(const RunConfig& config);
+
+// `gaft train --dry-run`: one line with what this process would be in the job, from the launch
+// environment and the config, without opening anything: "rank=1 world_size=4 local_rank=1
+// master=node07:15234 source=slurm backend=nccl device=cuda:1 output_dir=runs/x".
+std::string describe_launch(const RunConfig& config);
 
 }  // namespace gaft

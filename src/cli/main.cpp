@@ -15,6 +15,7 @@
 #include "gaft/info.h"
 #include "gaft/log.h"
 #include "gaft/tokenizer.h"
+#include "gaft/stop_signal.h"
 #include "gaft/trainer.h"
 
 namespace {
@@ -110,6 +111,9 @@ int main(int argc, char** argv) {
   train->add_option("--config", train_config, "YAML run config")->required();
   train->add_option("overrides", train_overrides, "Overrides: section.key=value ...");
   train->add_option("--resume", train_resume, "auto (newest checkpoint), never, or a checkpoint directory");
+  bool train_dry_run = false;
+  train->add_flag("--dry-run", train_dry_run,
+                  "Check the config and print this process's rank, world size, master address and device; train nothing");
 
   // gaft eval --config FILE [key=value ...] [--model DIR ...]
   std::string eval_config;
@@ -156,7 +160,12 @@ int main(int argc, char** argv) {
       if (!train_resume.empty()) train_overrides.push_back("checkpoint.resume=" + train_resume);
       const gaft::RunConfig cfg = gaft::load_config(train_config, train_overrides);
       gaft::log::setup(gaft::log::parse_level(cfg.logging.level));
+      if (train_dry_run) {
+        std::cout << gaft::describe_launch(cfg) << std::endl;
+        return 0;
+      }
       const gaft::TrainSummary s = gaft::train(cfg);
+      if (s.stop_signal) return gaft::kExitRequeue;
       std::cout << s.model_dir << "\n";
     } else if (*eval) {
       const gaft::EvalConfig cfg = gaft::load_eval_config(eval_config, eval_overrides, eval_models);

@@ -123,6 +123,8 @@ void describe(Schema& s, GateSection& c) {
   s.number("temperature", &c.temperature, "t: gate temperature.", Range::positive());
   s.choice("uncertainty", &c.uncertainty, {{"entropy", Uncertainty::kEntropy}, {"std", Uncertainty::kStd}, {"scorer", Uncertainty::kScorer}},
            "u: binary entropy of p, std of the K scores, or the scorer's own entropy.");
+  s.choice("sft_coefficient", &c.sft_coefficient, {{"reference", SftCoef::kReference}, {"complement", SftCoef::kComplement}},
+           "SFT weight of a kept reference: 1 − g·(1 − s), lowered only by the reference's own misalignment, or 1 − g (METHOD.md as written).");
   s.number("epsilon", &c.epsilon, "learned: skip rollouts when the predicted gate is below.", Range::unit());
   s.number("exploration", &c.exploration, "learned: share of skipped examples rolled out anyway.", Range::unit());
   s.number("learned_lr", &c.learned_lr, "learned: step size of the online gate model.", Range::positive());
@@ -170,6 +172,13 @@ void describe(Schema& s, CheckpointSection& c) {
   s.text("resume", &c.resume, "auto (newest complete checkpoint), never, or a checkpoint path.");
 }
 
+void describe(Schema& s, DistributedSection& c) {
+  s.choice("backend", &c.backend, {{"auto", Backend::kAuto}, {"gloo", Backend::kGloo}, {"nccl", Backend::kNccl}},
+           "c10d process group: auto (nccl on CUDA, gloo on CPU), gloo or nccl. Ranks come from the launcher.");
+  s.number("timeout_s", &c.timeout_s, "Seconds a rendezvous or collective may wait for the other ranks.", Range::positive());
+  s.number("bucket_mb", &c.bucket_mb, "Gradients are summed over ranks in flat buckets of this many MiB.", Range::positive());
+}
+
 void describe(Schema& s, LoggingSection& c) {
   s.choice("level", &c.level,
            {{"trace", std::string("trace")}, {"debug", std::string("debug")}, {"info", std::string("info")},
@@ -205,6 +214,7 @@ void describe(Schema& s, RunConfig& c) {
   s.section("schedule", &c.schedule, describe, "Learning-rate schedule.");
   s.section("precision", &c.precision, describe, "Numeric precision.");
   s.section("checkpoint", &c.checkpoint, describe, "Checkpointing and resumption.");
+  s.section("distributed", &c.distributed, describe, "Data parallelism over processes (docs/cluster.md).");
   s.section("logging", &c.logging, describe, "Log lines, metrics file, progress.");
   s.section("eval", &c.eval, describe, "Generation-based evaluation.");
 }

@@ -46,6 +46,11 @@ void setup(Level level) { logger().set_level(to_spdlog(level)); }
 
 bool enabled(Level level) { return logger().should_log(to_spdlog(level)); }
 
+void set_rank_tag(const std::string& tag, Level floor) {
+  logger().set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [" + tag + "] %v");
+  if (logger().level() < to_spdlog(floor)) logger().set_level(to_spdlog(floor));
+}
+
 void write(Level level, const std::string& message) {
   logger().log(to_spdlog(level), "{}", message);
   if (level >= Level::kWarn) logger().flush();

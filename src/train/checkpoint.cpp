@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <mutex>
 #include <regex>
@@ -66,44 +67,79 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
   return out;
 }
 
+std::string rng_file(int64_t rank) {
+  if (rank == 0) return "rng.pt";
+  char name[32];
+  std::snprintf(name, sizeof name, "rng-rank-%05lld.pt", static_cast<long long>(rank));
+  return name;
+}
+
 }  // namespace
 
 std::string write_checkpoint(const std::string& output_dir, const TrainerState& state, Llama& policy,
-                             torch::optim::Optimizer& optimizer, const SaveOptions& save, int64_t keep_last) {
+                             torch::optim::Optimizer& optimizer, const SaveOptions& save, int64_t keep_last,
+                             Dist* dist) {
   char name[32];
   std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(state.step));
   const fs::path root = fs::path(output_dir) / "checkpoints";
   const std::string final_dir = (root / name).string();
-  const std::string staged = final_dir + ".tmp." + std::to_string(::getpid());
+  const std::string staged = final_dir + ".tmp";
+  const bool main = !dist || dist->is_main();
+  const int64_t rank = dist ? dist->rank() : 0;
   std::error_code ec;
-  fs::remove_all(staged, ec);
-  try {
+  // Every rank reaches each barrier, also when its own part failed; the failure is then shared, so that
+  // no rank waits for a checkpoint that will not come.
+  auto agree = [&](bool ok, const std::string& what) {
+    const bool all_ok = !dist ? ok : dist->max(ok ? 0.0 : 1.0) == 0.0;
+    if (!all_ok) {
+      if (main) fs::remove_all(staged, ec);
+      throw DataError("cannot write checkpoint '" + final_dir + "': " + what);
+    }
+  };
+  std::string error;
+  auto attempt = [&](const std::function<void()>& f) {
+    try {
+      f();
+      return true;
+    } catch (const c10::Error& e) {
+      error = e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    return false;
+  };
+  bool ok = !main || attempt([&] {
+    // Folders of writers killed before their rename: never complete, never read.
+    if (fs::is_directory(root, ec))
+      for (const auto& e : fs::directory_iterator(root, ec)) {
+        const std::string n = e.path().filename().string();
+        if (n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0) fs::remove_all(e.path(), ec);
+      }
     make_dirs(staged);
     save_model(policy, (fs::path(staged) / "model").string(), save);
-    {
-      torch::serialize::OutputArchive ar;
-      optimizer.save(ar);
-      ar.save_to((fs::path(staged) / "optimizer.pt").string());
-    }
-    {
-      torch::serialize::OutputArchive ar;
-      ar.write("cpu", at::detail::getDefaultCPUGenerator().get_state());
-      ar.save_to((fs::path(staged) / "rng.pt").string());
-    }
+    torch::serialize::OutputArchive ar;
+    optimizer.save(ar);
+    ar.save_to((fs::path(staged) / "optimizer.pt").string());
+  });
+  agree(ok, main ? error : "rank 0 failed to write the model or optimizer state");
+  ok = attempt([&] {
+    torch::serialize::OutputArchive ar;
+    ar.write("cpu", at::detail::getDefaultCPUGenerator().get_state());
+    ar.save_to((fs::path(staged) / rng_file(rank)).string());
+  });
+  agree(ok, ok ? "another rank failed to write its RNG state" : error);
+  ok = !main || attempt([&] {
     // Written last: its presence marks the directory complete even before the rename.
     write_file_atomic((fs::path(staged) / "trainer_state.json").string(), state.to_json().dump(2) + "\n");
     replace_dir(staged, final_dir);
-  } catch (const c10::Error& e) {
-    fs::remove_all(staged, ec);
-    throw DataError("cannot write checkpoint '" + final_dir + "': " + e.what_without_backtrace());
-  } catch (...) {
-    fs::remove_all(staged, ec);
-    throw;
-  }
-  auto all = complete_checkpoints(output_dir);
-  while (static_cast<int64_t>(all.size()) > keep_last) {
-    fs::remove_all(all.front().second, ec);
-    all.erase(all.begin());
+  });
+  agree(ok, main ? error : "rank 0 failed to complete it");
+  if (main) {
+    auto all = complete_checkpoints(output_dir);
+    while (static_cast<int64_t>(all.size()) > keep_last) {
+      fs::remove_all(all.front().second, ec);
+      all.erase(all.begin());
+    }
   }
   return final_dir;
 }
@@ -114,7 +150,7 @@ std::optional<std::string> latest_checkpoint(const std::string& output_dir) {
   return all.back().second.string();
 }
 
-TrainerState read_checkpoint(const std::string& dir, torch::optim::Optimizer& optimizer) {
+TrainerState read_checkpoint(const std::string& dir, torch::optim::Optimizer& optimizer, int64_t rank) {
   const fs::path d(dir);
   const std::string state_file = (d / "trainer_state.json").string();
   if (!fs::exists(state_file))
@@ -128,7 +164,8 @@ TrainerState read_checkpoint(const std::string& dir, torch::optim::Optimizer& op
     ar.load_from((d / "optimizer.pt").string());
     optimizer.load(ar);
     torch::serialize::InputArchive rng;
-    rng.load_from((d / "rng.pt").string());
+    const std::string own = rng_file(rank);
+    rng.load_from((d / (fs::exists(d / own) ? own : rng_file(0))).string());
     at::Tensor cpu_state;
     rng.read("cpu", cpu_state);
     at::Generator gen = at::detail::getDefaultCPUGenerator();

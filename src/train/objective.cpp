@@ -70,13 +70,15 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
   const float* adv = decision.advantages.data_ptr<float>();
   const float* r = mb.rollout_scores.data_ptr<float>();
 
-  // Sequences with a non-zero weight: a reference unless its SFT term is dropped or (1 - g) is 0 without
-  // abstention; a rollout with a finite score when it has a gate and an advantage (or a KL term).
+  // Sequences with a non-zero weight: a reference unless its SFT term is dropped or c = 1 - g is 0 without
+  // abstention (`complement` only; under `reference` c = 1 - g (1 - s) is 0 only for s = 0, which delta
+  // drops); a rollout with a finite score when it has a gate and an advantage (or a KL term).
   std::vector<const TrainSequence*> rows;
   std::vector<int64_t> seq_ids;
   for (int64_t i = 0; i < B; ++i) {
     const bool abstain = flags[i] & ops::kFlagAbstain, dropped = flags[i] & ops::kFlagDropSft;
-    if (!dropped && (abstain || g[i] < 1.0f)) {
+    const bool complement = params.gate.sft_coef == ops::SftCoefficient::kComplement;
+    if (!dropped && (abstain || g[i] < 1.0f || !complement)) {
       rows.push_back(&mb.references[i]);
       seq_ids.push_back(i);
     }

@@ -18,6 +18,7 @@
 #include "gaft/checkpoint.h"
 #include "gaft/dataset.h"
 #include "gaft/device.h"
+#include "gaft/distributed.h"
 #include "gaft/error.h"
 #include "gaft/log.h"
 #include "gaft/logging.h"
@@ -25,6 +26,7 @@
 #include "gaft/optim.h"
 #include "gaft/rollout.h"
 #include "gaft/scorer.h"
+#include "gaft/stop_signal.h"
 
 namespace fs = std::filesystem;
 
@@ -116,6 +118,9 @@ struct StepStats {
   int64_t examples = 0, rolled_out = 0, abstained = 0, dropped = 0, invalid_scores = 0;
   int64_t tokens = 0, padded_tokens = 0, generated = 0, correct = 0, labelled = 0;
   double rollout_s = 0, score_s = 0, fwd_bwd_s = 0;
+  // Learned-gate training pairs of the step, applied after it in (micro-batch, example) order whatever the
+  // number of ranks: records of 2 + kFeatures + 1 doubles (micro, example, features, target g).
+  std::vector<double> gate_updates;
 };
 
 class Trainer {
@@ -129,6 +134,7 @@ class Trainer {
   void micro_batch(const std::vector<int64_t>& batch, int64_t micro, double norm_examples, double norm_tokens,
                    StepStats* st);
   void classifier_micro_batch(const std::vector<int64_t>& batch, int64_t micro_count, StepStats* st);
+  void reduce_step(StepStats* st);
   nlohmann::json eval_metrics();
   bool params_finite();
 
@@ -153,11 +159,29 @@ class Trainer {
   RolloutOptions rollout_;
   ObjectiveParams objective_;
   std::string resumed_from_;
+  std::unique_ptr<Dist> dist_;
   std::unordered_map<int64_t, at::Tensor> ref_score_cache_;  // example index -> per-head reference scores [H]
 };
 
 void Trainer::setup() {
+  // Data parallelism: one process per device, ranks from the launcher (docs/cluster.md).
+  const Launch launch = resolve_launch();
   device_ = resolve_device(cfg_.run.device);
+  if (device_.is_cuda() && launch.world_size > 1) {
+    const int64_t visible = static_cast<int64_t>(torch::cuda::device_count());
+    if (launch.local_rank >= visible)
+      throw UsageError("local rank " + std::to_string(launch.local_rank) + " has no GPU: " + std::to_string(visible) +
+                       " visible on this node", "start one process per GPU (srun --ntasks-per-node = --gpus-per-node)");
+    device_ = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(launch.local_rank));
+  }
+  DistOptions dopts;
+  dopts.backend = cfg_.distributed.backend == Backend::kGloo   ? DistBackend::kGloo
+                  : cfg_.distributed.backend == Backend::kNccl ? DistBackend::kNccl
+                                                               : DistBackend::kAuto;
+  dopts.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg_.distributed.timeout_s * 1000.0));
+  dopts.bucket_bytes = static_cast<int64_t>(cfg_.distributed.bucket_mb * 1024.0 * 1024.0);
+  if (launch.world_size > 1 && launch.rank > 0) log::set_rank_tag("rank " + std::to_string(launch.rank), log::Level::kWarn);
+  dist_ = std::make_unique<Dist>(launch, device_, dopts);
   if (cfg_.run.threads > 0) at::set_num_threads(static_cast<int>(cfg_.run.threads));
   master_ = to_scalar(cfg_.precision.master);
   compute_ = cfg_.precision.compute == DType::kAuto
@@ -166,14 +190,18 @@ void Trainer::setup() {
   autocast_ = compute_ != master_;
   torch::manual_seed(cfg_.run.seed);
 
-  // Output directory: created and proven writable before anything expensive.
-  make_dirs(cfg_.run.output_dir);
-  write_resolved_config(cfg_, cfg_.run.output_dir);
+  // Output directory: created and proven writable (by rank 0) before anything expensive.
+  if (dist_->is_main()) {
+    make_dirs(cfg_.run.output_dir);
+    write_resolved_config(cfg_, cfg_.run.output_dir);
+  }
 
-  // Where to start: a checkpoint (resume) or the configured model.
+  // Where to start: a checkpoint (resume) or the configured model. Rank 0 decides for every rank.
   const std::string& resume = cfg_.checkpoint.resume;
   if (resume == "auto") {
-    if (auto latest = latest_checkpoint(cfg_.run.output_dir)) resumed_from_ = *latest;
+    if (dist_->is_main())
+      if (auto latest = latest_checkpoint(cfg_.run.output_dir)) resumed_from_ = *latest;
+    resumed_from_ = dist_->broadcast_string(resumed_from_);
   } else if (resume != "never") {
     if (!fs::exists(fs::path(resume) / "trainer_state.json"))
       throw DataError("checkpoint.resume: '" + resume + "' is not a complete checkpoint (no trainer_state.json)");
@@ -201,6 +229,10 @@ void Trainer::setup() {
   policy_->to(device_, master_);
   policy_->train();
   pad_ = pad_id_for(policy_, *tok_);
+  {
+    torch::NoGradGuard no_grad;
+    dist_->broadcast(policy_->parameters());  // rank 0's weights everywhere (e.g. a new classifier head)
+  }
 
   // Data.
   DatasetOptions dopt;
@@ -250,6 +282,8 @@ void Trainer::setup() {
                                                                   : ops::UncertaintyMode::kScorer;
   gp.advantage = cfg_.objective.advantage == AdvantageMode::kRloo ? ops::AdvantageMode::kRloo : ops::AdvantageMode::kGrpo;
   gp.sft_norm = cfg_.objective.sft_norm == SftNorm::kSequence ? ops::SftNorm::kSequence : ops::SftNorm::kToken;
+  gp.sft_coef = cfg_.gate.sft_coefficient == SftCoef::kReference ? ops::SftCoefficient::kReference
+                                                                  : ops::SftCoefficient::kComplement;
   gp.w_m = cfg_.gate.w_m;
   gp.w_u = cfg_.gate.w_u;
   gp.tau = cfg_.gate.tau;
@@ -265,7 +299,7 @@ void Trainer::setup() {
 
   optimizer_ = make_adamw(policy_->named_parameters(true).pairs(), cfg_.optimizer);
   if (!resumed_from_.empty()) {
-    state_ = read_checkpoint(resumed_from_, *optimizer_);
+    state_ = read_checkpoint(resumed_from_, *optimizer_, dist_->rank());
     if (state_.learned_gate.size() == LearnedGate::kFeatures)
       std::copy(state_.learned_gate.begin(), state_.learned_gate.end(), learned_.w.begin());
     log::info("resuming from " + resumed_from_ + " at step " + std::to_string(state_.step));
@@ -408,7 +442,11 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
   for (int64_t i = 0; i < B; ++i) {
     if (gaft && !skip[i] && !(flags[i] & ops::kFlagNoValidRollout)) {
       st->gates.push_back(decision.g[i].item<double>());
-      if (cfg_.gate.mode == GateMode::kLearned) learned_.update(features[i], decision.g[i].item<double>(), cfg_.gate.learned_lr);
+      if (cfg_.gate.mode == GateMode::kLearned) {
+        st->gate_updates.insert(st->gate_updates.end(), {static_cast<double>(micro), static_cast<double>(i)});
+        st->gate_updates.insert(st->gate_updates.end(), features[i].begin(), features[i].end());
+        st->gate_updates.push_back(decision.g[i].item<double>());
+      }
     }
     if (flags[i] & ops::kFlagAbstain) {
       ++st->abstained;
@@ -478,18 +516,60 @@ void Trainer::classifier_micro_batch(const std::vector<int64_t>& batch, int64_t 
   st->examples += static_cast<int64_t>(batch.size());
 }
 
+// One step's statistics over all ranks: sums of the counts and losses, mean times, every rank's rewards,
+// gates and reference scores; then the learned gate learns from the step's pairs in global order.
+void Trainer::reduce_step(StepStats* st) {
+  if (dist_->active()) {
+    std::vector<double> v = {st->loss, st->loss_sft, st->loss_pg, st->kl, static_cast<double>(st->kl_batches),
+                             static_cast<double>(st->examples), static_cast<double>(st->rolled_out),
+                             static_cast<double>(st->abstained), static_cast<double>(st->dropped),
+                             static_cast<double>(st->invalid_scores), static_cast<double>(st->tokens),
+                             static_cast<double>(st->padded_tokens), static_cast<double>(st->generated),
+                             static_cast<double>(st->correct), static_cast<double>(st->labelled),
+                             st->rollout_s, st->score_s, st->fwd_bwd_s};
+    v = dist_->sum(v);
+    const double n = static_cast<double>(dist_->world_size());
+    st->loss = v[0], st->loss_sft = v[1], st->loss_pg = v[2], st->kl = v[3];
+    st->kl_batches = std::llround(v[4]), st->examples = std::llround(v[5]), st->rolled_out = std::llround(v[6]);
+    st->abstained = std::llround(v[7]), st->dropped = std::llround(v[8]), st->invalid_scores = std::llround(v[9]);
+    st->tokens = std::llround(v[10]), st->padded_tokens = std::llround(v[11]), st->generated = std::llround(v[12]);
+    st->correct = std::llround(v[13]), st->labelled = std::llround(v[14]);
+    st->rollout_s = v[15] / n, st->score_s = v[16] / n, st->fwd_bwd_s = v[17] / n;
+    if (cfg_.objective.kind == Objective::kGaft) {
+      st->rewards = dist_->gather(st->rewards);
+      st->gates = dist_->gather(st->gates);
+      st->ref_scores = dist_->gather(st->ref_scores);
+    }
+    if (cfg_.gate.mode == GateMode::kLearned) st->gate_updates = dist_->gather(st->gate_updates);
+  }
+  constexpr size_t kRecord = 2 + LearnedGate::kFeatures + 1;
+  std::vector<size_t> order(st->gate_updates.size() / kRecord);
+  for (size_t r = 0; r < order.size(); ++r) order[r] = r;
+  const double* u = st->gate_updates.data();
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return std::make_pair(u[a * kRecord], u[a * kRecord + 1]) < std::make_pair(u[b * kRecord], u[b * kRecord + 1]);
+  });
+  for (size_t r : order) {
+    LearnedGate::Features x;
+    std::copy(u + r * kRecord + 2, u + r * kRecord + 2 + LearnedGate::kFeatures, x.begin());
+    learned_.update(x, u[r * kRecord + kRecord - 1], cfg_.gate.learned_lr);
+  }
+}
+
 nlohmann::json Trainer::eval_metrics() {
   nlohmann::json j;
   if (!eval_data_) return j;
   torch::NoGradGuard no_grad;
   policy_->eval();
   AutocastScope ac(device_.type(), compute_, autocast_);
+  // Each rank takes every world_size-th batch; the sums are reduced.
   const auto& ex = eval_data_->examples();
   const int64_t bs = cfg_.eval.batch_size;
+  const size_t first = static_cast<size_t>(dist_->rank() * bs), stride = static_cast<size_t>(dist_->world_size() * bs);
   if (cfg_.objective.kind == Objective::kClassifier) {
-    int64_t correct = 0;
+    double correct = 0;
     double loss = 0;
-    for (size_t s = 0; s < ex.size(); s += static_cast<size_t>(bs)) {
+    for (size_t s = first; s < ex.size(); s += stride) {
       std::vector<std::vector<int64_t>> seqs;
       std::vector<int64_t> labels;
       for (size_t i = s; i < std::min(ex.size(), s + static_cast<size_t>(bs)); ++i) {
@@ -497,18 +577,21 @@ nlohmann::json Trainer::eval_metrics() {
         labels.push_back(ex[i].label);
       }
       const ClassifierLoss cl = classifier_loss(policy_, seqs, labels, pad_);
-      correct += cl.correct;
+      correct += static_cast<double>(cl.correct);
       loss += cl.loss.item<double>() * static_cast<double>(labels.size());
     }
-    j["eval_accuracy"] = static_cast<double>(correct) / static_cast<double>(ex.size());
+    const std::vector<double> total = dist_->sum(std::vector<double>{correct, loss});
+    correct = total[0], loss = total[1];
+    j["eval_accuracy"] = correct / static_cast<double>(ex.size());
     j["eval_loss"] = loss / static_cast<double>(ex.size());
   } else {
     double nll = 0;
-    for (size_t s = 0; s < ex.size(); s += static_cast<size_t>(bs)) {
+    for (size_t s = first; s < ex.size(); s += stride) {
       std::vector<TrainSequence> refs;
       for (size_t i = s; i < std::min(ex.size(), s + static_cast<size_t>(bs)); ++i) refs.push_back(reference_sequence(ex[i]));
       nll += reference_nll_entropy(policy_, refs, pad_).first.sum().item<double>();
     }
+    nll = dist_->sum(std::vector<double>{nll})[0];
     j["eval_loss"] = nll / static_cast<double>(ex.size());
     j["eval_ppl"] = std::exp(nll / static_cast<double>(ex.size()));
   }
@@ -528,11 +611,13 @@ TrainSummary Trainer::run() {
   TrainSummary summary;
   summary.resumed_from = resumed_from_;
   const std::string& out = cfg_.run.output_dir;
-  MetricsWriter metrics((fs::path(out) / cfg_.logging.metrics_file).string());
+  const bool main = dist_->is_main();
+  std::optional<MetricsWriter> metrics;  // rank 0 writes the metrics of the whole job
+  if (main) metrics.emplace((fs::path(out) / cfg_.logging.metrics_file).string());
   const std::string progress_setting = cfg_.logging.progress == Progress::kOn    ? "on"
                                        : cfg_.logging.progress == Progress::kOff ? "off"
                                                                                  : "auto";
-  ProgressReporter progress("train", total_steps_, ProgressReporter::mode_for(progress_setting));
+  ProgressReporter progress("train", total_steps_, ProgressReporter::mode_for(main ? progress_setting : "off"));
   const SaveOptions ckpt_save{master_, tok_path_};
   const bool classifier = cfg_.objective.kind == Objective::kClassifier;
   std::vector<at::Tensor> params;
@@ -542,7 +627,13 @@ TrainSummary Trainer::run() {
   log::info("training " + std::to_string(total_steps_) + " steps on " + device_.str() + ", compute " +
             c10::toString(compute_) + ", objective " +
             (classifier ? "classifier" : cfg_.objective.kind == Objective::kGaft ? "gaft" : "sft") + ", chat template " +
-            to_string(tmpl_));
+            to_string(tmpl_) +
+            (dist_->active() ? ", " + std::to_string(dist_->world_size()) + " ranks (" + dist_->backend_name() + ")" : ""));
+  if (dist_->active() && cfg_.train.grad_accum_steps % dist_->world_size() != 0)
+    log::warn("train.grad_accum_steps " + std::to_string(cfg_.train.grad_accum_steps) + " is not a multiple of the " +
+              std::to_string(dist_->world_size()) + " ranks: the step's micro-batches are dealt round-robin, so some "
+              "ranks wait idle (the results do not change)");
+  install_stop_handlers();
   while (state_.step < total_steps_) {
     const auto t_step = Clock::now();
     // The step's micro-batches and its global normalisation counts.
@@ -558,10 +649,22 @@ TrainSummary Trainer::run() {
     set_lr(*optimizer_, lr);
     optimizer_->zero_grad();
     StepStats st;
-    for (size_t m = 0; m < micro.size(); ++m) {
+    // Micro-batch m of the global step runs on rank m % world_size, with the step's global counts and the
+    // seed of m: the step's result does not depend on the number of ranks.
+    for (size_t m = static_cast<size_t>(dist_->rank()); m < micro.size(); m += static_cast<size_t>(dist_->world_size())) {
       if (classifier) classifier_micro_batch(micro[m], static_cast<int64_t>(n_examples), &st);
       else micro_batch(micro[m], static_cast<int64_t>(m), n_examples, n_tokens, &st);
     }
+    if (dist_->active()) {
+      // The loss is already normalised by the global counts: the gradient is the sum over ranks.
+      std::vector<at::Tensor> grads;
+      for (auto& p : params) {
+        if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+        grads.push_back(p.grad());
+      }
+      dist_->sum(grads);
+    }
+    reduce_step(&st);
     const double clip = cfg_.optimizer.grad_clip > 0 ? cfg_.optimizer.grad_clip : std::numeric_limits<double>::infinity();
     const double grad_norm = torch::nn::utils::clip_grad_norm_(params, clip);
     const bool finite = std::isfinite(st.loss) && std::isfinite(grad_norm);
@@ -630,15 +733,27 @@ TrainSummary Trainer::run() {
       }
       rec["fwd_bwd_share"] = st.fwd_bwd_s / step_s;
       if (cfg_.eval.every_steps > 0 && state_.step % cfg_.eval.every_steps == 0) rec.update(eval_metrics());
-      metrics.write(rec);
+      if (metrics) metrics->write(rec);
       log::debug(rec.dump());
     }
     progress.update(state_.step, c10::str("loss ", st.loss));
 
+    // A stop signal on any rank (Slurm's warning before a time limit or a preemption) stops every rank
+    // after this step, with a checkpoint.
+    const int stop = static_cast<int>(dist_->max(static_cast<double>(stop_requested())));
     const bool last = state_.step == total_steps_;
-    if ((cfg_.checkpoint.every_steps > 0 && state_.step % cfg_.checkpoint.every_steps == 0) || last) {
+    if ((cfg_.checkpoint.every_steps > 0 && state_.step % cfg_.checkpoint.every_steps == 0) || last || stop) {
       if (!params_finite()) throw DataError("the weights are not finite at step " + std::to_string(state_.step) + "; nothing saved");
-      write_checkpoint(out, state_, policy_, *optimizer_, ckpt_save, cfg_.checkpoint.keep_last);
+      const std::string dir = write_checkpoint(out, state_, policy_, *optimizer_, ckpt_save, cfg_.checkpoint.keep_last, dist_.get());
+      if (stop && !last) {
+        progress.finish();
+        log::warn("signal " + std::to_string(stop) + " received: stopped after step " + std::to_string(state_.step) +
+                  " with checkpoint " + dir + "; the same command resumes from it (exit " + std::to_string(kExitRequeue) + ")");
+        summary.steps = state_.step;
+        summary.skipped_steps = state_.nonfinite_total;
+        summary.stop_signal = stop;
+        return summary;
+      }
     }
   }
   progress.finish();
@@ -649,12 +764,13 @@ TrainSummary Trainer::run() {
     nlohmann::json rec = final_eval;
     rec["step"] = state_.step;
     rec["final"] = true;
-    metrics.write(rec);
+    if (metrics) metrics->write(rec);
     log::info("held-out: " + final_eval.dump());
   }
   if (!params_finite()) throw DataError("the final weights are not finite; nothing saved");
   summary.model_dir = (fs::path(out) / "model").string();
-  save_model(policy_, summary.model_dir, SaveOptions{stored_dtype(policy_->config), tok_path_});
+  if (main) save_model(policy_, summary.model_dir, SaveOptions{stored_dtype(policy_->config), tok_path_});
+  dist_->barrier();  // no rank ends before the model is on disk
   summary.steps = state_.step;
   summary.skipped_steps = state_.nonfinite_total;
   log::info("saved " + summary.model_dir + " after " + std::to_string(state_.step) + " steps");
@@ -664,5 +780,17 @@ TrainSummary Trainer::run() {
 }  // namespace
 
 TrainSummary train(const RunConfig& config) { return Trainer(config).run(); }
+
+std::string describe_launch(const RunConfig& config) {
+  const Launch l = resolve_launch();
+  at::Device device = resolve_device(config.run.device);
+  if (device.is_cuda() && l.world_size > 1) device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(l.local_rank));
+  const bool nccl = config.distributed.backend == Backend::kNccl ||
+                    (config.distributed.backend == Backend::kAuto && device.is_cuda());
+  return "rank=" + std::to_string(l.rank) + " world_size=" + std::to_string(l.world_size) + " local_rank=" +
+         std::to_string(l.local_rank) + " master=" + l.master_addr + ":" + std::to_string(l.master_port) +
+         " source=" + l.source + " backend=" + (nccl ? "nccl" : "gloo") + " device=" + device.str() +
+         " output_dir=" + config.run.output_dir;
+}
 
 }  // namespace gaft

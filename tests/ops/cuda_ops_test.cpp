@@ -51,12 +51,13 @@ TEST(CudaGate, MatchesCpu) {
   for (int mode = 0; mode < 3; ++mode)
     for (int unc = 0; unc < 3; ++unc)
       for (int adv = 0; adv < 2; ++adv)
-        for (int norm = 0; norm < 2; ++norm) {
+        for (int norm = 0; norm < 4; ++norm) {  // sft_norm x sft_coef
           GateParams p;
           p.mode = GateMode(mode);
           p.uncertainty = UncertaintyMode(unc);
           p.advantage = AdvantageMode(adv);
-          p.sft_norm = SftNorm(norm);
+          p.sft_norm = SftNorm(norm % 2);
+          p.sft_coef = SftCoefficient(norm / 2);
           p.delta = 0.3;
           GateOutputs a = gate_weights(gpu, p), b = gate_weights(cpu, p);
           const std::string tag = "mode " + std::to_string(mode) + " unc " + std::to_string(unc) + " adv " +

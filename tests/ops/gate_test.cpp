@@ -44,7 +44,7 @@ TEST(Gate, AlignedCertainSampleTrainsAsSft) {
   EXPECT_EQ(o.num_invalid.item<int64_t>(), 0);
   auto w = o.weights.accessor<float, 1>();
   EXPECT_FLOAT_EQ(w[0], 0.0f);
-  for (int n = 2; n < 6; ++n) EXPECT_FLOAT_EQ(w[n], -(1.0 - g) / 4.0);  // -(1 - g) / (B |y|), B = 1
+  for (int n = 2; n < 6; ++n) EXPECT_FLOAT_EQ(w[n], -1.0 / 4.0);  // -c / (B |y|), c = 1 - g (1 - s) = 1
   for (int n = 6; n < 14; ++n) EXPECT_EQ(w[n], 0.0f);  // constant rewards: A = 0
   EXPECT_EQ(w[14], 0.0f);
   EXPECT_EQ(o.advantages.abs().max().item<float>(), 0.0f);
@@ -68,7 +68,7 @@ TEST(Gate, ExactWeightsUncertaintyMode) {
   const double A[4] = {1 - 1.0 / 3, 0 - 2.0 / 3, 0.5 - 1.5 / 3, 0.5 - 1.5 / 3};
   for (int k = 0; k < 4; ++k) EXPECT_NEAR(o.advantages[0][k].item<float>(), A[k], 1e-6);
   auto w = o.weights.accessor<float, 1>();
-  EXPECT_NEAR(w[2], -(1 - g) / 4.0, 1e-7);
+  EXPECT_NEAR(w[2], -(1 - g * (1 - 0.8)) / 4.0, 1e-7);  // c = 1 - g (1 - s)
   const int len[4] = {2, 3, 1, 2};
   const int first[4] = {6, 8, 11, 12};
   for (int k = 0; k < 4; ++k)  // -lambda g A / (B K |y^k|)
@@ -87,7 +87,7 @@ TEST(Gate, FixedModeAndGrpo) {
   const double sd = std::sqrt(1.0 / 3.0);
   EXPECT_NEAR(o.advantages[0][0].item<float>(), 0.5 / sd, 1e-6);
   EXPECT_NEAR(o.advantages[0][1].item<float>(), -0.5 / sd, 1e-6);
-  EXPECT_NEAR(o.weights[2].item<float>(), -0.75 / 4.0, 1e-7);
+  EXPECT_NEAR(o.weights[2].item<float>(), -(1 - 0.25 * 0.1) / 4.0, 1e-7);  // c = 1 - g0 (1 - s)
   EXPECT_NEAR(o.weights[6].item<float>(), -1.0 * 0.25 * (0.5 / sd) / (4 * 2), 1e-7);
 }
 
@@ -113,7 +113,7 @@ TEST(Gate, StdAndScorerUncertaintyAndLearnedGate) {
   in.learned_gate = f32({0.4f}, {1});
   GateOutputs l = gate_weights(in, p);
   EXPECT_FLOAT_EQ(l.g.item<float>(), 0.4f);
-  EXPECT_NEAR(l.weights[2].item<float>(), -0.6 / 4, 1e-7);
+  EXPECT_NEAR(l.weights[2].item<float>(), -(1 - 0.4 * 0.1) / 4, 1e-7);
   in.learned_gate = at::Tensor();
   EXPECT_THROW(gate_weights(in, p), c10::Error);  // learned mode needs the gate
 }
@@ -133,10 +133,34 @@ TEST(Gate, FullyMisalignedSampleAbstains) {
   GateOutputs o = gate_weights(one_example({0.1f, 0.2f, 0.1f, 0.2f}, 0.2f), p);
   EXPECT_EQ(o.flags.item<int>(), kFlagAbstain);
   for (int n = 2; n < 6; ++n) EXPECT_FLOAT_EQ(o.weights[n].item<float>(), -1.0f / 4);  // SFT coefficient 1
-  p.abstention = false;  // then the ordinary 1 - g
+  p.abstention = false;  // then the ordinary c = 1 - g (1 - s)
   GateOutputs q = gate_weights(one_example({0.1f, 0.2f, 0.1f, 0.2f}, 0.2f), p);
   EXPECT_EQ(q.flags.item<int>(), 0);
-  EXPECT_NEAR(q.weights[2].item<float>(), -(1 - q.g.item<float>()) / 4, 1e-7);
+  EXPECT_NEAR(q.weights[2].item<float>(), -(1 - q.g.item<float>() * 0.8) / 4, 1e-7);
+}
+
+// c_i = 1 - g_i (1 - s_i) by default: an aligned reference is imitated in full however high the gate (here
+// every rollout fails: m = 1, g = sigmoid(3)); `complement` (METHOD.md as written) gives 1 - g.
+TEST(Gate, SftCoefficientModes) {
+  GateParams p;
+  p.w_m = 6;
+  p.w_u = 6;
+  p.tau = 3;
+  p.temperature = 1;
+  GateOutputs o = gate_weights(one_example({0, 0, 0, 0}, 1.0f), p);
+  const double g = sigmoid(3.0);
+  EXPECT_NEAR(o.g.item<float>(), g, 1e-6);
+  EXPECT_EQ(o.flags.item<int>(), 0);  // s >= delta: neither abstain nor drop
+  EXPECT_FLOAT_EQ(o.weights[2].item<float>(), -1.0f / 4);
+  EXPECT_EQ(o.advantages.abs().max().item<float>(), 0.0f);
+  GateOutputs h = gate_weights(one_example({0, 0, 0, 0}, 0.6f), p);
+  EXPECT_NEAR(h.weights[2].item<float>(), -(1 - g * 0.4) / 4, 1e-7);
+  p.sft_coef = SftCoefficient::kComplement;
+  EXPECT_NEAR(gate_weights(one_example({0, 0, 0, 0}, 1.0f), p).weights[2].item<float>(), -(1 - g) / 4, 1e-7);
+  EXPECT_NEAR(gate_weights(one_example({0, 0, 0, 0}, 0.6f), p).weights[2].item<float>(), -(1 - g) / 4, 1e-7);
+  // Scores above 1 are clamped for the coefficient: never more than full imitation.
+  p.sft_coef = SftCoefficient::kReference;
+  EXPECT_FLOAT_EQ(gate_weights(one_example({0, 0, 0, 0}, 1.5f), p).weights[2].item<float>(), -1.0f / 4);
 }
 
 TEST(Gate, RlooOfConstantRewardsIsZero) {
@@ -196,6 +220,7 @@ TEST(Gate, TokenNormalisationAndGlobalCounts) {
   GateParams p;
   p.mode = GateMode::kFixed;
   p.g0 = 0.2;
+  p.sft_coef = SftCoefficient::kComplement;  // c = 0.8 for both
   p.sft_norm = SftNorm::kToken;
   GateOutputs o = gate_weights(in, p);
   EXPECT_FLOAT_EQ(o.weights[1].item<float>(), -0.8f / 4);
@@ -242,15 +267,16 @@ TEST(Gate, MatchesReferenceOnRandomBatches) {
   for (int mode = 0; mode < 3; ++mode)
     for (int unc = 0; unc < 3; ++unc)
       for (int adv = 0; adv < 2; ++adv)
-        for (int norm = 0; norm < 2; ++norm) {
+        for (int norm = 0; norm < 4; ++norm) {  // sft_norm x sft_coef
           GateParams p;
           p.mode = GateMode(mode);
           p.uncertainty = UncertaintyMode(unc);
           p.advantage = AdvantageMode(adv);
-          p.sft_norm = SftNorm(norm);
+          p.sft_norm = SftNorm(norm % 2);
+          p.sft_coef = SftCoefficient(norm / 2);
           p.lambda = 0.7;
           p.delta = 0.3;
-          p.norm_examples = norm == 1 ? 0 : 3;
+          p.norm_examples = norm % 2 == 1 ? 0 : 3;
           GateOutputs a = gate_weights(in, p), b = reference::gate_weights(in, p);
           SCOPED_TRACE(testing::Message() << "mode " << mode << " unc " << unc << " adv " << adv << " norm " << norm);
           EXPECT_TRUE(at::allclose(a.g, b.g, 1e-5, 1e-7));
@@ -263,35 +289,41 @@ TEST(Gate, MatchesReferenceOnRandomBatches) {
         }
 }
 
-// The weights reproduce METHOD.md's loss: L = (1/B) sum_i [(1 - g_i) l_SFT,i + lambda g_i l_PG,i].
+// The weights reproduce the loss L = (1/B) sum_i [c_i l_SFT,i + lambda g_i l_PG,i], c_i = 1 - g_i (1 - s_i)
+// (default) or 1 - g_i (complement, METHOD.md step 8).
 TEST(Gate, WeightsReproduceTheObjective) {
-  torch::manual_seed(1);
-  const int64_t B = 3, K = 4, S = B + B * K;
-  GateInputs in;
-  in.rollout_scores = torch::rand({B, K}) * 0.5 + 0.5;
-  in.reference_scores = torch::rand({B}) * 0.5 + 0.5;
-  in.token_seq = at::cat({torch::full({3}, -1, torch::kLong), torch::arange(S).repeat_interleave(3),
-                          torch::arange(S).narrow(0, 0, 5)});  // lengths 4 for the first 5, 3 after
-  GateParams p;
-  p.lambda = 0.8;
-  p.delta = 0.1;  // no abstention, no dropping
-  GateOutputs o = gate_weights(in, p);
-  at::Tensor logp = -torch::rand({in.token_seq.size(0)}, torch::kDouble);  // fake log p per token
-  at::Tensor seq = in.token_seq;
-  double L = 0;
-  for (int64_t i = 0; i < B; ++i) {
-    auto seq_mean = [&](int64_t q) {
-      at::Tensor sel = seq == q;
-      return (logp.masked_select(sel).sum() / sel.sum()).item<double>();
-    };
-    const double g = o.g[i].item<float>();
-    double pg = 0;
-    for (int64_t k = 0; k < K; ++k) pg -= o.advantages[i][k].item<float>() * seq_mean(B + i * K + k);
-    L += (1 - g) * -seq_mean(i) + p.lambda * g * pg / K;
+  for (int coef = 0; coef < 2; ++coef) {
+    torch::manual_seed(1);
+    const int64_t B = 3, K = 4, S = B + B * K;
+    GateInputs in;
+    in.rollout_scores = torch::rand({B, K}) * 0.5 + 0.5;
+    in.reference_scores = torch::rand({B}) * 0.5 + 0.5;
+    in.token_seq = at::cat({torch::full({3}, -1, torch::kLong), torch::arange(S).repeat_interleave(3),
+                            torch::arange(S).narrow(0, 0, 5)});  // lengths 4 for the first 5, 3 after
+    GateParams p;
+    p.lambda = 0.8;
+    p.delta = 0.1;  // no abstention, no dropping
+    p.sft_coef = SftCoefficient(coef);
+    GateOutputs o = gate_weights(in, p);
+    at::Tensor logp = -torch::rand({in.token_seq.size(0)}, torch::kDouble);  // fake log p per token
+    at::Tensor seq = in.token_seq;
+    double L = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      auto seq_mean = [&](int64_t q) {
+        at::Tensor sel = seq == q;
+        return (logp.masked_select(sel).sum() / sel.sum()).item<double>();
+      };
+      const double g = o.g[i].item<float>();
+      double pg = 0;
+      for (int64_t k = 0; k < K; ++k) pg -= o.advantages[i][k].item<float>() * seq_mean(B + i * K + k);
+      const double s = in.reference_scores[i].item<float>();
+      const double c = coef == 0 ? 1 - g * (1 - s) : 1 - g;
+      L += c * -seq_mean(i) + p.lambda * g * pg / K;
+    }
+    L /= B;
+    const double ours = (o.weights.to(torch::kDouble) * logp).sum().item<double>();
+    EXPECT_NEAR(ours, L, 1e-6 * std::abs(L) + 1e-9) << "sft_coef " << coef;
   }
-  L /= B;
-  const double ours = (o.weights.to(torch::kDouble) * logp).sum().item<double>();
-  EXPECT_NEAR(ours, L, 1e-6 * std::abs(L) + 1e-9);
 }
 
 }  // namespace

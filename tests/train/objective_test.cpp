@@ -120,24 +120,56 @@ at::Tensor hand_loss(gaft::Llama& m, const gaft::MicroBatch& mb, double g, doubl
   return total / static_cast<double>(mb.B);
 }
 
+// SFT coefficients of the kept references {0.8, 0.9} of the batches below: 1 - g (1 - s) by default,
+// 1 - g under `complement`.
+std::vector<double> kept_coefs(double g, gaft::ops::SftCoefficient mode = gaft::ops::SftCoefficient::kReference) {
+  if (mode == gaft::ops::SftCoefficient::kComplement) return {1 - g, 1 - g};
+  return {1 - g * (1 - 0.8), 1 - g * (1 - 0.9)};
+}
+
 }  // namespace
 
 TEST(Objective, GradientEqualsHandWrittenLoss) {
-  gaft::Llama m = tiny_model(1);
-  const gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
-  const double g = 0.3, lambda = 0.7;
-  const auto p = params(g, lambda, 0.0);
-  const auto decision = gaft::decide_gate(mb, p.gate);
-  const gaft::LossResult lr = gaft::compute_loss(m, nullptr, mb, decision, p);
+  for (auto mode : {gaft::ops::SftCoefficient::kReference, gaft::ops::SftCoefficient::kComplement}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    gaft::Llama m = tiny_model(1);
+    const gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
+    const double g = 0.3, lambda = 0.7;
+    auto p = params(g, lambda, 0.0);
+    p.gate.sft_coef = mode;
+    const auto decision = gaft::decide_gate(mb, p.gate);
+    const gaft::LossResult lr = gaft::compute_loss(m, nullptr, mb, decision, p);
+    lr.loss.backward();
+    const auto ours = grads(m);
+    zero(m);
+    const at::Tensor hand = hand_loss(m, mb, g, lambda, kept_coefs(g, mode), mb.rollout_scores);
+    hand.backward();
+    EXPECT_NEAR(lr.loss.item<double>(), hand.item<double>(), 1e-5);
+    EXPECT_NEAR(lr.loss_sft + lr.loss_pg, hand.item<double>(), 1e-5);
+    expect_close(ours, grads(m), 1e-4);
+    EXPECT_EQ(lr.sequences, 8);  // 2 references + 6 rollouts (no advantage is 0)
+  }
+}
+
+// The case the reference-aware coefficient exists for: an aligned reference whose rollouts all fail. With
+// g = 1 the complement switches imitation off (and every advantage is 0: nothing trains); the default
+// imitates the reference in full.
+TEST(Objective, AlignedReferenceIsImitatedWhenEveryRolloutFails) {
+  gaft::Llama m = tiny_model(13);
+  const gaft::MicroBatch mb = batch({0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}, {1.0f, 1.0f});
+  auto p = params(1.0, 1.0, 0.5);
+  const gaft::LossResult lr = gaft::compute_loss(m, nullptr, mb, gaft::decide_gate(mb, p.gate), p);
   lr.loss.backward();
   const auto ours = grads(m);
   zero(m);
-  const at::Tensor hand = hand_loss(m, mb, g, lambda, {1 - g, 1 - g}, mb.rollout_scores);
-  hand.backward();
-  EXPECT_NEAR(lr.loss.item<double>(), hand.item<double>(), 1e-5);
-  EXPECT_NEAR(lr.loss_sft + lr.loss_pg, hand.item<double>(), 1e-5);
+  hand_loss(m, mb, 1.0, 1.0, {1.0, 1.0}, mb.rollout_scores).backward();
   expect_close(ours, grads(m), 1e-4);
-  EXPECT_EQ(lr.sequences, 8);  // 2 references + 6 rollouts (no advantage is 0)
+  EXPECT_EQ(lr.sequences, 2);
+  zero(m);
+  p.gate.sft_coef = gaft::ops::SftCoefficient::kComplement;
+  const gaft::LossResult off = gaft::compute_loss(m, nullptr, mb, gaft::decide_gate(mb, p.gate), p);
+  EXPECT_EQ(off.sequences, 0);
+  EXPECT_EQ(off.loss.item<float>(), 0.0f);
 }
 
 TEST(Objective, AbstainAndDropSetTheSftCoefficient) {
@@ -189,7 +221,7 @@ TEST(Objective, KlAsLossMatchesK3ByHand) {
   lr.loss.backward();
   const auto ours = grads(m);
   zero(m);
-  at::Tensor hand = hand_loss(m, mb, g, lambda, {1 - g, 1 - g}, mb.rollout_scores);
+  at::Tensor hand = hand_loss(m, mb, g, lambda, kept_coefs(g), mb.rollout_scores);
   double kl_k1 = 0;
   for (int64_t i = 0; i < mb.B; ++i)
     for (int64_t k = 0; k < mb.K; ++k) {
@@ -229,7 +261,7 @@ TEST(Objective, KlAsRewardShapesTheAdvantages) {
         shaped[i][k] -= beta * (seq_logp(m, s) - seq_logp(ref, s)).sum();
       }
   }
-  hand_loss(m, mb, g, lambda, {1 - g, 1 - g}, shaped).backward();
+  hand_loss(m, mb, g, lambda, kept_coefs(g), shaped).backward();
   expect_close(ours, grads(m), 1e-4);
 }
 

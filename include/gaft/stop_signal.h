@@ -1,0 +1,23 @@
+// Graceful stop on SIGTERM / SIGUSR1: Slurm's warning before a time limit or a preemption (sbatch
+// --signal=USR1@300, scancel, preemption with GraceTime). The handler only records the signal; the
+// trainer checks stop_requested() after each optimizer step, writes a checkpoint and exits with
+// kExitRequeue, which the sbatch scripts answer by requeueing the job. A second signal of the same kind
+// ends the process at once (the checkpoint on disk is then the last complete one).
+#pragma once
+
+namespace gaft {
+
+// The exit status of a run that stopped on a signal after writing its checkpoint (EX_TEMPFAIL: "try
+// again"); scripts/slurm/*.sbatch requeue on it.
+constexpr int kExitRequeue = 75;
+
+// Installs the handlers for SIGTERM and SIGUSR1 (idempotent).
+void install_stop_handlers();
+
+// The signal received (SIGTERM or SIGUSR1), or 0.
+int stop_requested();
+
+// For tests: forget a received signal.
+void clear_stop_request();
+
+}  // namespace gaft

@@ -1,0 +1,344 @@
+// Data parallelism and preemption: launch-environment resolution (torchrun-style and Slurm variables),
+// 2 Gloo processes on localhost against 1 process with the same global batch (sft and gaft), SIGTERM
+// leaving a complete, resumable checkpoint, and half-written checkpoints never being read.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "common/run_gaft.h"
+#include "common/tiny_scorer.h"
+#include "core/test_util.h"
+#include "gaft/distributed.h"
+#include "gaft/error.h"
+#include "gaft/safetensors.h"
+#include "gaft/stop_signal.h"
+
+using gaft_test::TempDir;
+
+namespace {
+
+gaft::Launch launch_from(const std::map<std::string, std::string>& env) {
+  return gaft::resolve_launch([&](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+}
+
+}  // namespace
+
+TEST(Launch, SingleProcessWithoutLauncherVariables) {
+  const gaft::Launch l = launch_from({});
+  EXPECT_EQ(l.rank, 0);
+  EXPECT_EQ(l.world_size, 1);
+  EXPECT_EQ(l.source, "single");
+}
+
+TEST(Launch, TorchrunVariables) {
+  const gaft::Launch l = launch_from(
+      {{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "10.0.0.7"}, {"MASTER_PORT", "29400"}});
+  EXPECT_EQ(l.rank, 5);
+  EXPECT_EQ(l.world_size, 8);
+  EXPECT_EQ(l.local_rank, 1);
+  EXPECT_EQ(l.master_addr, "10.0.0.7");
+  EXPECT_EQ(l.master_port, 29400);
+  EXPECT_EQ(l.source, "env");
+  EXPECT_FALSE(l.agent_store);
+  EXPECT_TRUE(launch_from({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"TORCHELASTIC_USE_AGENT_STORE", "True"}})
+                  .agent_store);
+}
+
+TEST(Launch, SlurmVariables) {
+  const gaft::Launch l = launch_from({{"SLURM_PROCID", "3"},
+                                      {"SLURM_NTASKS", "4"},
+                                      {"SLURM_LOCALID", "1"},
+                                      {"SLURM_JOB_NODELIST", "gpu[07-08]"},
+                                      {"SLURM_JOB_ID", "123456"}});
+  EXPECT_EQ(l.rank, 3);
+  EXPECT_EQ(l.world_size, 4);
+  EXPECT_EQ(l.local_rank, 1);
+  EXPECT_EQ(l.master_addr, "gpu07");
+  EXPECT_EQ(l.master_port, 15000 + 123456 % 20000);
+  EXPECT_EQ(l.source, "slurm");
+  // MASTER_ADDR / MASTER_PORT win over the node list and the job id; RANK wins over Slurm.
+  const gaft::Launch m = launch_from({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"SLURM_JOB_NODELIST", "gpu[07-08]"},
+                                      {"MASTER_ADDR", "head"}, {"MASTER_PORT", "1234"}});
+  EXPECT_EQ(m.master_addr, "head");
+  EXPECT_EQ(m.master_port, 1234);
+  const gaft::Launch t = launch_from({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"RANK", "0"}, {"WORLD_SIZE", "1"}});
+  EXPECT_EQ(t.source, "env");
+  EXPECT_EQ(t.world_size, 1);
+}
+
+TEST(Launch, BadVariablesNameTheVariable) {
+  auto message = [](const std::map<std::string, std::string>& env) {
+    try {
+      launch_from(env);
+    } catch (const gaft::UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message({{"RANK", "4"}, {"WORLD_SIZE", "4"}, {"MASTER_ADDR", "h"}}).find("RANK='4'"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "x"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}}).find("RANK='x'"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "0"}}).find("WORLD_SIZE"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}}).find("MASTER_ADDR"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "70000"}}).find("MASTER_PORT"),
+            std::string::npos);
+  EXPECT_NE(message({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}}).find("SLURM_JOB_NODELIST"), std::string::npos);
+}
+
+TEST(Launch, FirstSlurmHost) {
+  EXPECT_EQ(gaft::first_slurm_host("node1"), "node1");
+  EXPECT_EQ(gaft::first_slurm_host("node1,node2"), "node1");
+  EXPECT_EQ(gaft::first_slurm_host("gpu[07-09,12],cpu3"), "gpu07");
+  EXPECT_EQ(gaft::first_slurm_host("gpu[12,07-09]"), "gpu12");
+  EXPECT_EQ(gaft::first_slurm_host("rack1-n[001-004]-ib"), "rack1-n001-ib");
+  EXPECT_THROW(gaft::first_slurm_host("gpu[07-09"), gaft::UsageError);
+  EXPECT_THROW(gaft::first_slurm_host("gpu[]"), gaft::UsageError);
+  EXPECT_THROW(gaft::first_slurm_host(""), gaft::UsageError);
+}
+
+TEST(Dist, OneProcessIsALocalNoOp) {
+  gaft::Dist d(gaft::Launch{}, at::kCPU, gaft::DistOptions{});
+  EXPECT_FALSE(d.active());
+  EXPECT_TRUE(d.is_main());
+  std::vector<at::Tensor> t = {at::ones({3})};
+  d.sum(t);
+  EXPECT_TRUE(at::equal(t[0], at::ones({3})));
+  EXPECT_EQ(d.sum(std::vector<double>{1.5, 2}), (std::vector<double>{1.5, 2}));
+  EXPECT_EQ(d.gather({1, 2}), (std::vector<double>{1, 2}));
+  EXPECT_EQ(d.broadcast_string("x"), "x");
+  EXPECT_DOUBLE_EQ(d.max(3), 3);
+  d.barrier();
+}
+
+TEST(Dist, NcclOnCpuIsAUsageError) {
+  gaft::DistOptions o;
+  o.backend = gaft::DistBackend::kNccl;
+  EXPECT_THROW(gaft::Dist(gaft::Launch{}, at::kCPU, o), gaft::UsageError);
+}
+
+// ---- end to end: several gaft processes on localhost ----
+
+namespace {
+
+const std::string kModel = gaft_test::kStories + "/hf";
+
+int free_port() {
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t n = sizeof a;
+  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &n) != 0) {
+    ::close(s);
+    return 29577;
+  }
+  const int port = ntohs(a.sin_port);
+  ::close(s);
+  return port;
+}
+
+int read_int(const std::string& path) {
+  std::ifstream in(path);
+  int x = -1;
+  in >> x;
+  return x;
+}
+
+size_t count_lines(const std::string& path) {
+  std::ifstream in(path);
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);) n += !line.empty();
+  return n;
+}
+
+class DataParallel : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!std::filesystem::exists(kModel)) return;
+    dir_ = new TempDir("dist");
+    gaft_test::save_tiny_classifier(kModel, dir_->file("scorer"), 5);
+    std::ofstream train(dir_->file("train.jsonl"));
+    const char* prompts[] = {"Once upon a time", "The little dog", "Lily went to", "Tom had a red",
+                             "The sun was", "A bird sang", "Mom said", "The cat sat"};
+    const char* responses[] = {"there was a girl.", "ran to the park.", "the big store.", "ball and a car.",
+                               "hot and bright.", "a happy song.", "it was time for bed.", "on the mat."};
+    for (int i = 0; i < 8; ++i) train << nlohmann::json{{"prompt", prompts[i]}, {"response", responses[i]}}.dump() << "\n";
+  }
+  static void TearDownTestSuite() {
+    if (!std::getenv("GAFT_KEEP_TEST_DIR")) delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (!dir_) GTEST_SKIP() << "no shared folder";
+  }
+
+  // Global batch 4 = 2 micro-batches of 2: one process runs both, two processes one each.
+  static std::string config(const std::string& name, const std::string& objective, int64_t steps) {
+    std::string y = "run: {output_dir: " + dir_->file(name) + ", seed: 3, threads: 1}\n"
+                    "model: {path: " + kModel + "}\n"
+                    "data: {train: " + dir_->file("train.jsonl") + ", max_prompt_tokens: 32, max_response_tokens: 32}\n"
+                    "objective: {kind: " + objective + "}\n"
+                    "train: {batch_size: 2, grad_accum_steps: 2, max_steps: " + std::to_string(steps) + "}\n"
+                    "optimizer: {lr: 0.003, grad_clip: 1.0}\n"
+                    "schedule: {kind: constant}\n"
+                    "precision: {compute: float32}\n"
+                    "logging: {every_steps: 1, progress: off}\n"
+                    "checkpoint: {every_steps: 2, keep_last: 2}\n"
+                    "distributed: {timeout_s: 120}\n";
+    if (objective == "gaft")
+      y += "scorer: {heads: [{name: safety, path: " + dir_->file("scorer") + "}]}\n"
+           "rollout: {num_samples: 3, max_new_tokens: 5, temperature: 1.0}\n"
+           "gate: {mode: uncertainty, w_m: 2, w_u: 2, tau: 1}\nabstention: {delta: 0.0}\n";  // PG on every example
+    const std::string path = dir_->file(name + ".yaml");
+    gaft_test::write_bytes(path, y);
+    return path;
+  }
+
+  // Runs `world` gaft processes with RANK / WORLD_SIZE / MASTER_*; returns their exit codes.
+  static std::vector<int> launch(int world, const std::string& args, const std::string& tag) {
+    const std::string port = std::to_string(free_port());
+    std::string cmd;
+    for (int r = 0; r < world; ++r)
+      cmd += "(RANK=" + std::to_string(r) + " WORLD_SIZE=" + std::to_string(world) + " LOCAL_RANK=" + std::to_string(r) +
+             " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " OMP_NUM_THREADS=1 " + gaft_test::gaft_bin() + " " + args +
+             " > " + dir_->file(tag + ".log" + std::to_string(r)) + " 2>&1; echo $? > " +
+             dir_->file(tag + ".rc" + std::to_string(r)) + ") & ";
+    cmd += "wait";
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+    std::vector<int> codes;
+    for (int r = 0; r < world; ++r) codes.push_back(read_int(dir_->file(tag + ".rc" + std::to_string(r))));
+    return codes;
+  }
+
+  static std::string log(const std::string& tag, int r) { return gaft_test::read_bytes(dir_->file(tag + ".log" + std::to_string(r))); }
+
+  static void expect_same_weights(const std::string& a, const std::string& b, double tol) {
+    const auto ta = gaft::load_checkpoint(a).tensors, tb = gaft::load_checkpoint(b).tensors;
+    ASSERT_EQ(ta.size(), tb.size());
+    double worst = 0;
+    for (const auto& [name, t] : ta) {
+      ASSERT_TRUE(tb.count(name)) << name;
+      worst = std::max(worst, (t.to(at::kDouble) - tb.at(name).to(at::kDouble)).abs().max().item<double>());
+    }
+    EXPECT_LE(worst, tol) << a << " vs " << b;
+    // The runs did train: the weights moved away from the start.
+    const auto t0 = gaft::load_checkpoint(kModel).tensors;
+    double moved = 0;
+    for (const auto& [name, t] : ta)
+      if (t0.count(name)) moved = std::max(moved, (t.to(at::kDouble) - t0.at(name).to(at::kDouble)).abs().max().item<double>());
+    EXPECT_GT(moved, 1e-4);
+  }
+
+  static TempDir* dir_;
+};
+TempDir* DataParallel::dir_ = nullptr;
+
+}  // namespace
+
+TEST_F(DataParallel, TwoProcessesEqualOneWithTheSameGlobalBatch) {
+  for (const std::string objective : {"sft", "gaft"}) {
+    SCOPED_TRACE(objective);
+    const auto one = launch(1, "train --config " + config(objective + "_one", objective, 4), objective + "_one");
+    ASSERT_EQ(one[0], 0) << log(objective + "_one", 0);
+    const auto two = launch(2, "train --config " + config(objective + "_two", objective, 4), objective + "_two");
+    ASSERT_EQ(two[0], 0) << log(objective + "_two", 0);
+    ASSERT_EQ(two[1], 0) << log(objective + "_two", 1);
+    EXPECT_NE(log(objective + "_two", 0).find("2 ranks (gloo)"), std::string::npos) << log(objective + "_two", 0);
+    expect_same_weights(dir_->file(objective + "_one/model"), dir_->file(objective + "_two/model"), 1e-6);
+    // Rank 0 alone writes metrics, one line per step, with the whole job's example count.
+    const std::string metrics = dir_->file(objective + "_two/metrics.jsonl");
+    EXPECT_EQ(count_lines(metrics), 4u);
+    std::ifstream in(metrics);
+    std::string first;
+    std::getline(in, first);
+    const auto rec = nlohmann::json::parse(first);
+    std::ifstream in1(dir_->file(objective + "_one/metrics.jsonl"));
+    std::string first1;
+    std::getline(in1, first1);
+    const auto rec1 = nlohmann::json::parse(first1);
+    EXPECT_EQ(rec["tokens"], rec1["tokens"]);
+    EXPECT_NEAR(rec["loss"].get<double>(), rec1["loss"].get<double>(), 1e-6);
+    if (objective == "gaft") EXPECT_NEAR(rec["gate_mean"].get<double>(), rec1["gate_mean"].get<double>(), 1e-6);
+    // Every rank saved its RNG state in the checkpoints.
+    EXPECT_TRUE(std::filesystem::exists(dir_->file(objective + "_two/checkpoints/step-00000004/rng-rank-00001.pt")));
+  }
+}
+
+TEST_F(DataParallel, SigtermWritesACheckpointAndTheRunResumes) {
+  // A long run, stopped by SIGTERM once a few steps are logged.
+  const std::string cfg = config("term", "sft", 100000);
+  const std::string metrics = dir_->file("term/metrics.jsonl");
+  const std::string cmd = "(OMP_NUM_THREADS=1 " + gaft_test::gaft_bin() + " train --config " + cfg +
+                          " checkpoint.every_steps=0 > " + dir_->file("term.log") + " 2>&1 & echo $! > " +
+                          dir_->file("term.pid") + "; wait $!; echo $? > " + dir_->file("term.rc") + ") &";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (count_lines(metrics) < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_GE(count_lines(metrics), 3u) << gaft_test::read_bytes(dir_->file("term.log"));
+  const int pid = read_int(dir_->file("term.pid"));
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  while (!std::filesystem::exists(dir_->file("term.rc")) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the rc file's content
+  const std::string out = gaft_test::read_bytes(dir_->file("term.log"));
+  ASSERT_EQ(read_int(dir_->file("term.rc")), gaft::kExitRequeue) << out;
+  EXPECT_NE(out.find("signal 15 received"), std::string::npos) << out;
+
+  // The checkpoint is the step the run stopped after (the last metrics line).
+  const size_t steps = count_lines(metrics);
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08zu", steps);
+  const std::string ckpt = dir_->file("term/checkpoints/") + name;
+  ASSERT_TRUE(std::filesystem::exists(ckpt + "/trainer_state.json")) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir_->file("term/model")));
+
+  // A writer killed before its rename leaves step-N.tmp: never read, removed by the next checkpoint.
+  const std::string stale = dir_->file("term/checkpoints/step-99999999.tmp");
+  std::filesystem::copy(ckpt, stale, std::filesystem::copy_options::recursive);
+
+  // The same command resumes by itself (checkpoint.resume: auto) and finishes two steps later.
+  const auto r = gaft_test::run_gaft("train --config " + cfg + " train.max_steps=" + std::to_string(steps + 2));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resuming from " + ckpt), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(dir_->file("term/model/model.safetensors")));
+}
+
+TEST_F(DataParallel, StopSignalOnOneRankStopsEveryRank) {
+  const std::string cfg = config("term2", "sft", 100000);
+  const std::string metrics = dir_->file("term2/metrics.jsonl");
+  const std::string port = std::to_string(free_port());
+  std::string cmd;
+  for (int r = 0; r < 2; ++r)
+    cmd += "(RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port +
+           " OMP_NUM_THREADS=1 " + gaft_test::gaft_bin() + " train --config " + cfg + " checkpoint.every_steps=0 > " +
+           dir_->file("term2.log" + std::to_string(r)) + " 2>&1 & echo $! > " + dir_->file("term2.pid" + std::to_string(r)) +
+           "; wait $!; echo $? > " + dir_->file("term2.rc" + std::to_string(r)) + ") & ";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (count_lines(metrics) < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_GE(count_lines(metrics), 2u) << log("term2", 0) << log("term2", 1);
+  ASSERT_EQ(::kill(read_int(dir_->file("term2.pid1")), SIGUSR1), 0);  // rank 1 only
+  for (int r = 0; r < 2; ++r)
+    while (!std::filesystem::exists(dir_->file("term2.rc" + std::to_string(r))) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(read_int(dir_->file("term2.rc0")), gaft::kExitRequeue) << log("term2", 0);
+  EXPECT_EQ(read_int(dir_->file("term2.rc1")), gaft::kExitRequeue) << log("term2", 1);
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08zu", count_lines(metrics));
+  EXPECT_TRUE(std::filesystem::exists(dir_->file("term2/checkpoints/") + name + "/rng-rank-00001.pt"));
+}
