@@ -342,3 +342,44 @@ TEST_F(DataParallel, StopSignalOnOneRankStopsEveryRank) {
   std::snprintf(name, sizeof name, "step-%08zu", count_lines(metrics));
   EXPECT_TRUE(std::filesystem::exists(dir_->file("term2/checkpoints/") + name + "/rng-rank-00001.pt"));
 }
+
+// SIGKILL at arbitrary moments of a run that checkpoints every step: every step-N folder left behind is
+// complete (a kill during a write leaves at most a step-N.tmp folder), and the run resumes from the newest.
+TEST_F(DataParallel, KillDuringCheckpointWritesNeverLeavesAnIncompleteCheckpoint) {
+  const std::string cfg = config("kill", "sft", 100000);
+  const std::string root = dir_->file("kill/checkpoints");
+  const std::string metrics = dir_->file("kill/metrics.jsonl");
+  size_t killed_at_lines = 0;
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::string tag = "kill" + std::to_string(round);
+    const std::string cmd = "(OMP_NUM_THREADS=1 " + gaft_test::gaft_bin() + " train --config " + cfg +
+                            " checkpoint.every_steps=1 checkpoint.keep_last=2 > " + dir_->file(tag + ".log") +
+                            " 2>&1 & echo $! > " + dir_->file(tag + ".pid") + "; wait) &";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    // Wait for a few more steps than before, then kill at a moment that drifts from round to round.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (count_lines(metrics) < killed_at_lines + 2 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(7 * round));
+    const int pid = read_int(dir_->file(tag + ".pid"));
+    ASSERT_GT(pid, 0);
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    while (::kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    killed_at_lines = count_lines(metrics);
+    size_t complete = 0;
+    for (const auto& e : std::filesystem::directory_iterator(root)) {
+      const std::string name = e.path().filename().string();
+      if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) continue;  // never read
+      for (const char* f : {"trainer_state.json", "optimizer.pt", "rng.pt", "model/model.safetensors", "model/config.json"})
+        EXPECT_TRUE(std::filesystem::exists(e.path() / f)) << name << " lacks " << f;
+      ++complete;
+    }
+    EXPECT_GE(complete, 1u);
+  }
+  // The run continues from the newest complete checkpoint and finishes.
+  const auto r = gaft_test::run_gaft("train --config " + cfg + " train.max_steps=" + std::to_string(killed_at_lines + 2));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resuming from"), std::string::npos) << r.out;
+}
