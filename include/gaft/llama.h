@@ -115,6 +115,10 @@ class LlamaModelImpl : public torch::nn::Module {
   RotaryEmbedding rotary;
   int64_t sliding_window = 0;       // 0: full attention on every layer
   std::vector<bool> sliding_layers;  // per layer: windowed (when sliding_window > 0)
+  // Activation checkpointing: in a forward that builds a graph (grad mode, no cache) each decoder layer keeps
+  // only its input; backward recomputes the layer (under the forward's autocast state) and back-propagates
+  // through the recomputation. Gradients equal those without it; memory per layer drops to one [B, T, H].
+  bool checkpoint_layers = false;
 };
 TORCH_MODULE(LlamaModel);
 

@@ -7,6 +7,8 @@
 #include <functional>
 #include <set>
 
+#include <ATen/autocast_mode.h>
+
 #include "gaft/error.h"
 
 namespace gaft {
@@ -164,6 +166,50 @@ at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos,
 // Backbone and heads
 // ---------------------------------------------------------------------------------------------------------
 
+namespace {
+
+// Reentrant activation checkpointing, as torch.utils.checkpoint(use_reentrant=True): forward runs the layer
+// without a graph (Function::apply disables grad mode) and saves its inputs; backward reruns the layer with
+// grad under the forward's autocast state and back-propagates the incoming gradient through that graph,
+// which accumulates the layer's parameter gradients directly and yields the gradient of the input.
+struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
+                            const at::Tensor& sin, const at::Tensor& mask, int64_t layer) {
+    const at::DeviceType dt = x.device().type();
+    ctx->saved_data["layer"] = layer;
+    ctx->saved_data["autocast"] = at::autocast::is_autocast_enabled(dt);
+    ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(at::autocast::get_autocast_dtype(dt));
+    ctx->save_for_backward({x, cos, sin, mask});
+    return reinterpret_cast<DecoderLayerImpl*>(layer)->forward(x, cos, sin, mask, nullptr);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    const auto saved = ctx->get_saved_variables();
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    const at::DeviceType dt = saved[0].device().type();
+    const bool was_enabled = at::autocast::is_autocast_enabled(dt);
+    const at::ScalarType was_dtype = at::autocast::get_autocast_dtype(dt);
+    at::autocast::set_autocast_enabled(dt, ctx->saved_data["autocast"].toBool());
+    at::autocast::set_autocast_dtype(dt, static_cast<at::ScalarType>(ctx->saved_data["autocast_dtype"].toInt()));
+    at::Tensor x = saved[0].detach().requires_grad_(true);
+    try {
+      torch::AutoGradMode grad(true);
+      const at::Tensor y = layer->forward(x, saved[1], saved[2], saved[3], nullptr);
+      torch::autograd::backward({y}, {grad_out[0]});
+    } catch (...) {
+      at::autocast::set_autocast_enabled(dt, was_enabled);
+      at::autocast::set_autocast_dtype(dt, was_dtype);
+      throw;
+    }
+    at::autocast::set_autocast_enabled(dt, was_enabled);
+    at::autocast::set_autocast_dtype(dt, was_dtype);
+    return {x.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
 LlamaModelImpl::LlamaModelImpl(const ModelConfig& c)
     : rotary(c.head_dim, c.rope_theta, c.rope_scaling), sliding_window(c.sliding_window),
       sliding_layers(c.sliding_layers) {
@@ -245,7 +291,14 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
     const KeyMask& km = sliding_window > 0 && sliding_layers[i] ? windowed : full;
     LayerCache lc{cache ? &cache->keys[i] : nullptr, cache ? &cache->values[i] : nullptr, past,
                   cache ? cache->reserve : 0, km.first};
-    h = layers[i]->as<DecoderLayer>()->forward(h, cos, sin, km.mask, cache ? &lc : nullptr);
+    DecoderLayerImpl* layer = layers[i]->as<DecoderLayer>();
+    if (checkpoint_layers && !cache && at::GradMode::is_enabled()) {
+      // The input must require grad for backward to reach the layer (frozen embeddings, e.g. under LoRA).
+      const at::Tensor in = h.requires_grad() ? h : h.detach().requires_grad_(true);
+      h = CheckpointedLayer::apply(in, cos, sin, km.mask, reinterpret_cast<int64_t>(layer));
+    } else {
+      h = layer->forward(h, cos, sin, km.mask, cache ? &lc : nullptr);
+    }
   }
   if (cache) cache->filled = S;
   return norm->forward(h);  // [B, T, H]

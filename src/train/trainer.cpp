@@ -228,6 +228,7 @@ void Trainer::setup() {
                     "the tokenizer does not belong to this model; set tokenizer.path to the model's own tokenizer");
   policy_->to(device_, master_);
   policy_->train();
+  policy_->model->checkpoint_layers = cfg_.model.gradient_checkpointing;
   pad_ = pad_id_for(policy_, *tok_);
   {
     torch::NoGradGuard no_grad;

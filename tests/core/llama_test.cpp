@@ -2,6 +2,7 @@
 // logits within 1e-4 in fp32, identical greedy tokens, KV cache = full forward, and load-time checks.
 #include "gaft/llama.h"
 
+#include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
 
 #include "gaft/generate.h"
@@ -219,4 +220,45 @@ TEST(Llama, UnknownDtypeInCheckpointNamesTensor) {
   bytes.replace(at, 5, "\"U16\"");
   gaft_test::write_bytes(dir.file("model.safetensors"), bytes);
   expect_data_error([&] { gaft::load_llama(dir.str()); }, {"model.safetensors", "unsupported dtype U16"});
+}
+
+// Activation checkpointing recomputes each layer in backward: the same loss and the same gradients (fp32, and
+// under bf16 autocast, whose state the recomputation must restore).
+TEST(Llama, ActivationCheckpointingGivesTheSameGradients) {
+  gaft::ModelConfig c = gaft::load_model_config(kModelData + "/llama");
+  for (const bool autocast : {false, true}) {
+    SCOPED_TRACE(autocast ? "bf16 autocast" : "fp32");
+    std::vector<std::vector<at::Tensor>> grads;
+    std::vector<double> losses;
+    for (const bool ckpt : {false, true}) {
+      torch::manual_seed(3);
+      gaft::Llama m(c);
+      m->model->checkpoint_layers = ckpt;
+      const at::Tensor ids = torch::randint(0, c.vocab_size, {2, 9});
+      at::Tensor mask = torch::ones({2, 9}, torch::kLong);
+      mask[1].narrow(0, 0, 3).zero_();  // left padding on the second row
+      if (autocast) {
+        at::autocast::set_autocast_enabled(at::kCPU, true);
+        at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+      }
+      const at::Tensor logits = m->logits(m->forward(ids, mask));
+      const at::Tensor loss = logits.to(at::kFloat).log_softmax(-1).select(-1, 5).mean();
+      if (autocast) {
+        at::autocast::set_autocast_enabled(at::kCPU, false);
+        at::autocast::clear_cache();
+      }
+      loss.backward();  // backward outside the autocast region, as the trainer does
+      losses.push_back(loss.item<double>());
+      std::vector<at::Tensor> g;
+      for (const auto& p : m->parameters()) g.push_back(p.grad().clone());
+      grads.push_back(g);
+    }
+    EXPECT_NEAR(losses[0], losses[1], 1e-6);
+    ASSERT_EQ(grads[0].size(), grads[1].size());
+    for (size_t i = 0; i < grads[0].size(); ++i) {
+      const double scale = std::max(1e-6, grads[0][i].abs().max().item<double>());
+      EXPECT_LE((grads[0][i] - grads[1][i]).abs().max().item<double>() / scale, autocast ? 1e-2 : 1e-5) << "parameter " << i;
+      EXPECT_GT(grads[1][i].abs().max().item<double>(), 0.0) << "parameter " << i;
+    }
+  }
 }
