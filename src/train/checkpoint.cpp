@@ -109,7 +109,7 @@ std::string write_checkpoint(const std::string& output_dir, const TrainerState& 
     return false;
   };
   bool ok = !main || attempt([&] {
-    // Folders of writers killed before their rename: never complete, never read.
+    // Folders of writers killed before their rename, or of removals cut short: never read.
     if (fs::is_directory(root, ec))
       for (const auto& e : fs::directory_iterator(root, ec)) {
         const std::string n = e.path().filename().string();
@@ -137,7 +137,12 @@ std::string write_checkpoint(const std::string& output_dir, const TrainerState& 
   if (main) {
     auto all = complete_checkpoints(output_dir);
     while (static_cast<int64_t>(all.size()) > keep_last) {
-      fs::remove_all(all.front().second, ec);
+      // Renamed out of the step-N namespace first (atomic), then removed: a kill during the removal leaves a
+      // step-N.tmp folder (cleaned by the next write), never a step-N folder with its files half gone.
+      const fs::path doomed = all.front().second.string() + ".tmp";
+      fs::remove_all(doomed, ec);
+      fs::rename(all.front().second, doomed, ec);
+      fs::remove_all(ec ? all.front().second : doomed, ec);
       all.erase(all.begin());
     }
   }
