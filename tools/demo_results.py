@@ -57,6 +57,21 @@ def pct(m):
 
 # ---- SVG ----------------------------------------------------------------------------------------------
 
+def svg_start(title, width, height, L, R, B):
+    """The opening of a chart: the canvas, its title and the x axis."""
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+            f'<rect width="{width}" height="{height}" fill="white"/>',
+            f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{title}</text>',
+            f'<line x1="{L}" y1="{height - B}" x2="{width - R}" y2="{height - B}" stroke="black"/>']
+
+
+def svg_finish(out, path):
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return True
+
+
 def svg_lines(title, series, xlabel, ylabel, path, ylim=None, width=560, height=300):
     """series: [(label, color, [(x, y), ...], dashed)] -> a line chart."""
     pts = [p for _, _, s, _ in series for p in s if p[1] is not None and math.isfinite(p[1])]
@@ -71,10 +86,7 @@ def svg_lines(title, series, xlabel, ylabel, path, ylim=None, width=560, height=
     L, R, T, B = 60, 150, 30, 40
     sx = lambda x: L + (x - x0) / (x1 - x0) * (width - L - R)
     sy = lambda y: height - B - (y - y0) / (y1 - y0) * (height - T - B)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{title}</text>',
-           f'<line x1="{L}" y1="{height - B}" x2="{width - R}" y2="{height - B}" stroke="black"/>',
+    out = svg_start(title, width, height, L, R, B) + [
            f'<line x1="{L}" y1="{T}" x2="{L}" y2="{height - B}" stroke="black"/>',
            f'<text x="{(L + width - R) / 2}" y="{height - 8}" text-anchor="middle">{xlabel}</text>',
            f'<text x="14" y="{(T + height - B) / 2}" text-anchor="middle" transform="rotate(-90 14 {(T + height - B) / 2})">{ylabel}</text>']
@@ -95,10 +107,7 @@ def svg_lines(title, series, xlabel, ylabel, path, ylim=None, width=560, height=
         ly = T + 14 * k + 6
         out.append(f'<line x1="{width - R + 8}" y1="{ly}" x2="{width - R + 28}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>')
         out.append(f'<text x="{width - R + 32}" y="{ly + 4}">{label}</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
-    return True
+    return svg_finish(out, path)
 
 
 def svg_bars(title, groups, path, width=560, height=300):
@@ -111,10 +120,7 @@ def svg_bars(title, groups, path, width=560, height=300):
     y1 = min(1.0, math.ceil(y1 * 10) / 10) if y1 <= 1 else y1
     sy = lambda y: height - B - y / y1 * (height - T - B)
     gw = (width - L - R) / len(groups)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{title}</text>',
-           f'<line x1="{L}" y1="{height - B}" x2="{width - R}" y2="{height - B}" stroke="black"/>']
+    out = svg_start(title, width, height, L, R, B)
     for i in range(5):
         y = y1 * i / 4
         out.append(f'<text x="{L - 4}" y="{sy(y) + 4}" text-anchor="end">{100 * y:.0f}%</text>')
@@ -134,10 +140,7 @@ def svg_bars(title, groups, path, width=560, height=300):
         ly = T + 14 * k + 6
         out.append(f'<rect x="{width - R + 8}" y="{ly - 6}" width="12" height="10" fill="{color}"/>')
         out.append(f'<text x="{width - R + 24}" y="{ly + 3}">{label}</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
-    return True
+    return svg_finish(out, path)
 
 
 def main():

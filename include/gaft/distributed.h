@@ -43,6 +43,11 @@ std::string first_slurm_host(const std::string& nodelist);
 
 enum class DistBackend { kAuto, kGloo, kNccl };
 
+// This process's device: cuda:local_rank when a CUDA run has several processes, else `device` unchanged.
+at::Device rank_device(at::Device device, const Launch& launch);
+// Whether the process group is NCCL: asked for, or auto on a CUDA device.
+bool uses_nccl(DistBackend backend, at::Device device);
+
 struct DistOptions {
   DistBackend backend = DistBackend::kAuto;  // auto: NCCL for CUDA devices, Gloo otherwise
   std::chrono::milliseconds timeout{std::chrono::minutes(30)};  // rendezvous and every collective
@@ -68,8 +73,8 @@ class Dist {
   // Rank 0's values into every rank's tensors (in place; same shapes everywhere).
   void broadcast(const std::vector<at::Tensor>& tensors);
   // Sums the tensors over all ranks, in place, flattened into buckets of options.bucket_bytes per dtype;
-  // every bucket is launched before the first is waited for. Undefined tensors are treated as zeros and
-  // filled in (a rank may have had no gradient for a parameter).
+  // every bucket is launched before the first is waited for. Every tensor must be defined (give zeros for
+  // a parameter this rank had no gradient for).
   void sum(std::vector<at::Tensor>& tensors);
   // Element-wise sum / max of small vectors of doubles over all ranks (same length everywhere).
   std::vector<double> sum(std::vector<double> values);

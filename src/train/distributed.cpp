@@ -108,6 +108,15 @@ Launch resolve_launch(const std::function<const char*(const char*)>& getenv_fn) 
   return l;
 }
 
+at::Device rank_device(at::Device device, const Launch& launch) {
+  if (!device.is_cuda() || launch.world_size <= 1) return device;
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(launch.local_rank));
+}
+
+bool uses_nccl(DistBackend backend, at::Device device) {
+  return backend == DistBackend::kNccl || (backend == DistBackend::kAuto && device.is_cuda());
+}
+
 struct Dist::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> group;
@@ -117,7 +126,7 @@ struct Dist::Impl {
 
 Dist::Dist(const Launch& launch, at::Device device, const DistOptions& options)
     : launch_(launch), options_(options), device_(device), impl_(std::make_unique<Impl>()) {
-  const bool nccl = options.backend == DistBackend::kNccl || (options.backend == DistBackend::kAuto && device.is_cuda());
+  const bool nccl = uses_nccl(options.backend, device);
   impl_->backend = nccl ? "nccl" : "gloo";
   if (nccl && !device.is_cuda())
     throw UsageError("distributed.backend nccl needs CUDA devices; this run is on " + device.str(),

@@ -94,6 +94,10 @@ Llama load_classifier_policy(const std::string& dir, int64_t num_labels) {
   return cls;
 }
 
+DistBackend dist_backend(Backend b) {
+  return b == Backend::kGloo ? DistBackend::kGloo : b == Backend::kNccl ? DistBackend::kNccl : DistBackend::kAuto;
+}
+
 // Trained tokens of an example's reference: earlier assistant turns (position 0 is never a target) and the
 // response.
 int64_t trained_tokens(const Example& ex) {
@@ -166,18 +170,13 @@ class Trainer {
 void Trainer::setup() {
   // Data parallelism: one process per device, ranks from the launcher (docs/cluster.md).
   const Launch launch = resolve_launch();
-  device_ = resolve_device(cfg_.run.device);
-  if (device_.is_cuda() && launch.world_size > 1) {
-    const int64_t visible = static_cast<int64_t>(torch::cuda::device_count());
-    if (launch.local_rank >= visible)
-      throw UsageError("local rank " + std::to_string(launch.local_rank) + " has no GPU: " + std::to_string(visible) +
-                       " visible on this node", "start one process per GPU (srun --ntasks-per-node = --gpus-per-node)");
-    device_ = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(launch.local_rank));
-  }
+  device_ = rank_device(resolve_device(cfg_.run.device), launch);
+  if (device_.is_cuda() && launch.world_size > 1 && launch.local_rank >= static_cast<int64_t>(torch::cuda::device_count()))
+    throw UsageError("local rank " + std::to_string(launch.local_rank) + " has no GPU: " +
+                         std::to_string(torch::cuda::device_count()) + " visible on this node",
+                     "start one process per GPU (srun --ntasks-per-node = --gpus-per-node)");
   DistOptions dopts;
-  dopts.backend = cfg_.distributed.backend == Backend::kGloo   ? DistBackend::kGloo
-                  : cfg_.distributed.backend == Backend::kNccl ? DistBackend::kNccl
-                                                               : DistBackend::kAuto;
+  dopts.backend = dist_backend(cfg_.distributed.backend);
   dopts.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg_.distributed.timeout_s * 1000.0));
   dopts.bucket_bytes = static_cast<int64_t>(cfg_.distributed.bucket_mb * 1024.0 * 1024.0);
   if (launch.world_size > 1 && launch.rank > 0) log::set_rank_tag("rank " + std::to_string(launch.rank), log::Level::kWarn);
@@ -784,10 +783,8 @@ TrainSummary train(const RunConfig& config) { return Trainer(config).run(); }
 
 std::string describe_launch(const RunConfig& config) {
   const Launch l = resolve_launch();
-  at::Device device = resolve_device(config.run.device);
-  if (device.is_cuda() && l.world_size > 1) device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(l.local_rank));
-  const bool nccl = config.distributed.backend == Backend::kNccl ||
-                    (config.distributed.backend == Backend::kAuto && device.is_cuda());
+  const at::Device device = rank_device(resolve_device(config.run.device), l);
+  const bool nccl = uses_nccl(dist_backend(config.distributed.backend), device);
   return "rank=" + std::to_string(l.rank) + " world_size=" + std::to_string(l.world_size) + " local_rank=" +
          std::to_string(l.local_rank) + " master=" + l.master_addr + ":" + std::to_string(l.master_port) +
          " source=" + l.source + " backend=" + (nccl ? "nccl" : "gloo") + " device=" + device.str() +

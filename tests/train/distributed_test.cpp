@@ -204,23 +204,45 @@ class DataParallel : public ::testing::Test {
     return path;
   }
 
-  // Runs `world` gaft processes with RANK / WORLD_SIZE / MASTER_*; returns their exit codes.
-  static std::vector<int> launch(int world, const std::string& args, const std::string& tag) {
+  // <tag>.<kind><rank>: a process's output ("log"), pid ("pid") and exit code ("rc").
+  static std::string file(const std::string& tag, const char* kind, int r) {
+    return dir_->file(tag + "." + kind + std::to_string(r));
+  }
+
+  // Starts `world` gaft processes in the background (with RANK / WORLD_SIZE / MASTER_* when world > 1). Each
+  // writes its output, its pid and, once it has ended, its exit code (renamed into place: complete when seen).
+  static void start(int world, const std::string& args, const std::string& tag) {
     const std::string port = std::to_string(free_port());
     std::string cmd;
-    for (int r = 0; r < world; ++r)
-      cmd += "(RANK=" + std::to_string(r) + " WORLD_SIZE=" + std::to_string(world) + " LOCAL_RANK=" + std::to_string(r) +
-             " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " OMP_NUM_THREADS=1 " + gaft_test::gaft_bin() + " " + args +
-             " > " + dir_->file(tag + ".log" + std::to_string(r)) + " 2>&1; echo $? > " +
-             dir_->file(tag + ".rc" + std::to_string(r)) + ") & ";
-    cmd += "wait";
+    for (int r = 0; r < world; ++r) {
+      const std::string env = world == 1 ? "" : "RANK=" + std::to_string(r) + " WORLD_SIZE=" + std::to_string(world) +
+                                                    " LOCAL_RANK=" + std::to_string(r) +
+                                                    " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " ";
+      const std::string rc = file(tag, "rc", r);
+      cmd += "(" + env + "OMP_NUM_THREADS=1 " + gaft_test::gaft_bin() + " " + args + " > " + file(tag, "log", r) +
+             " 2>&1 & echo $! > " + file(tag, "pid", r) + "; wait $!; echo $? > " + rc + ".tmp; mv " + rc + ".tmp " +
+             rc + ") & ";
+    }
     EXPECT_EQ(std::system(cmd.c_str()), 0);
+  }
+
+  // Process r's exit code once it has ended (-1 if it has not within `seconds`).
+  static int exit_code(const std::string& tag, int r, int seconds = 600) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (!std::filesystem::exists(file(tag, "rc", r)) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return read_int(file(tag, "rc", r));
+  }
+
+  // Runs `world` gaft processes to the end; returns their exit codes.
+  static std::vector<int> launch(int world, const std::string& args, const std::string& tag) {
+    start(world, args, tag);
     std::vector<int> codes;
-    for (int r = 0; r < world; ++r) codes.push_back(read_int(dir_->file(tag + ".rc" + std::to_string(r))));
+    for (int r = 0; r < world; ++r) codes.push_back(exit_code(tag, r));
     return codes;
   }
 
-  static std::string log(const std::string& tag, int r) { return gaft_test::read_bytes(dir_->file(tag + ".log" + std::to_string(r))); }
+  static std::string log(const std::string& tag, int r) { return gaft_test::read_bytes(file(tag, "log", r)); }
 
   static void expect_same_weights(const std::string& a, const std::string& b, double tol) {
     const auto ta = gaft::load_checkpoint(a).tensors, tb = gaft::load_checkpoint(b).tensors;
@@ -278,22 +300,17 @@ TEST_F(DataParallel, SigtermWritesACheckpointAndTheRunResumes) {
   // A long run, stopped by SIGTERM once a few steps are logged.
   const std::string cfg = config("term", "sft", 100000);
   const std::string metrics = dir_->file("term/metrics.jsonl");
-  const std::string cmd = "(OMP_NUM_THREADS=1 " + gaft_test::gaft_bin() + " train --config " + cfg +
-                          " checkpoint.every_steps=0 > " + dir_->file("term.log") + " 2>&1 & echo $! > " +
-                          dir_->file("term.pid") + "; wait $!; echo $? > " + dir_->file("term.rc") + ") &";
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  start(1, "train --config " + cfg + " checkpoint.every_steps=0", "term");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (count_lines(metrics) < 3 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GE(count_lines(metrics), 3u) << gaft_test::read_bytes(dir_->file("term.log"));
-  const int pid = read_int(dir_->file("term.pid"));
+  ASSERT_GE(count_lines(metrics), 3u) << log("term", 0);
+  const int pid = read_int(file("term", "pid", 0));
   ASSERT_GT(pid, 0);
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
-  while (!std::filesystem::exists(dir_->file("term.rc")) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the rc file's content
-  const std::string out = gaft_test::read_bytes(dir_->file("term.log"));
-  ASSERT_EQ(read_int(dir_->file("term.rc")), gaft::kExitRequeue) << out;
+  const int code = exit_code("term", 0, 120);
+  const std::string out = log("term", 0);
+  ASSERT_EQ(code, gaft::kExitRequeue) << out;
   EXPECT_NE(out.find("signal 15 received"), std::string::npos) << out;
 
   // The checkpoint is the step the run stopped after (the last metrics line).
@@ -319,25 +336,14 @@ TEST_F(DataParallel, SigtermWritesACheckpointAndTheRunResumes) {
 TEST_F(DataParallel, StopSignalOnOneRankStopsEveryRank) {
   const std::string cfg = config("term2", "sft", 100000);
   const std::string metrics = dir_->file("term2/metrics.jsonl");
-  const std::string port = std::to_string(free_port());
-  std::string cmd;
-  for (int r = 0; r < 2; ++r)
-    cmd += "(RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port +
-           " OMP_NUM_THREADS=1 " + gaft_test::gaft_bin() + " train --config " + cfg + " checkpoint.every_steps=0 > " +
-           dir_->file("term2.log" + std::to_string(r)) + " 2>&1 & echo $! > " + dir_->file("term2.pid" + std::to_string(r)) +
-           "; wait $!; echo $? > " + dir_->file("term2.rc" + std::to_string(r)) + ") & ";
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  start(2, "train --config " + cfg + " checkpoint.every_steps=0", "term2");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (count_lines(metrics) < 2 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_GE(count_lines(metrics), 2u) << log("term2", 0) << log("term2", 1);
-  ASSERT_EQ(::kill(read_int(dir_->file("term2.pid1")), SIGUSR1), 0);  // rank 1 only
-  for (int r = 0; r < 2; ++r)
-    while (!std::filesystem::exists(dir_->file("term2.rc" + std::to_string(r))) && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(read_int(dir_->file("term2.rc0")), gaft::kExitRequeue) << log("term2", 0);
-  EXPECT_EQ(read_int(dir_->file("term2.rc1")), gaft::kExitRequeue) << log("term2", 1);
+  ASSERT_EQ(::kill(read_int(file("term2", "pid", 1)), SIGUSR1), 0);  // rank 1 only
+  EXPECT_EQ(exit_code("term2", 0, 120), gaft::kExitRequeue) << log("term2", 0);
+  EXPECT_EQ(exit_code("term2", 1, 120), gaft::kExitRequeue) << log("term2", 1);
   char name[32];
   std::snprintf(name, sizeof name, "step-%08zu", count_lines(metrics));
   EXPECT_TRUE(std::filesystem::exists(dir_->file("term2/checkpoints/") + name + "/rng-rank-00001.pt"));
@@ -353,16 +359,13 @@ TEST_F(DataParallel, KillDuringCheckpointWritesNeverLeavesAnIncompleteCheckpoint
   for (int round = 0; round < 4; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     const std::string tag = "kill" + std::to_string(round);
-    const std::string cmd = "(OMP_NUM_THREADS=1 " + gaft_test::gaft_bin() + " train --config " + cfg +
-                            " checkpoint.every_steps=1 checkpoint.keep_last=2 > " + dir_->file(tag + ".log") +
-                            " 2>&1 & echo $! > " + dir_->file(tag + ".pid") + "; wait) &";
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    start(1, "train --config " + cfg + " checkpoint.every_steps=1 checkpoint.keep_last=2", tag);
     // Wait for a few more steps than before, then kill at a moment that drifts from round to round.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (count_lines(metrics) < killed_at_lines + 2 && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     std::this_thread::sleep_for(std::chrono::milliseconds(7 * round));
-    const int pid = read_int(dir_->file(tag + ".pid"));
+    const int pid = read_int(file(tag, "pid", 0));
     ASSERT_GT(pid, 0);
     ASSERT_EQ(::kill(pid, SIGKILL), 0);
     while (::kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline)
