@@ -22,24 +22,12 @@
 #include <vector>
 
 #include "gaft/ops.h"
+#include "proc_memory.h"
 
 namespace {
 
-// kB field of /proc/self/status, e.g. "VmHWM".
-int64_t status_kb(const std::string& field) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1));
-  }
-  return -1;
-}
-
-bool reset_peak() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
-  return static_cast<bool>(f);
-}
+using gaft_tools::reset_peak;
+using gaft_tools::status_kb;
 
 struct Measure {
   double median_ms = 0;

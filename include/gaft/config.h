@@ -52,6 +52,18 @@ struct ModelSection {
   bool gradient_checkpointing = false;   // recompute each decoder layer in backward
 };
 
+// LoRA adapters (gaft/lora.h): the base is frozen (held in the compute dtype), only the adapters train, and
+// the base itself is the KL reference policy.
+struct LoraSection {
+  bool enabled = false;
+  int64_t rank = 16;
+  double alpha = 32.0;                   // scale = alpha / rank (alpha / sqrt(rank) with rslora)
+  double dropout = 0.05;                 // on the adapter input, in training forwards
+  std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  bool rslora = false;
+  std::string adapter;                   // start from this PEFT adapter folder (its rank, alpha, targets win)
+};
+
 struct TokenizerSection {
   std::string path;                             // default: model.path
   ChatTemplate chat_template = ChatTemplate::kAuto;  // auto: from tokenizer_config.json
@@ -192,6 +204,7 @@ struct EvalSection {
 struct RunConfig {
   RunSection run;
   ModelSection model;
+  LoraSection lora;
   TokenizerSection tokenizer;
   ScorerSection scorer;
   DataSection data;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "gaft/lora.h"
 #include "gaft/model_config.h"
 #include "gaft/safetensors.h"
 
@@ -75,7 +76,7 @@ class AttentionImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      const LayerCache* cache);
   AttentionOptions opt;
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // adaptable (lora.h)
   RMSNorm q_norm{nullptr}, k_norm{nullptr};
 };
 TORCH_MODULE(Attention);
@@ -85,7 +86,7 @@ class MLPImpl : public torch::nn::Module {
  public:
   MLPImpl(int64_t hidden_size, int64_t intermediate_size, bool bias);
   at::Tensor forward(const at::Tensor& x);  // [B, T, H]
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};  // adaptable (lora.h)
 };
 TORCH_MODULE(MLP);
 
@@ -160,7 +161,8 @@ void load_llama_weights(Llama& model, const Checkpoint& ckpt, const std::string&
 // The same from the mapped files, dropping each tensor's pages once copied (peak: the parameters + one tensor).
 void load_llama_weights(Llama& model, const MappedCheckpoint& ckpt, const std::string& where);
 // config.json + model.safetensors (or shards) from `dir`, read through the mapping straight into parameters
-// already in the compute dtype and on the device.
+// already in the compute dtype and on the device. A PEFT adapter folder (lora.h) loads its base
+// (base_model_name_or_path) with the adapter merged in.
 Llama load_llama(const std::string& dir, const LoadOptions& options = {});
 
 }  // namespace gaft

@@ -54,7 +54,8 @@ struct LossResult {
 // the trainer uses the flags to substitute abstention targets.
 ops::GateOutputs decide_gate(const MicroBatch& mb, const ops::GateParams& params);
 
-// The loss of a micro-batch. `reference`: the frozen initial policy, needed when params.kl != kNone.
+// The loss of a micro-batch. `reference`: the frozen initial policy, needed when params.kl != kNone; under
+// LoRA it is `policy` itself, whose base (adapters disabled) is the initial policy.
 LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, const ops::GateOutputs& decision,
                         const ObjectiveParams& params);
 

@@ -14,6 +14,7 @@
 #include "gaft/generate.h"
 #include "gaft/info.h"
 #include "gaft/log.h"
+#include "gaft/lora.h"
 #include "gaft/tokenizer.h"
 #include "gaft/stop_signal.h"
 #include "gaft/trainer.h"
@@ -124,6 +125,17 @@ int main(int argc, char** argv) {
   eval->add_option("--model", eval_models, "Model directory, or NAME=DIR, to evaluate (repeat to compare; replaces the config's models)")
       ->allow_extra_args(false);  // one folder per --model: what follows is an override
 
+  // gaft export --merge ADAPTER --out DIR [--base DIR] [--dtype D]
+  std::string export_adapter, export_out, export_base, export_dtype = "auto";
+  bool export_merge = false;
+  CLI::App* exporter = app.add_subcommand("export", "Write a PEFT LoRA adapter merged into its base as a full Hugging Face folder");
+  exporter->add_flag("--merge", export_merge, "Fold the adapter into the base weights (required: the only export there is)")->required();
+  exporter->add_option("adapter", export_adapter, "PEFT adapter folder (adapter_config.json, adapter_model.safetensors)")->required();
+  exporter->add_option("--out", export_out, "Output model folder")->required();
+  exporter->add_option("--base", export_base, "Base model folder; default: the adapter's base_model_name_or_path");
+  exporter->add_option("--dtype", export_dtype, "Stored dtype: auto (the base's), float32, bfloat16 or float16")
+      ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -171,6 +183,13 @@ int main(int argc, char** argv) {
       const gaft::EvalConfig cfg = gaft::load_eval_config(eval_config, eval_overrides, eval_models);
       const nlohmann::json report = gaft::eval::run_eval(cfg);
       std::cout << gaft::eval::report_markdown(report);
+    } else if (*exporter) {
+      std::optional<at::ScalarType> dtype;
+      if (export_dtype == "float32") dtype = at::kFloat;
+      if (export_dtype == "bfloat16") dtype = at::kBFloat16;
+      if (export_dtype == "float16") dtype = at::kHalf;
+      gaft::export_merged(export_adapter, export_base, export_out, dtype);
+      std::cout << export_out << "\n";
     } else if (*logits) {
       gaft::write_logits(logits_model, gaft::parse_token_ids(logits_ids), logits_out);
     }

@@ -39,6 +39,16 @@ void describe(Schema& s, ModelSection& c) {
   s.flag("gradient_checkpointing", &c.gradient_checkpointing, "Recompute each decoder layer in backward.");
 }
 
+void describe(Schema& s, LoraSection& c) {
+  s.flag("enabled", &c.enabled, "Train LoRA adapters instead of the whole model; the frozen base is the KL reference.");
+  s.integer("rank", &c.rank, "Adapter rank r.", Range::at_least(1));
+  s.number("alpha", &c.alpha, "Adapter scale numerator: scale = alpha / rank.", Range::positive());
+  s.number("dropout", &c.dropout, "Dropout on the adapter input during training.", Range::at_least(0));
+  s.texts("targets", &c.targets, "Projections that get adapters: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.");
+  s.flag("rslora", &c.rslora, "Rank-stabilised scale alpha / sqrt(rank).");
+  s.text("adapter", &c.adapter, "Start from this PEFT adapter folder (its rank, alpha and targets); empty: new adapters.");
+}
+
 void describe(Schema& s, TokenizerSection& c) {
   s.text("path", &c.path, "Tokenizer folder or file; empty means model.path.");
   s.choice("chat_template", &c.chat_template,
@@ -202,6 +212,7 @@ void describe(Schema& s, EvalSection& c) {
 void describe(Schema& s, RunConfig& c) {
   s.section("run", &c.run, describe, "The run: name, output directory, seed, device.");
   s.section("model", &c.model, describe, "The policy being fine-tuned.", true);
+  s.section("lora", &c.lora, describe, "Low-rank adapters in PEFT's format (docs/lora.md).");
   s.section("tokenizer", &c.tokenizer, describe, "The policy's tokenizer and chat format.");
   s.section("scorer", &c.scorer, describe, "The frozen alignment scorer S.");
   s.section("data", &c.data, describe, "Training and held-out data.", true);
@@ -435,6 +446,19 @@ void validate(const RunConfig& c, Diagnostics& diag) {
     diag.add("precision.compute", "float16 compute is not supported on cpu; expected bfloat16 or float32");
   if (c.precision.master == DType::kAuto || c.precision.master == DType::kFloat16)
     diag.add("precision.master", "master weights must be float32 or bfloat16");
+  if (c.lora.enabled) {
+    if (c.objective.kind == Objective::kClassifier)
+      diag.add("lora.enabled", "LoRA trains causal LMs (sft, gaft); the classifier objective's new score head would "
+                               "have to be trained in full");
+    if (c.lora.dropout >= 1.0) diag.add("lora.dropout", "expected a probability below 1");
+    if (c.lora.targets.empty()) diag.add("lora.targets", "expected at least one projection");
+    static const std::set<std::string> known = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    for (const std::string& t : c.lora.targets)
+      if (!known.count(t))
+        diag.add("lora.targets", "unknown projection '" + t + "'; expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj");
+  } else if (!c.lora.adapter.empty()) {
+    diag.add("lora.adapter", "an adapter is set but lora.enabled is false");
+  }
   if (c.data.max_prompt_tokens + c.data.max_response_tokens > c.tokenizer.max_length)
     diag.add("data.max_response_tokens",
              "data.max_prompt_tokens + data.max_response_tokens = " +

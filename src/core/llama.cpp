@@ -71,10 +71,10 @@ std::pair<at::Tensor, at::Tensor> RotaryEmbedding::cos_sin(const at::Tensor& pos
 }
 
 AttentionImpl::AttentionImpl(const AttentionOptions& o) : opt(o) {
-  q_proj = register_module("q_proj", linear(o.hidden_size, o.num_heads * o.head_dim, o.qkv_bias));
-  k_proj = register_module("k_proj", linear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
-  v_proj = register_module("v_proj", linear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
-  o_proj = register_module("o_proj", linear(o.num_heads * o.head_dim, o.hidden_size, o.o_bias));
+  q_proj = register_module("q_proj", LoraLinear(o.hidden_size, o.num_heads * o.head_dim, o.qkv_bias));
+  k_proj = register_module("k_proj", LoraLinear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
+  v_proj = register_module("v_proj", LoraLinear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
+  o_proj = register_module("o_proj", LoraLinear(o.num_heads * o.head_dim, o.hidden_size, o.o_bias));
   if (o.qk_norm) {
     q_norm = register_module("q_norm", RMSNorm(o.head_dim, o.eps));
     k_norm = register_module("k_norm", RMSNorm(o.head_dim, o.eps));
@@ -140,9 +140,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
 }
 
 MLPImpl::MLPImpl(int64_t hidden, int64_t inter, bool bias) {
-  gate_proj = register_module("gate_proj", linear(hidden, inter, bias));
-  up_proj = register_module("up_proj", linear(hidden, inter, bias));
-  down_proj = register_module("down_proj", linear(inter, hidden, bias));
+  gate_proj = register_module("gate_proj", LoraLinear(hidden, inter, bias));
+  up_proj = register_module("up_proj", LoraLinear(hidden, inter, bias));
+  down_proj = register_module("down_proj", LoraLinear(inter, hidden, bias));
 }
 
 at::Tensor MLPImpl::forward(const at::Tensor& x) {
@@ -172,6 +172,8 @@ namespace {
 // without a graph (Function::apply disables grad mode) and saves its inputs; backward reruns the layer with
 // grad under the forward's autocast state and back-propagates the incoming gradient through that graph,
 // which accumulates the layer's parameter gradients directly and yields the gradient of the input.
+at::Tensor mask_or_none(const at::Tensor& mask) { return mask.numel() == 0 ? at::Tensor() : mask; }
+
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
                             const at::Tensor& sin, const at::Tensor& mask, int64_t layer) {
@@ -180,7 +182,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     ctx->saved_data["autocast"] = at::autocast::is_autocast_enabled(dt);
     ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(at::autocast::get_autocast_dtype(dt));
     ctx->save_for_backward({x, cos, sin, mask});
-    return reinterpret_cast<DecoderLayerImpl*>(layer)->forward(x, cos, sin, mask, nullptr);
+    return reinterpret_cast<DecoderLayerImpl*>(layer)->forward(x, cos, sin, mask_or_none(mask), nullptr);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -195,7 +197,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     at::Tensor x = saved[0].detach().requires_grad_(true);
     try {
       torch::AutoGradMode grad(true);
-      const at::Tensor y = layer->forward(x, saved[1], saved[2], saved[3], nullptr);
+      const at::Tensor y = layer->forward(x, saved[1], saved[2], mask_or_none(saved[3]), nullptr);
       torch::autograd::backward({y}, {grad_out[0]});
     } catch (...) {
       at::autocast::set_autocast_enabled(dt, was_enabled);
@@ -295,7 +297,9 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
     if (checkpoint_layers && !cache && at::GradMode::is_enabled()) {
       // The input must require grad for backward to reach the layer (frozen embeddings, e.g. under LoRA).
       const at::Tensor in = h.requires_grad() ? h : h.detach().requires_grad_(true);
-      h = CheckpointedLayer::apply(in, cos, sin, km.mask, reinterpret_cast<int64_t>(layer));
+      // Function::apply needs defined tensors: plain causal attention travels as an empty mask.
+      h = CheckpointedLayer::apply(in, cos, sin, km.mask.defined() ? km.mask : at::empty({0}, at::kBool),
+                                   reinterpret_cast<int64_t>(layer));
     } else {
       h = layer->forward(h, cos, sin, km.mask, cache ? &lc : nullptr);
     }
@@ -454,6 +458,13 @@ void load_llama_weights(Llama& model, const MappedCheckpoint& ckpt, const std::s
 }
 
 Llama load_llama(const std::string& dir, const LoadOptions& options) {
+  if (is_adapter_dir(dir)) {
+    Llama model = load_llama(adapter_base_dir(dir), options);
+    load_adapter(*model, dir, options.dtype);
+    merge_lora(*model);
+    for (auto& p : model->parameters()) p.set_requires_grad(true);  // as a plain load
+    return model;
+  }
   const ModelConfig config = load_model_config(dir);
   const MappedCheckpoint ckpt(dir);
   Llama model(config);

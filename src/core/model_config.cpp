@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "gaft/error.h"
+#include "gaft/lora.h"
 #include "gaft/read_file.h"
 
 namespace gaft {
@@ -261,6 +262,7 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
 }
 
 ModelConfig load_model_config(const std::string& path) {
+  if (is_adapter_dir(path)) return load_model_config(adapter_base_dir(path));  // a PEFT adapter: its base
   std::string file = path;
   if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "config.json").string();
   return parse_model_config(read_json_file(file, "a model directory needs a Hugging Face config.json"), file);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "gaft/atomic_file.h"
 #include "gaft/error.h"
@@ -67,8 +68,8 @@ nlohmann::json model_config_json(const ModelConfig& c, at::ScalarType dtype) {
   return j;
 }
 
-void save_model(Llama& model, const std::string& dir_arg, const SaveOptions& o) {
-  dtype_name(o.dtype);  // refuse an unstorable dtype before anything is written
+void save_folder(const std::string& dir_arg, const std::string& tokenizer_dir,
+                 const std::function<void(const std::string& staged)>& fill) {
   // "out/model/" names the folder "out/model": its staging copy must be a sibling, not a child.
   fs::path target = fs::path(dir_arg).lexically_normal();
   if (!target.has_filename() && target.has_parent_path()) target = target.parent_path();
@@ -81,12 +82,9 @@ void save_model(Llama& model, const std::string& dir_arg, const SaveOptions& o) 
   fs::remove_all(staged, ec);
   try {
     make_dirs(staged);
-    save_checkpoint(staged, llama_state_dict(model, o.dtype), o.max_shard_bytes);
-    write_file_atomic((fs::path(staged) / "config.json").string(),
-                      model_config_json(model->config, o.dtype).dump(2) + "\n");
-    if (!o.tokenizer_dir.empty()) {
-      const fs::path from = fs::is_directory(o.tokenizer_dir) ? fs::path(o.tokenizer_dir)
-                                                                : fs::path(o.tokenizer_dir).parent_path();
+    fill(staged);
+    if (!tokenizer_dir.empty()) {
+      const fs::path from = fs::is_directory(tokenizer_dir) ? fs::path(tokenizer_dir) : fs::path(tokenizer_dir).parent_path();
       for (const std::string& name : tokenizer_file_names()) {
         if (!fs::exists(from / name)) continue;
         fs::copy_file(from / name, fs::path(staged) / name, fs::copy_options::overwrite_existing, ec);
@@ -98,6 +96,20 @@ void save_model(Llama& model, const std::string& dir_arg, const SaveOptions& o) 
     fs::remove_all(staged, ec);
     throw;
   }
+}
+
+void save_model(Llama& model, const std::string& dir, const SaveOptions& o) {
+  if (has_lora(*model)) {
+    if (!o.lora) throw UsageError("save_model: the model carries LoRA adapters but no LoRA options were given");
+    save_adapter(*model, dir, *o.lora, AdapterSaveOptions{o.base_model, o.tokenizer_dir, at::kFloat});
+    return;
+  }
+  dtype_name(o.dtype);  // refuse an unstorable dtype before anything is written
+  save_folder(dir, o.tokenizer_dir, [&](const std::string& staged) {
+    save_checkpoint(staged, llama_state_dict(model, o.dtype), o.max_shard_bytes);
+    write_file_atomic((fs::path(staged) / "config.json").string(),
+                      model_config_json(model->config, o.dtype).dump(2) + "\n");
+  });
 }
 
 }  // namespace gaft

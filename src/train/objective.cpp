@@ -3,6 +3,7 @@
 #include "gaft/objective.h"
 
 #include <cmath>
+#include <optional>
 
 #include "gaft/scorer.h"
 
@@ -124,6 +125,9 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
     const at::Tensor rollout_targets = targets.index_select(0, sel_dev);
     const at::Tensor logp =
         ops::token_logprob(h.detach().index_select(0, sel_dev), Wc.detach(), rollout_targets).logp.to(at::kFloat).cpu();
+    // The reference is the policy itself under LoRA: its base, with the adapters off for this forward.
+    std::optional<AdaptersDisabled> base_only;
+    if (reference->get() == policy.get()) base_only.emplace(**reference);
     const at::Tensor ref_hidden = (*reference)->forward(ids, mask);
     const at::Tensor ref_h = ref_hidden.reshape({-1, H}).index_select(0, positions.index_select(0, sel_dev));
     const at::Tensor ref_W = (*reference)->lm_head_weight();

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "gaft/atomic_file.h"
+#include "gaft/autocast.h"
 #include "gaft/chat.h"
 #include "gaft/checkpoint.h"
 #include "gaft/dataset.h"
@@ -36,30 +37,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Mixed precision: autocast to `dtype` on the device for the forward passes when the compute dtype differs
-// from the master weights; a no-op otherwise.
-class AutocastScope {
- public:
-  AutocastScope(at::DeviceType device, at::ScalarType dtype, bool enabled) : device_(device), enabled_(enabled) {
-    if (!enabled_) return;
-    prev_enabled_ = at::autocast::is_autocast_enabled(device_);
-    prev_dtype_ = at::autocast::get_autocast_dtype(device_);
-    at::autocast::set_autocast_enabled(device_, true);
-    at::autocast::set_autocast_dtype(device_, dtype);
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-    at::autocast::set_autocast_enabled(device_, prev_enabled_);
-    at::autocast::set_autocast_dtype(device_, prev_dtype_);
-    at::autocast::clear_cache();
-  }
-
- private:
-  at::DeviceType device_;
-  bool enabled_, prev_enabled_ = false;
-  at::ScalarType prev_dtype_ = at::kFloat;
-};
 
 // The policy for the classifier objective: a *ForSequenceClassification model; a causal LM folder gets a
 // new score head (normal(0, initializer_range)) on its backbone.
@@ -151,7 +128,8 @@ class Trainer {
   ChatTemplate tmpl_ = ChatTemplate::kNone;
   Renderer renderer_;
   std::optional<Dataset> data_, eval_data_;
-  Llama policy_{nullptr}, reference_{nullptr};
+  Llama policy_{nullptr}, reference_{nullptr};  // reference_: a second model only without LoRA
+  std::optional<LoraOptions> lora_;              // the adapters' options under LoRA
   std::optional<Scorer> scorer_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   TrainerState state_;
@@ -214,9 +192,16 @@ void Trainer::setup() {
   tmpl_ = resolve_chat_template(cfg_.tokenizer.chat_template, tok_path_);
   renderer_ = Renderer{&*tok_, tmpl_};
 
-  // Policy.
+  // Policy. Under LoRA the base always comes from model.path and the adapter from the checkpoint, from
+  // lora.adapter, or new.
   const bool classifier = cfg_.objective.kind == Objective::kClassifier;
-  policy_ = classifier ? load_classifier_policy(start_dir, cfg_.objective.num_labels) : load_llama(start_dir);
+  const bool lora = cfg_.lora.enabled;
+  if (!resumed_from_.empty() && is_adapter_dir(start_dir) != lora)
+    throw DataError(resumed_from_ + ": the checkpoint holds " +
+                        (lora ? "a full model, but lora.enabled is true" : "a LoRA adapter, but lora.enabled is false"),
+                    "resume with the configuration the run started with, or start anew with checkpoint.resume: never");
+  policy_ = classifier ? load_classifier_policy(start_dir, cfg_.objective.num_labels)
+                       : load_llama(lora ? cfg_.model.path : start_dir);
   const ModelConfig& mc = policy_->config;
   if (!classifier && mc.head != ModelHead::kCausalLM)
     throw DataError(mc.source + ": " + mc.architecture + " has no LM head; objective.kind " +
@@ -225,13 +210,41 @@ void Trainer::setup() {
     throw DataError("tokenizer '" + tok_->path() + "' has " + std::to_string(tok_->vocab_size()) +
                         " tokens but the model's vocab_size is " + std::to_string(mc.vocab_size) + " (" + mc.source + ")",
                     "the tokenizer does not belong to this model; set tokenizer.path to the model's own tokenizer");
-  policy_->to(device_, master_);
+  if (lora) {
+    // The frozen base needs no master copy: it is held in the compute dtype; the adapters in the master dtype.
+    policy_->to(device_, compute_);
+    const std::string adapter = !resumed_from_.empty() ? start_dir : cfg_.lora.adapter;
+    if (!adapter.empty()) {
+      lora_ = read_adapter_config(adapter).lora;
+      lora_->dropout = cfg_.lora.dropout;
+      load_adapter(*policy_, adapter, master_);
+    } else {
+      lora_ = LoraOptions{cfg_.lora.rank, cfg_.lora.alpha, cfg_.lora.dropout, cfg_.lora.targets, "", cfg_.lora.rslora};
+      add_lora(*policy_, *lora_, master_, static_cast<uint64_t>(cfg_.run.seed));
+    }
+    // Dropout reads the (seeded) default generator, so the adapters' dropout masks are reproducible too.
+    int64_t trainable = 0, total = 0;
+    for (const auto& p : policy_->parameters()) {
+      total += p.numel();
+      if (p.requires_grad()) trainable += p.numel();
+    }
+    log::info("LoRA: rank " + std::to_string(lora_->rank) + ", scale " + std::to_string(lora_->scale()) + ", " +
+              std::to_string(lora_parameters(*policy_).size() / 2) + " projections" +
+              (adapter.empty() ? "" : " from " + adapter) + "; trainable " + std::to_string(trainable) + " of " +
+              std::to_string(total) + " parameters; base frozen in " + c10::toString(compute_));
+  } else {
+    policy_->to(device_, master_);
+  }
   policy_->train();
   policy_->model->checkpoint_layers = cfg_.model.gradient_checkpointing;
   pad_ = pad_id_for(policy_, *tok_);
   {
     torch::NoGradGuard no_grad;
-    dist_->broadcast(policy_->parameters());  // rank 0's weights everywhere (e.g. a new classifier head)
+    // Rank 0's weights everywhere (e.g. a new classifier head); under LoRA only the adapters can differ.
+    std::vector<at::Tensor> shared;
+    for (const auto& p : policy_->parameters())
+      if (!lora || p.requires_grad()) shared.push_back(p);
+    dist_->broadcast(shared);
   }
 
   // Data.
@@ -256,7 +269,7 @@ void Trainer::setup() {
   // Scorer, reference policy, rollouts.
   if (cfg_.objective.kind == Objective::kGaft) {
     scorer_.emplace(Scorer::load(cfg_.scorer, device_, compute_));
-    if (cfg_.objective.kl != KlMode::kNone) {
+    if (cfg_.objective.kl != KlMode::kNone && !lora) {  // under LoRA the reference is the base (adapters off)
       reference_ = load_llama(cfg_.model.path, LoadOptions{compute_, device_});
       for (auto& p : reference_->parameters()) p.set_requires_grad(false);
     }
@@ -297,7 +310,7 @@ void Trainer::setup() {
   objective_.kl_beta = cfg_.objective.kl_beta;
   objective_.pad_id = pad_;
 
-  optimizer_ = make_adamw(policy_->named_parameters(true).pairs(), cfg_.optimizer);
+  optimizer_ = make_adamw(lora ? lora_parameters(*policy_) : policy_->named_parameters(true).pairs(), cfg_.optimizer);
   if (!resumed_from_.empty()) {
     state_ = read_checkpoint(resumed_from_, *optimizer_, dist_->rank());
     if (state_.learned_gate.size() == LearnedGate::kFeatures)
@@ -475,7 +488,8 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
     AutocastScope ac(device_.type(), compute_, autocast_);
     ObjectiveParams op = objective_;
     op.gate = gp;
-    lr = compute_loss(policy_, reference_ ? &reference_ : nullptr, mb, decision, op);
+    Llama* reference = reference_ ? &reference_ : lora_ && objective_.kl != KlMode::kNone ? &policy_ : nullptr;
+    lr = compute_loss(policy_, reference, mb, decision, op);
   }
   lr.loss.backward();
   st->fwd_bwd_s += seconds_since(t0);
@@ -618,7 +632,9 @@ TrainSummary Trainer::run() {
                                        : cfg_.logging.progress == Progress::kOff ? "off"
                                                                                  : "auto";
   ProgressReporter progress("train", total_steps_, ProgressReporter::mode_for(main ? progress_setting : "off"));
-  const SaveOptions ckpt_save{master_, tok_path_};
+  SaveOptions ckpt_save{master_, tok_path_};
+  ckpt_save.lora = lora_;
+  ckpt_save.base_model = fs::absolute(cfg_.model.path).lexically_normal().string();
   const bool classifier = cfg_.objective.kind == Objective::kClassifier;
   std::vector<at::Tensor> params;
   for (const auto& p : policy_->parameters())
@@ -769,7 +785,9 @@ TrainSummary Trainer::run() {
   }
   if (!params_finite()) throw DataError("the final weights are not finite; nothing saved");
   summary.model_dir = (fs::path(out) / "model").string();
-  if (main) save_model(policy_, summary.model_dir, SaveOptions{stored_dtype(policy_->config), tok_path_});
+  SaveOptions final_save = ckpt_save;  // an adapter folder under LoRA, else the model in its source's dtype
+  final_save.dtype = stored_dtype(policy_->config);
+  if (main) save_model(policy_, summary.model_dir, final_save);
   dist_->barrier();  // no rank ends before the model is on disk
   summary.steps = state_.step;
   summary.skipped_steps = state_.nonfinite_total;

@@ -9,6 +9,7 @@
 #include "common/tiny_scorer.h"
 #include "core/test_util.h"
 #include "gaft/llama.h"
+#include "gaft/lora.h"
 #include "gaft/model_save.h"
 #include "gaft/safetensors.h"
 
@@ -257,4 +258,65 @@ TEST_F(Train, NonFiniteStepsAreSkippedThenStop) {
       const gaft::Checkpoint c = gaft::load_checkpoint(e.path().string() + "/model");
       for (const auto& [name, t] : c.tensors) EXPECT_TRUE(at::isfinite(t).all().item<bool>()) << name;
     }
+}
+
+TEST_F(Train, LoraTrainsOnlyTheAdaptersAndWritesAPeftFolder) {
+  const auto r = run_gaft("train --config " +
+                          config("lora", "sft", "lora: {enabled: true, rank: 4, alpha: 8, dropout: 0.1}\n") +
+                          " optimizer.lr=0.01 checkpoint.every_steps=10");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("LoRA: rank 4"), std::string::npos) << r.out;
+  const auto m = read_metrics(dir_->file("lora/metrics.jsonl"));
+  ASSERT_EQ(m.size(), 20u);
+  EXPECT_LT(m.back()["loss"].get<double>(), 0.8 * m.front()["loss"].get<double>());
+  // The run's model and its checkpoints are PEFT adapter folders (no full copy of the base).
+  for (const std::string sub : {"lora/model", "lora/checkpoints/step-00000010/model"}) {
+    EXPECT_TRUE(gaft::is_adapter_dir(dir_->file(sub))) << sub;
+    EXPECT_FALSE(std::filesystem::exists(dir_->file(sub + "/model.safetensors"))) << sub;
+  }
+  const gaft::Checkpoint ad = gaft::load_checkpoint(dir_->file("lora/model/adapter_model.safetensors"));
+  EXPECT_EQ(ad.tensors.size(), 5u * 7u * 2u);
+  EXPECT_GT(ad.tensors.at("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight").abs().max().item<double>(), 0.0);
+  // The trained policy = base + adapter, as gaft loads it (merged) and as the adapter applied by hand.
+  gaft::Llama merged = gaft::load_llama(dir_->file("lora/model"));
+  gaft::Llama base = gaft::load_llama(kModel);
+  gaft::load_adapter(*base, dir_->file("lora/model"));
+  const at::Tensor ids = at::arange(1, 21).view({2, 10});
+  torch::NoGradGuard no_grad;
+  const at::Tensor a = merged->logits(merged->forward(ids)), b = base->logits(base->forward(ids));
+  EXPECT_LT((a - b).abs().max().item<double>(), 1e-4);
+  gaft::AdaptersDisabled off(*base);
+  EXPECT_GT((base->logits(base->forward(ids)) - b).abs().max().item<double>(), 1e-3) << "the adapter did not train";
+  // gaft export --merge writes a full folder; a mismatched resume is refused.
+  const auto ex = run_gaft("export --merge " + dir_->file("lora/model") + " --out " + dir_->file("lora_merged") + " --dtype bfloat16");
+  ASSERT_EQ(ex.code, 0) << ex.out;
+  gaft::Llama exported = gaft::load_llama(dir_->file("lora_merged"));
+  EXPECT_EQ(exported->config.raw.value("torch_dtype", ""), "bfloat16");
+  EXPECT_LT((exported->logits(exported->forward(ids)).to(at::kFloat) - a).abs().max().item<double>(),
+            0.02 * a.abs().max().item<double>());  // bf16 weights
+  const auto bad = run_gaft("train --config " + dir_->file("lora.yaml") + " lora.enabled=false train.max_steps=30");
+  EXPECT_EQ(bad.code, 3) << bad.out;
+  EXPECT_NE(bad.out.find("holds a LoRA adapter, but lora.enabled is false"), std::string::npos) << bad.out;
+}
+
+TEST_F(Train, LoraResumeIsExactAndTheKlReferenceIsTheBase) {
+  // KL against the base: zero at the first step (B = 0, so policy = base), then growing as the adapters
+  // train; without the adapters switched off for the reference forward it would stay 0.
+  const std::string extra = "lora: {enabled: true, rank: 2, alpha: 4, dropout: 0.0}\ngate: {mode: fixed, g0: 0.5}\n";
+  const std::string kl = " objective.kl=loss objective.kl_beta=0.1 optimizer.lr=0.01";
+  const auto whole = run_gaft("train --config " + config("lwhole", "gaft", extra) + kl + " train.max_steps=6 train.batch_size=2");
+  ASSERT_EQ(whole.code, 0) << whole.out;
+  const auto m = read_metrics(dir_->file("lwhole/metrics.jsonl"));
+  ASSERT_EQ(m.size(), 6u);
+  EXPECT_NEAR(m.front()["kl"].get<double>(), 0.0, 1e-6) << m.front().dump();
+  EXPECT_GT(std::abs(m.back()["kl"].get<double>()), 1e-6) << m.back().dump();
+  const std::string cfg = config("lsplit", "gaft", extra);
+  ASSERT_EQ(run_gaft("train --config " + cfg + kl + " train.max_steps=3 train.batch_size=2").code, 0);
+  const auto second = run_gaft("train --config " + cfg + kl + " train.max_steps=6 train.batch_size=2");
+  ASSERT_EQ(second.code, 0) << second.out;
+  EXPECT_NE(second.out.find("resuming from"), std::string::npos) << second.out;
+  const gaft::Checkpoint a = gaft::load_checkpoint(dir_->file("lwhole/model/adapter_model.safetensors"));
+  const gaft::Checkpoint b = gaft::load_checkpoint(dir_->file("lsplit/model/adapter_model.safetensors"));
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, t] : a.tensors) EXPECT_TRUE(at::equal(t, b.tensors.at(name))) << name;
 }

@@ -1,0 +1,333 @@
+// LoRA adapters in PEFT's conventions. See gaft/lora.h.
+#include "gaft/lora.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "gaft/atomic_file.h"
+#include "gaft/device.h"
+#include "gaft/error.h"
+#include "gaft/llama.h"
+#include "gaft/model_save.h"
+#include "gaft/read_file.h"
+#include "gaft/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace gaft {
+namespace {
+
+const std::string kPeftPrefix = "base_model.model.";  // PeftModel -> LoraModel -> the transformers model
+
+std::string shape_str(at::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// The adaptable projections of one decoder layer, under their full module names, in lora_target_names()
+// order (the order adapters are created in, hence the order their random initialisation is drawn).
+std::vector<std::pair<std::string, LoraLinearImpl*>> projections(LlamaImpl& model) {
+  std::vector<std::pair<std::string, LoraLinearImpl*>> out;
+  for (size_t i = 0; i < model.model->layers->size(); ++i) {
+    auto* layer = model.model->layers[i]->as<DecoderLayerImpl>();
+    const std::string at = "model.layers." + std::to_string(i) + ".";
+    AttentionImpl& a = *layer->self_attn;
+    MLPImpl& m = *layer->mlp;
+    for (const auto& [name, p] : std::vector<std::pair<std::string, LoraLinearImpl*>>{
+             {"self_attn.q_proj", a.q_proj.get()},  {"self_attn.k_proj", a.k_proj.get()},
+             {"self_attn.v_proj", a.v_proj.get()},  {"self_attn.o_proj", a.o_proj.get()},
+             {"mlp.gate_proj", m.gate_proj.get()}, {"mlp.up_proj", m.up_proj.get()},
+             {"mlp.down_proj", m.down_proj.get()}})
+      out.emplace_back(at + name, p);
+  }
+  return out;
+}
+
+// PEFT's rule: a list entry matches a module whose name is the entry or ends with "." + entry; a string
+// is a regular expression that must match the whole module name ("all-linear": every projection).
+bool targeted(const LoraOptions& o, const std::string& module) {
+  if (!o.target_regex.empty())
+    return o.target_regex == "all-linear" || std::regex_match(module, std::regex(o.target_regex));
+  for (const std::string& t : o.targets)
+    if (module == t || (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
+                        module[module.size() - t.size() - 1] == '.'))
+      return true;
+  return false;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// The projection module
+// ---------------------------------------------------------------------------------------------------------
+
+LoraLinearImpl::LoraLinearImpl(int64_t in, int64_t out, bool with_bias) : in_features(in), out_features(out) {
+  weight = register_parameter("weight", torch::empty({out, in}));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
+  // torch::nn::Linear's initialisation, draw for draw.
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (with_bias) torch::nn::init::uniform_(bias, -1.0 / std::sqrt(static_cast<double>(in)), 1.0 / std::sqrt(static_cast<double>(in)));
+}
+
+at::Tensor LoraLinearImpl::forward(const at::Tensor& x) {
+  at::Tensor y = at::linear(x, weight, bias);  // [..., out]
+  if (!has_adapter() || !enabled) return y;
+  // As PEFT: result + lora_B(lora_A(dropout(x))) * scaling.
+  const at::Tensor xa = dropout > 0 && is_training() && at::GradMode::is_enabled() ? at::dropout(x, dropout, true) : x;
+  return y + lora_B->forward(lora_A->forward(xa)) * scale;
+}
+
+void LoraLinearImpl::add_adapter(int64_t rank, double s, double p, at::ScalarType dtype, at::Generator gen) {
+  TORCH_CHECK(!has_adapter(), "the projection already has an adapter");
+  lora_A = register_module("lora_A", torch::nn::Linear(torch::nn::LinearOptions(in_features, rank).bias(false)));
+  lora_B = register_module("lora_B", torch::nn::Linear(torch::nn::LinearOptions(rank, out_features).bias(false)));
+  lora_A->to(weight.device(), dtype);
+  lora_B->to(weight.device(), dtype);
+  torch::NoGradGuard no_grad;
+  // PEFT: kaiming_uniform_(A, a=sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)); drawn on the CPU so that the
+  // adapter is the same on every device. B = 0: the adapted model starts as the base.
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+  lora_A->weight.copy_(at::empty({rank, in_features}, at::kFloat).uniform_(-bound, bound, gen));
+  lora_B->weight.zero_();
+  scale = s;
+  dropout = p;
+  enabled = true;
+}
+
+void LoraLinearImpl::merge_adapter() {
+  if (!has_adapter()) return;
+  torch::NoGradGuard no_grad;
+  const at::Tensor delta = at::matmul(lora_B->weight.to(at::kFloat), lora_A->weight.to(at::kFloat)) * scale;  // [out, in]
+  weight.copy_(weight.to(at::kFloat) + delta);
+  unregister_module("lora_A");
+  unregister_module("lora_B");
+  lora_A = nullptr;
+  lora_B = nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Adapters on a model
+// ---------------------------------------------------------------------------------------------------------
+
+const std::vector<std::string>& lora_target_names() {
+  static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+  return names;
+}
+
+double LoraOptions::scale() const {
+  return rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
+}
+
+int64_t add_lora(LlamaImpl& model, const LoraOptions& o, at::ScalarType dtype, uint64_t seed) {
+  if (o.rank < 1) throw UsageError("LoRA rank must be at least 1, got " + std::to_string(o.rank));
+  for (const std::string& t : o.targets)
+    if (std::find(lora_target_names().begin(), lora_target_names().end(), t) == lora_target_names().end())
+      throw UsageError("unknown LoRA target '" + t + "'", "expected some of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+  if (has_lora(model)) throw UsageError("the model already carries LoRA adapters");
+  for (auto& p : model.parameters()) p.set_requires_grad(false);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  int64_t n = 0;
+  for (auto& [name, proj] : projections(model))
+    if (targeted(o, name)) {
+      proj->add_adapter(o.rank, o.scale(), o.dropout, dtype, gen);
+      ++n;
+    }
+  if (n == 0) throw UsageError("the LoRA targets match no projection of the model");
+  return n;
+}
+
+bool has_lora(LlamaImpl& model) {
+  for (auto& [name, proj] : projections(model))
+    if (proj->has_adapter()) return true;
+  return false;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> lora_parameters(LlamaImpl& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (auto& [name, proj] : projections(model))
+    if (proj->has_adapter()) {
+      out.emplace_back(name + ".lora_A.weight", proj->lora_A->weight);
+      out.emplace_back(name + ".lora_B.weight", proj->lora_B->weight);
+    }
+  return out;
+}
+
+void merge_lora(LlamaImpl& model) {
+  for (auto& [name, proj] : projections(model)) proj->merge_adapter();
+}
+
+AdaptersDisabled::AdaptersDisabled(LlamaImpl& model) {
+  for (auto& [name, proj] : projections(model))
+    if (proj->has_adapter() && proj->enabled) {
+      proj->enabled = false;
+      changed_.push_back(proj);
+    }
+}
+
+AdaptersDisabled::~AdaptersDisabled() {
+  for (LoraLinearImpl* p : changed_) p->enabled = true;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// PEFT folders
+// ---------------------------------------------------------------------------------------------------------
+
+bool is_adapter_dir(const std::string& dir) {
+  return fs::is_regular_file(fs::path(dir) / "adapter_config.json") && !fs::exists(fs::path(dir) / "config.json");
+}
+
+AdapterConfig read_adapter_config(const std::string& dir) {
+  AdapterConfig out;
+  out.file = (fs::path(dir) / "adapter_config.json").string();
+  const nlohmann::json j = read_json_file(out.file, "a PEFT adapter folder needs adapter_config.json");
+  if (!j.is_object()) throw DataError(out.file + ": expected a JSON object");
+  const auto fail = [&](const std::string& key, const std::string& what) {
+    throw DataError(out.file + ": key '" + key + "': " + what);
+  };
+  const auto is_set = [&](const char* key) {
+    if (!j.contains(key) || j[key].is_null()) return false;
+    const nlohmann::json& v = j[key];
+    if (v.is_boolean()) return v.get<bool>();
+    if ((v.is_object() || v.is_array() || v.is_string()) && v.empty()) return false;
+    return true;
+  };
+  const std::string type = j.value("peft_type", std::string());
+  if (type != "LORA") fail("peft_type", "expected \"LORA\", got \"" + type + "\" (gaft reads LoRA adapters only)");
+  if (!j.contains("r") || !j["r"].is_number_integer() || j["r"].get<int64_t>() < 1)
+    fail("r", "expected a positive integer rank");
+  out.lora.rank = j["r"].get<int64_t>();
+  if (!j.contains("lora_alpha") || !j["lora_alpha"].is_number()) fail("lora_alpha", "expected a number");
+  out.lora.alpha = j["lora_alpha"].get<double>();
+  if (j.contains("lora_dropout") && !j["lora_dropout"].is_null()) {
+    if (!j["lora_dropout"].is_number()) fail("lora_dropout", "expected a number");
+    out.lora.dropout = j["lora_dropout"].get<double>();
+  }
+  if (j.contains("use_rslora") && j["use_rslora"].is_boolean()) out.lora.rslora = j["use_rslora"].get<bool>();
+  const nlohmann::json tm = j.value("target_modules", nlohmann::json());
+  if (tm.is_string()) {
+    out.lora.targets.clear();
+    out.lora.target_regex = tm.get<std::string>();
+    try {
+      std::regex check(out.lora.target_regex);
+    } catch (const std::regex_error& e) {
+      fail("target_modules", std::string("not a valid regular expression: ") + e.what());
+    }
+  } else if (tm.is_array() && !tm.empty()) {
+    out.lora.targets.clear();
+    for (const auto& t : tm) {
+      if (!t.is_string()) fail("target_modules", "expected a list of module names");
+      out.lora.targets.push_back(t.get<std::string>());
+    }
+    std::sort(out.lora.targets.begin(), out.lora.targets.end());
+  } else {
+    fail("target_modules", "expected a list of module names or a regular expression");
+  }
+  // What PEFT can express and gaft does not reproduce: refused rather than silently computed differently.
+  if (j.value("bias", std::string("none")) != "none") fail("bias", "trained biases are not supported; expected \"none\"");
+  for (const char* key : {"use_dora", "fan_in_fan_out", "modules_to_save", "rank_pattern", "alpha_pattern",
+                          "layers_to_transform", "lora_bias", "target_parameters", "trainable_token_indices",
+                          "layer_replication", "use_qalora", "exclude_modules"})
+    if (is_set(key)) fail(key, "is set; gaft supports plain LoRA on q/k/v/o/gate/up/down projections only");
+  if (j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string())
+    out.base_model = j["base_model_name_or_path"].get<std::string>();
+  return out;
+}
+
+std::string adapter_base_dir(const std::string& dir) {
+  const AdapterConfig c = read_adapter_config(dir);
+  if (c.base_model.empty())
+    throw DataError(c.file + ": no base_model_name_or_path", "pass the base model folder explicitly");
+  for (const fs::path& p : {fs::path(c.base_model), fs::path(dir) / c.base_model})
+    if (fs::is_regular_file(p / "config.json")) return p.string();
+  throw DataError(c.file + ": base_model_name_or_path '" + c.base_model + "' is not a local model folder",
+                  "gaft downloads nothing: pass the base model folder explicitly (e.g. gaft export --base DIR)");
+}
+
+void load_adapter(LlamaImpl& model, const std::string& dir, at::ScalarType dtype) {
+  const AdapterConfig cfg = read_adapter_config(dir);
+  const std::string file = (fs::path(dir) / "adapter_model.safetensors").string();
+  if (!fs::is_regular_file(file))
+    throw DataError(dir + ": no adapter_model.safetensors", "gaft reads PEFT adapters saved with safe_serialization (the default)");
+  const Checkpoint ckpt = load_checkpoint(file);
+  // Check every name and shape before the model changes.
+  std::map<std::string, std::vector<int64_t>> expected;
+  for (auto& [name, proj] : projections(model))
+    if (targeted(cfg.lora, name)) {
+      expected[kPeftPrefix + name + ".lora_A.weight"] = {cfg.lora.rank, proj->in_features};
+      expected[kPeftPrefix + name + ".lora_B.weight"] = {proj->out_features, cfg.lora.rank};
+    }
+  if (expected.empty()) throw DataError(cfg.file + ": target_modules match no projection of the model");
+  for (const auto& [name, t] : ckpt.tensors) {
+    const auto it = expected.find(name);
+    if (it == expected.end())
+      throw DataError(file + ": unexpected tensor '" + name + "'",
+                      "expected base_model.model.<module>.lora_A.weight / lora_B.weight for the modules target_modules names");
+    if (t.sizes().vec() != it->second)
+      throw DataError(file + ": tensor '" + name + "' has shape " + shape_str(t.sizes()) + ", expected " +
+                      shape_str(it->second) + " (r = " + std::to_string(cfg.lora.rank) + ")");
+    if (!at::isFloatingType(t.scalar_type()))
+      throw DataError(file + ": tensor '" + name + "' is not floating point");
+  }
+  for (const auto& [name, shape] : expected)
+    if (!ckpt.tensors.count(name)) throw DataError(file + ": missing tensor '" + name + "'");
+  add_lora(model, cfg.lora, dtype, 0);
+  torch::NoGradGuard no_grad;
+  for (auto& [name, p] : lora_parameters(model)) p.copy_(ckpt.tensors.at(kPeftPrefix + name));
+}
+
+void save_adapter(LlamaImpl& model, const std::string& dir, const LoraOptions& lora, const AdapterSaveOptions& o) {
+  std::map<std::string, at::Tensor> tensors;
+  for (auto& [name, p] : lora_parameters(model)) tensors[kPeftPrefix + name] = p.detach().to(at::kCPU, o.dtype).contiguous();
+  if (tensors.empty()) throw UsageError("save_adapter: the model carries no adapters");
+  nlohmann::json j = {{"peft_type", "LORA"},
+                      {"task_type", "CAUSAL_LM"},
+                      {"base_model_name_or_path", o.base_model.empty() ? nlohmann::json() : nlohmann::json(o.base_model)},
+                      {"revision", nullptr},
+                      {"inference_mode", true},
+                      {"r", lora.rank},
+                      {"lora_alpha", lora.alpha},
+                      {"lora_dropout", lora.dropout},
+                      {"fan_in_fan_out", false},
+                      {"bias", "none"},
+                      {"use_rslora", lora.rslora},
+                      {"use_dora", false},
+                      {"modules_to_save", nullptr},
+                      {"init_lora_weights", true},
+                      {"layers_to_transform", nullptr},
+                      {"layers_pattern", nullptr},
+                      {"rank_pattern", nlohmann::json::object()},
+                      {"alpha_pattern", nlohmann::json::object()},
+                      {"target_modules", lora.target_regex.empty() ? nlohmann::json(lora.targets)
+                                                                   : nlohmann::json(lora.target_regex)}};
+  save_folder(dir, o.tokenizer_dir, [&](const std::string& staged) {
+    save_safetensors((fs::path(staged) / "adapter_model.safetensors").string(), tensors);
+    write_file_atomic((fs::path(staged) / "adapter_config.json").string(), j.dump(2) + "\n");
+  });
+}
+
+void export_merged(const std::string& adapter_dir, const std::string& base_dir, const std::string& out_dir,
+                   std::optional<at::ScalarType> dtype) {
+  const std::string base = base_dir.empty() ? adapter_base_dir(adapter_dir) : base_dir;
+  const ModelConfig config = load_model_config(base);
+  Llama model = load_llama(base, LoadOptions{at::kFloat, at::kCPU});  // merged in fp32, stored as asked
+  load_adapter(*model, adapter_dir, at::kFloat);
+  merge_lora(*model);
+  const std::string tok = fs::exists(fs::path(adapter_dir) / "tokenizer_config.json") ||
+                                  fs::exists(fs::path(adapter_dir) / "tokenizer.model") ||
+                                  fs::exists(fs::path(adapter_dir) / "tokenizer.json")
+                              ? adapter_dir
+                              : base;
+  save_model(model, out_dir, SaveOptions{dtype.value_or(stored_dtype(config)), tok});
+}
+
+}  // namespace gaft
