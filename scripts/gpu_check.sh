@@ -2,7 +2,8 @@
 # GPU check of the custom ops (kernels/*.cu): on a machine with an NVIDIA GPU, builds gaft with CUDA into
 # build-gpu/, runs the CUDA parity tests (tests/ops/cuda_*_test.cpp), then times both ops against their
 # references with CUDA events and prints a table next to the device's measured copy bandwidth and bf16
-# matmul rate (tools/bench_ops.cpp --device cuda). Without a GPU it says so and exits 0.
+# matmul rate (tools/bench_ops.cpp --device cuda), and trains LoRA adapters with activation checkpointing
+# under bf16 autocast for 10 steps. Without a GPU it says so and exits 0.
 # Budget: under 8 minutes on one GPU, build included.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,4 +29,23 @@ echo "== CUDA parity tests"
 
 echo "== Timings (median of CUDA-event runs)"
 ./build-gpu/bench_ops --device cuda --iters 20 --tokens 8192 --hidden 4096 --vocab 128256
+echo "== LoRA + activation checkpointing + bf16 autocast, 10 training steps on the GPU (stories260K)"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf '%s\n' '{"prompt": "Once upon a time", "response": "there was a little girl."}' \
+  '{"prompt": "The dog", "response": "ran to the park."}' > "$tmp/train.jsonl"
+cat > "$tmp/lora.yaml" <<EOF
+run: {output_dir: $tmp/run, device: cuda, seed: 1}
+model: {path: ../shared/models/stories260K/hf, gradient_checkpointing: true}
+lora: {enabled: true, rank: 4, alpha: 8}
+data: {train: $tmp/train.jsonl, max_prompt_tokens: 32, max_response_tokens: 32}
+tokenizer: {max_length: 64}
+objective: {kind: sft}
+train: {batch_size: 2, max_steps: 10}
+optimizer: {lr: 0.01}
+precision: {compute: bfloat16}
+logging: {every_steps: 5, progress: off}
+EOF
+./build-gpu/gaft train --config "$tmp/lora.yaml"
+test -f "$tmp/run/model/adapter_model.safetensors"
 echo "gpu_check: done in $(( $(date +%s) - start )) s"
