@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "gaft/adapter_folder.h"
+
 namespace gaft {
 
 // A linear projection (weight [out, in], optional bias [out]) that can carry one LoRA adapter. Without an
@@ -41,46 +43,19 @@ class LoraLinearImpl : public torch::nn::Module {
   torch::nn::Linear lora_A{nullptr};  // [rank, in], no bias
   torch::nn::Linear lora_B{nullptr};  // [out, rank], no bias
   double scale = 0.0;
-  double dropout = 0.0;  // on the adapter's input, in training forwards that build a graph
+  double dropout = 0.0;  // on the adapter's input, in training mode (PEFT's nn.Dropout)
   bool enabled = true;   // false: the base projection alone (the reference policy)
 };
 TORCH_MODULE(LoraLinear);
 
-// The projections an adapter can target, by their module names (PEFT's target_modules).
-const std::vector<std::string>& lora_target_names();
-
-struct LoraOptions {
-  int64_t rank = 16;
-  double alpha = 32.0;
-  double dropout = 0.0;
-  std::vector<std::string> targets = lora_target_names();  // subset of lora_target_names()
-  std::string target_regex;  // PEFT's string form (a regex over full module names, or "all-linear"); wins
-  bool rslora = false;       // scale alpha / sqrt(r) instead of alpha / r
-  double scale() const;
-};
-
-// The adapter half of adapter_config.json, plus where the base model is.
-struct AdapterConfig {
-  LoraOptions lora;
-  std::string base_model;  // base_model_name_or_path as written
-  std::string file;        // the adapter_config.json read (for messages)
-};
-
-// A folder with adapter_config.json and no config.json.
-bool is_adapter_dir(const std::string& dir);
-// Parses adapter_config.json; DataError naming the file and the key for anything gaft cannot reproduce
-// exactly (DoRA, trained biases, modules_to_save, per-layer rank or alpha patterns, other PEFT types).
-AdapterConfig read_adapter_config(const std::string& dir);
-// The local base model folder of an adapter: base_model_name_or_path as given, else relative to the adapter
-// folder. DataError when neither is a folder (e.g. a hub id: pass the base explicitly).
-std::string adapter_base_dir(const std::string& dir);
-
 class LlamaImpl;
-// Adds an adapter to every targeted projection of every decoder layer, in `dtype`, A drawn from a
-// generator seeded with `seed`; freezes every other parameter. UsageError for an unknown target. Returns
-// the adapted projections.
+// Adds an adapter to every targeted projection of every decoder layer (PEFT's matching rule: a list entry is
+// a module name or its suffix, a string a regex over full names), in `dtype`, A drawn from a generator seeded
+// with `seed`; freezes every other parameter. UsageError when nothing matches. Returns the adapted projections.
 int64_t add_lora(LlamaImpl& model, const LoraOptions& options, at::ScalarType dtype, uint64_t seed);
 bool has_lora(LlamaImpl& model);
+// Sets the dropout of every adapter (e.g. the run's lora.dropout over a loaded adapter's lora_dropout).
+void set_lora_dropout(LlamaImpl& model, double dropout);
 // The adapter parameters under gaft's module names ("model.layers.0.self_attn.q_proj.lora_A.weight").
 std::vector<std::pair<std::string, at::Tensor>> lora_parameters(LlamaImpl& model);
 // Folds every adapter into its base weight (PEFT's merge_and_unload).

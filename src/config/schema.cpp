@@ -193,7 +193,9 @@ void Schema::text(const std::string& key, std::string* v, const std::string& doc
 }
 
 void Schema::texts(const std::string& key, std::vector<std::string>* v, const std::string& doc) {
-  Field f = make_field(key, doc, "list of strings", "[]");
+  std::string def;  // the default as YAML: [a, b]
+  for (const auto& s : *v) def += (def.empty() ? "" : ", ") + s;
+  Field f = make_field(key, doc, "list of strings", "[" + def + "]");
   f.load = [v](const YAML::Node& node, const std::string& path, Diagnostics& diag) {
     if (!node.IsSequence()) return diag.add(path, "expected a list of strings, got " + node_kind(node));
     std::vector<std::string> out;

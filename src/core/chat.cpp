@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "gaft/adapter_folder.h"
 #include "gaft/error.h"
 #include "gaft/read_file.h"
 #include "gaft/utf8.h"
@@ -219,7 +220,7 @@ std::string template_text(const nlohmann::json& j, const fs::path& file) {
 ChatTemplate resolve_chat_template(ChatTemplate configured, const std::string& tokenizer_path) {
   if (configured != ChatTemplate::kAuto) return configured;
   const fs::path p(tokenizer_path);
-  const fs::path dir = fs::is_directory(p) ? p : p.parent_path();
+  const fs::path dir = fs::is_directory(p) ? fs::path(tokenizer_dir_of(p.string())) : p.parent_path();
   fs::path source;
   std::string text;
   if (fs::exists(dir / "tokenizer_config.json")) {

@@ -5,8 +5,11 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <set>
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 
 #include "gaft/error.h"
@@ -168,11 +171,55 @@ at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos,
 
 namespace {
 
-// Reentrant activation checkpointing, as torch.utils.checkpoint(use_reentrant=True): forward runs the layer
-// without a graph (Function::apply disables grad mode) and saves its inputs; backward reruns the layer with
-// grad under the forward's autocast state and back-propagates the incoming gradient through that graph,
-// which accumulates the layer's parameter gradients directly and yields the gradient of the input.
+// Reentrant activation checkpointing, as torch.utils.checkpoint(use_reentrant=True, preserve_rng_state=True):
+// forward runs the layer without a graph (Function::apply disables grad mode) and saves its inputs and the
+// random state; backward reruns the layer with grad under the forward's autocast and random state (so LoRA
+// dropout draws the same masks) and back-propagates the incoming gradient through that graph, which
+// accumulates the layer's parameter gradients directly and yields the gradient of the input.
 at::Tensor mask_or_none(const at::Tensor& mask) { return mask.numel() == 0 ? at::Tensor() : mask; }
+
+// The generators a layer's forward draws from: the CPU one, and the device's for CUDA tensors.
+std::vector<at::Generator> layer_generators(const at::Device& device) {
+  std::vector<at::Generator> g = {at::detail::getDefaultCPUGenerator()};
+  if (device.is_cuda()) g.push_back(at::globalContext().defaultGenerator(device));
+  return g;
+}
+
+// For the recomputation: the forward's autocast and random state; on exit the caller's, and an empty
+// autocast cache (the recomputation's casts of trainable weights must not outlive the optimizer step).
+class RecomputeScope {
+ public:
+  RecomputeScope(torch::autograd::AutogradContext* ctx, const at::Device& device)
+      : dt_(device.type()), gens_(layer_generators(device)) {
+    was_enabled_ = at::autocast::is_autocast_enabled(dt_);
+    was_dtype_ = at::autocast::get_autocast_dtype(dt_);
+    at::autocast::set_autocast_enabled(dt_, ctx->saved_data["autocast"].toBool());
+    at::autocast::set_autocast_dtype(dt_, static_cast<at::ScalarType>(ctx->saved_data["autocast_dtype"].toInt()));
+    for (size_t i = 0; i < gens_.size(); ++i) {
+      std::lock_guard<std::mutex> lock(gens_[i].mutex());
+      states_.push_back(gens_[i].get_state());
+      gens_[i].set_state(ctx->saved_data["rng" + std::to_string(i)].toTensor());
+    }
+  }
+  ~RecomputeScope() {
+    for (size_t i = 0; i < gens_.size(); ++i) {
+      std::lock_guard<std::mutex> lock(gens_[i].mutex());
+      gens_[i].set_state(states_[i]);
+    }
+    at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(dt_, was_enabled_);
+    at::autocast::set_autocast_dtype(dt_, was_dtype_);
+  }
+  RecomputeScope(const RecomputeScope&) = delete;
+  RecomputeScope& operator=(const RecomputeScope&) = delete;
+
+ private:
+  at::DeviceType dt_;
+  std::vector<at::Generator> gens_;
+  std::vector<at::Tensor> states_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kFloat;
+};
 
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
@@ -181,6 +228,11 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     ctx->saved_data["layer"] = layer;
     ctx->saved_data["autocast"] = at::autocast::is_autocast_enabled(dt);
     ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(at::autocast::get_autocast_dtype(dt));
+    std::vector<at::Generator> gens = layer_generators(x.device());
+    for (size_t i = 0; i < gens.size(); ++i) {
+      std::lock_guard<std::mutex> lock(gens[i].mutex());
+      ctx->saved_data["rng" + std::to_string(i)] = gens[i].get_state();
+    }
     ctx->save_for_backward({x, cos, sin, mask});
     return reinterpret_cast<DecoderLayerImpl*>(layer)->forward(x, cos, sin, mask_or_none(mask), nullptr);
   }
@@ -189,23 +241,13 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
                                                  torch::autograd::variable_list grad_out) {
     const auto saved = ctx->get_saved_variables();
     auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
-    const at::DeviceType dt = saved[0].device().type();
-    const bool was_enabled = at::autocast::is_autocast_enabled(dt);
-    const at::ScalarType was_dtype = at::autocast::get_autocast_dtype(dt);
-    at::autocast::set_autocast_enabled(dt, ctx->saved_data["autocast"].toBool());
-    at::autocast::set_autocast_dtype(dt, static_cast<at::ScalarType>(ctx->saved_data["autocast_dtype"].toInt()));
     at::Tensor x = saved[0].detach().requires_grad_(true);
-    try {
+    {
+      RecomputeScope scope(ctx, saved[0].device());
       torch::AutoGradMode grad(true);
       const at::Tensor y = layer->forward(x, saved[1], saved[2], mask_or_none(saved[3]), nullptr);
       torch::autograd::backward({y}, {grad_out[0]});
-    } catch (...) {
-      at::autocast::set_autocast_enabled(dt, was_enabled);
-      at::autocast::set_autocast_dtype(dt, was_dtype);
-      throw;
     }
-    at::autocast::set_autocast_enabled(dt, was_enabled);
-    at::autocast::set_autocast_dtype(dt, was_dtype);
     return {x.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -460,7 +502,7 @@ void load_llama_weights(Llama& model, const MappedCheckpoint& ckpt, const std::s
 Llama load_llama(const std::string& dir, const LoadOptions& options) {
   if (is_adapter_dir(dir)) {
     Llama model = load_llama(adapter_base_dir(dir), options);
-    load_adapter(*model, dir, options.dtype);
+    load_adapter(*model, dir, at::kFloat);  // merged in fp32 (merge_adapter), stored in the model's dtype
     merge_lora(*model);
     for (auto& p : model->parameters()) p.set_requires_grad(true);  // as a plain load
     return model;

@@ -81,8 +81,10 @@ LoraLinearImpl::LoraLinearImpl(int64_t in, int64_t out, bool with_bias) : in_fea
 at::Tensor LoraLinearImpl::forward(const at::Tensor& x) {
   at::Tensor y = at::linear(x, weight, bias);  // [..., out]
   if (!has_adapter() || !enabled) return y;
-  // As PEFT: result + lora_B(lora_A(dropout(x))) * scaling.
-  const at::Tensor xa = dropout > 0 && is_training() && at::GradMode::is_enabled() ? at::dropout(x, dropout, true) : x;
+  // As PEFT: result + lora_B(lora_A(dropout(x))) * scaling. Dropout in training mode, as nn.Dropout: the
+  // trainer puts the policy in eval mode for rollouts, and a checkpointed layer replays the forward's random
+  // state when it recomputes.
+  const at::Tensor xa = dropout > 0 && is_training() ? at::dropout(x, dropout, true) : x;
   return y + lora_B->forward(lora_A->forward(xa)) * scale;
 }
 
@@ -130,9 +132,6 @@ double LoraOptions::scale() const {
 
 int64_t add_lora(LlamaImpl& model, const LoraOptions& o, at::ScalarType dtype, uint64_t seed) {
   if (o.rank < 1) throw UsageError("LoRA rank must be at least 1, got " + std::to_string(o.rank));
-  for (const std::string& t : o.targets)
-    if (std::find(lora_target_names().begin(), lora_target_names().end(), t) == lora_target_names().end())
-      throw UsageError("unknown LoRA target '" + t + "'", "expected some of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
   if (has_lora(model)) throw UsageError("the model already carries LoRA adapters");
   for (auto& p : model.parameters()) p.set_requires_grad(false);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -144,6 +143,10 @@ int64_t add_lora(LlamaImpl& model, const LoraOptions& o, at::ScalarType dtype, u
     }
   if (n == 0) throw UsageError("the LoRA targets match no projection of the model");
   return n;
+}
+
+void set_lora_dropout(LlamaImpl& model, double dropout) {
+  for (auto& [name, proj] : projections(model)) proj->dropout = dropout;
 }
 
 bool has_lora(LlamaImpl& model) {
@@ -201,7 +204,12 @@ AdapterConfig read_adapter_config(const std::string& dir) {
     if ((v.is_object() || v.is_array() || v.is_string()) && v.empty()) return false;
     return true;
   };
-  const std::string type = j.value("peft_type", std::string());
+  const auto text = [&](const char* key, const std::string& fallback) {
+    if (!j.contains(key) || j[key].is_null()) return fallback;
+    if (!j[key].is_string()) fail(key, "expected a string");
+    return j[key].get<std::string>();
+  };
+  const std::string type = text("peft_type", "");
   if (type != "LORA") fail("peft_type", "expected \"LORA\", got \"" + type + "\" (gaft reads LoRA adapters only)");
   if (!j.contains("r") || !j["r"].is_number_integer() || j["r"].get<int64_t>() < 1)
     fail("r", "expected a positive integer rank");
@@ -212,7 +220,10 @@ AdapterConfig read_adapter_config(const std::string& dir) {
     if (!j["lora_dropout"].is_number()) fail("lora_dropout", "expected a number");
     out.lora.dropout = j["lora_dropout"].get<double>();
   }
-  if (j.contains("use_rslora") && j["use_rslora"].is_boolean()) out.lora.rslora = j["use_rslora"].get<bool>();
+  if (j.contains("use_rslora") && !j["use_rslora"].is_null()) {
+    if (!j["use_rslora"].is_boolean()) fail("use_rslora", "expected true or false");
+    out.lora.rslora = j["use_rslora"].get<bool>();
+  }
   const nlohmann::json tm = j.value("target_modules", nlohmann::json());
   if (tm.is_string()) {
     out.lora.targets.clear();
@@ -233,13 +244,20 @@ AdapterConfig read_adapter_config(const std::string& dir) {
     fail("target_modules", "expected a list of module names or a regular expression");
   }
   // What PEFT can express and gaft does not reproduce: refused rather than silently computed differently.
-  if (j.value("bias", std::string("none")) != "none") fail("bias", "trained biases are not supported; expected \"none\"");
+  if (text("bias", "none") != "none") fail("bias", "trained biases are not supported; expected \"none\"");
   for (const char* key : {"use_dora", "fan_in_fan_out", "modules_to_save", "rank_pattern", "alpha_pattern",
                           "layers_to_transform", "lora_bias", "target_parameters", "trainable_token_indices",
-                          "layer_replication", "use_qalora", "exclude_modules"})
+                          "layer_replication", "use_qalora", "exclude_modules", "alora_invocation_tokens",
+                          "arrow_config", "use_bdlora", "kasa_config", "monteclora_config"})
     if (is_set(key)) fail(key, "is set; gaft supports plain LoRA on q/k/v/o/gate/up/down projections only");
-  if (j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string())
-    out.base_model = j["base_model_name_or_path"].get<std::string>();
+  // Initialisations that rewrite the base weights (the adapter then belongs with a residual base).
+  if (j.contains("init_lora_weights") && j["init_lora_weights"].is_string()) {
+    const std::string init = j["init_lora_weights"].get<std::string>();
+    for (const char* prefix : {"pissa", "olora", "corda", "loftq"})
+      if (init.rfind(prefix, 0) == 0)
+        fail("init_lora_weights", "'" + init + "' changes the base weights; gaft applies adapters to the unmodified base");
+  }
+  out.base_model = text("base_model_name_or_path", "");
   return out;
 }
 
@@ -251,6 +269,13 @@ std::string adapter_base_dir(const std::string& dir) {
     if (fs::is_regular_file(p / "config.json")) return p.string();
   throw DataError(c.file + ": base_model_name_or_path '" + c.base_model + "' is not a local model folder",
                   "gaft downloads nothing: pass the base model folder explicitly (e.g. gaft export --base DIR)");
+}
+
+std::string tokenizer_dir_of(const std::string& dir) {
+  if (!is_adapter_dir(dir)) return dir;
+  for (const std::string& name : tokenizer_file_names())
+    if (fs::exists(fs::path(dir) / name)) return dir;
+  return adapter_base_dir(dir);
 }
 
 void load_adapter(LlamaImpl& model, const std::string& dir, at::ScalarType dtype) {
@@ -322,11 +347,7 @@ void export_merged(const std::string& adapter_dir, const std::string& base_dir, 
   Llama model = load_llama(base, LoadOptions{at::kFloat, at::kCPU});  // merged in fp32, stored as asked
   load_adapter(*model, adapter_dir, at::kFloat);
   merge_lora(*model);
-  const std::string tok = fs::exists(fs::path(adapter_dir) / "tokenizer_config.json") ||
-                                  fs::exists(fs::path(adapter_dir) / "tokenizer.model") ||
-                                  fs::exists(fs::path(adapter_dir) / "tokenizer.json")
-                              ? adapter_dir
-                              : base;
+  const std::string tok = tokenizer_dir_of(adapter_dir) == adapter_dir ? adapter_dir : base;
   save_model(model, out_dir, SaveOptions{dtype.value_or(stored_dtype(config)), tok});
 }
 

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "gaft/error.h"
-#include "gaft/lora.h"
+#include "gaft/adapter_folder.h"
 #include "gaft/read_file.h"
 
 namespace gaft {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "gaft/bpe_tokenizer.h"
+#include "gaft/adapter_folder.h"
 #include "gaft/error.h"
 #include "gaft/read_file.h"
 #include "gaft/log.h"
@@ -129,7 +130,8 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-Tokenizer Tokenizer::load(const std::string& path) {
+Tokenizer Tokenizer::load(const std::string& path_arg) {
+  const std::string path = fs::is_directory(path_arg) ? tokenizer_dir_of(path_arg) : path_arg;  // adapter: its base's
   Source src = locate(path);
   Tokenizer t;
   t.path_ = src.file.string();

@@ -38,6 +38,18 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// The policy in eval mode for its lifetime (no LoRA dropout), then back in training mode.
+class EvalMode {
+ public:
+  explicit EvalMode(Llama& m) : m_(m) { m_->eval(); }
+  ~EvalMode() { m_->train(); }
+  EvalMode(const EvalMode&) = delete;
+  EvalMode& operator=(const EvalMode&) = delete;
+
+ private:
+  Llama& m_;
+};
+
 // The policy for the classifier objective: a *ForSequenceClassification model; a causal LM folder gets a
 // new score head (normal(0, initializer_range)) on its backbone.
 Llama load_classifier_policy(const std::string& dir, int64_t num_labels) {
@@ -201,7 +213,8 @@ void Trainer::setup() {
                         (lora ? "a full model, but lora.enabled is true" : "a LoRA adapter, but lora.enabled is false"),
                     "resume with the configuration the run started with, or start anew with checkpoint.resume: never");
   policy_ = classifier ? load_classifier_policy(start_dir, cfg_.objective.num_labels)
-                       : load_llama(lora ? cfg_.model.path : start_dir);
+            : lora       ? load_llama(cfg_.model.path, LoadOptions{compute_, device_})  // read straight into bf16
+                         : load_llama(start_dir);
   const ModelConfig& mc = policy_->config;
   if (!classifier && mc.head != ModelHead::kCausalLM)
     throw DataError(mc.source + ": " + mc.architecture + " has no LM head; objective.kind " +
@@ -218,6 +231,10 @@ void Trainer::setup() {
       lora_ = read_adapter_config(adapter).lora;
       lora_->dropout = cfg_.lora.dropout;
       load_adapter(*policy_, adapter, master_);
+      set_lora_dropout(*policy_, cfg_.lora.dropout);  // the run's dropout, not the file's
+      if (resumed_from_.empty() && cfg_.objective.kl != KlMode::kNone)
+        log::warn("lora.adapter with objective.kl: the KL reference is the base without any adapter, not the "
+                  "starting adapter (merge it first with gaft export --merge to make base + adapter the reference)");
     } else {
       lora_ = LoraOptions{cfg_.lora.rank, cfg_.lora.alpha, cfg_.lora.dropout, cfg_.lora.targets, "", cfg_.lora.rslora};
       add_lora(*policy_, *lora_, master_, static_cast<uint64_t>(cfg_.run.seed));
@@ -383,6 +400,7 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
     // Learned gate: features known before rollouts; low predictions skip rollouts (with exploration).
     if (cfg_.gate.mode == GateMode::kLearned) {
       AutocastScope ac(device_.type(), compute_, autocast_);
+      EvalMode no_dropout(policy_);
       const auto [nll, ent] = reference_nll_entropy(policy_, mb.references, pad_);
       std::mt19937_64 rng(mix_seed(static_cast<uint64_t>(cfg_.run.seed), static_cast<uint64_t>(state_.step),
                                    static_cast<uint64_t>(micro) + 0x9a7e));
@@ -400,6 +418,7 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
     Rollouts ro;
     {
       AutocastScope ac(device_.type(), compute_, autocast_);
+      EvalMode no_dropout(policy_);  // rollouts sample the policy itself (no LoRA dropout)
       ro = sample_rollouts(policy_, *tok_, prompt_ids, skip, rollout_,
                            mix_seed(static_cast<uint64_t>(cfg_.run.seed), static_cast<uint64_t>(state_.step),
                                     static_cast<uint64_t>(micro)));
@@ -485,13 +504,19 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
   const auto t0 = Clock::now();
   LossResult lr;
   {
+    // LoRA dropout masks from the micro-batch's own seed: the same for any number of ranks and on resume.
+    if (lora_ && lora_->dropout > 0)
+      torch::manual_seed(mix_seed(static_cast<uint64_t>(cfg_.run.seed), static_cast<uint64_t>(state_.step),
+                                  static_cast<uint64_t>(micro) + 0xd409));
     AutocastScope ac(device_.type(), compute_, autocast_);
     ObjectiveParams op = objective_;
     op.gate = gp;
     Llama* reference = reference_ ? &reference_ : lora_ && objective_.kl != KlMode::kNone ? &policy_ : nullptr;
     lr = compute_loss(policy_, reference, mb, decision, op);
   }
-  lr.loss.backward();
+  // Nothing trained in this micro-batch (every reference dropped, every advantage 0): the loss is a constant
+  // when only frozen weights are left in it (LoRA), and there is nothing to back-propagate.
+  if (lr.loss.requires_grad()) lr.loss.backward();
   st->fwd_bwd_s += seconds_since(t0);
   st->loss += lr.loss.item<double>();
   st->loss_sft += lr.loss_sft;

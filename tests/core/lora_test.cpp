@@ -13,6 +13,7 @@
 #include "gaft/lora.h"
 #include "gaft/model_save.h"
 #include "gaft/safetensors.h"
+#include "gaft/tokenizer.h"
 
 namespace fs = std::filesystem;
 using gaft_test::expect_data_error;
@@ -102,7 +103,7 @@ TEST(Lora, ForwardIsTheLowRankFormula) {
   EXPECT_EQ(proj->named_parameters().size(), 1u);
 }
 
-TEST(Lora, DropoutOnlyInTrainingForwardsWithGrad) {
+TEST(Lora, DropoutOnlyInTrainingMode) {
   torch::manual_seed(2);
   gaft::LoraLinear proj(16, 16, false);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(4);
@@ -112,12 +113,12 @@ TEST(Lora, DropoutOnlyInTrainingForwardsWithGrad) {
     proj->lora_B->weight.normal_();
   }
   const at::Tensor x = at::randn({4, 16});
-  proj->eval();
+  proj->eval();  // rollouts and eval: the trainer switches the policy to eval mode
   const at::Tensor clean = proj->forward(x).detach();
   proj->train();
-  EXPECT_FALSE(at::allclose(proj->forward(x).detach(), clean));  // training, grad: dropped inputs
-  torch::NoGradGuard no_grad;                                      // rollouts: sampled without dropout
-  EXPECT_TRUE(at::equal(proj->forward(x), clean));
+  EXPECT_FALSE(at::allclose(proj->forward(x).detach(), clean));
+  torch::NoGradGuard no_grad;  // also without grad (a checkpointed layer's first forward)
+  EXPECT_FALSE(at::allclose(proj->forward(x), clean));
 }
 
 TEST_P(LoraFixture, GaftMatchesPeftLogits) {
@@ -143,6 +144,9 @@ TEST_P(LoraFixture, GaftMatchesPeftLogits) {
   EXPECT_LT(max_diff(logits_of(merged, ids), expected), 1e-4);
   EXPECT_FALSE(gaft::has_lora(*merged));
 
+  // The fixture folders hold no tokenizer (as PEFT saves adapters): the base's is used.
+  EXPECT_EQ(gaft::Tokenizer::load(folder).vocab_size(), 512);
+
   // gaft export --merge: a plain Hugging Face folder.
   TempDir dir("lora_export_" + GetParam());
   gaft::export_merged(folder, kBase, dir.file("merged"));
@@ -164,6 +168,19 @@ TEST(Lora, PeftRegexTargetsSelectLayersAndProjections) {
   EXPECT_EQ(names, (std::vector<std::string>{"model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.o_proj",
                                              "model.layers.1.self_attn.k_proj", "model.layers.1.self_attn.o_proj",
                                              "model.layers.2.self_attn.k_proj", "model.layers.2.self_attn.o_proj"}));
+}
+
+TEST(Lora, PeftListTargetsMatchNameSuffixes) {
+  // PEFT: an entry matches a module named so or ending in "." + entry; entries matching nothing are ignored.
+  if (!fs::exists(kBase)) GTEST_SKIP() << "no shared folder";
+  TempDir dir("lora_suffix");
+  const std::string folder = copy_adapter(kLoraData + "/peft_made", dir, "suffix", [](auto& j) {
+    j["target_modules"] = {"self_attn.q_proj", "v_proj", "mlp.down_proj", "query_key_value"};
+  });
+  const gaft::SafetensorsFile f(kLoraData + "/peft_made/expected.safetensors");
+  gaft::Llama m = gaft::load_llama(kBase);
+  gaft::load_adapter(*m, folder);
+  EXPECT_LT(max_diff(logits_of(m, f.get("input_ids")), f.get("logits")), 1e-4);
 }
 
 TEST(Lora, SavedFolderIsPeftsFormatAndLoadsBack) {
@@ -218,6 +235,7 @@ TEST(Lora, CheckpointedLayersGiveTheSameAdapterGradients) {
   gaft::Llama m = gaft::load_llama(kBase);
   gaft::LoraOptions o;
   o.rank = 2;
+  o.dropout = 0.3;  // the recomputation must draw the forward's masks
   gaft::add_lora(*m, o, at::kFloat, 1);
   for (auto& [name, p] : gaft::lora_parameters(*m)) {
     torch::NoGradGuard no_grad;
@@ -229,6 +247,7 @@ TEST(Lora, CheckpointedLayersGiveTheSameAdapterGradients) {
   for (int ckpt = 0; ckpt < 2; ++ckpt) {
     m->model->checkpoint_layers = ckpt == 1;
     for (auto& [name, p] : gaft::lora_parameters(*m)) p.mutable_grad() = at::Tensor();
+    torch::manual_seed(17);
     m->logits(m->forward(ids)).log_softmax(-1).mean().backward();
     for (auto& [name, p] : gaft::lora_parameters(*m)) {
       ASSERT_TRUE(p.grad().defined()) << name << (ckpt ? " (checkpointed)" : "");
@@ -237,6 +256,11 @@ TEST(Lora, CheckpointedLayersGiveTheSameAdapterGradients) {
   }
   for (size_t i = 0; i < grads[0].size(); ++i)
     EXPECT_LT(max_diff(grads[0][i], grads[1][i]), 1e-6 * (1 + grads[0][i].abs().max().item<double>()));
+  // The masks matter: another seed gives other gradients.
+  for (auto& [name, p] : gaft::lora_parameters(*m)) p.mutable_grad() = at::Tensor();
+  torch::manual_seed(18);
+  m->logits(m->forward(ids)).log_softmax(-1).mean().backward();
+  EXPECT_GT(max_diff(gaft::lora_parameters(*m)[0].second.grad(), grads[1][0]), 1e-6);
 }
 
 TEST(Lora, BadAdapterFoldersFailClearly) {
@@ -259,6 +283,12 @@ TEST(Lora, BadAdapterFoldersFailClearly) {
   expect_data_error([&] { load(fewer); }, {"unexpected tensor 'base_model.model.model.layers.0.mlp.down_proj.lora_A.weight'"});
   const std::string hub = copy_adapter(good, dir, "hub", [](auto& j) { j["base_model_name_or_path"] = "meta-llama/Llama-3.1-8B"; });
   expect_data_error([&] { gaft::load_llama(hub); }, {"'meta-llama/Llama-3.1-8B' is not a local model folder"});
+  const std::string alora = copy_adapter(good, dir, "alora", [](auto& j) { j["alora_invocation_tokens"] = {5, 6}; });
+  expect_data_error([&] { load(alora); }, {"'alora_invocation_tokens'"});
+  const std::string pissa = copy_adapter(good, dir, "pissa", [](auto& j) { j["init_lora_weights"] = "pissa_niter_4"; });
+  expect_data_error([&] { load(pissa); }, {"'init_lora_weights'", "changes the base weights"});
+  const std::string type = copy_adapter(good, dir, "type", [](auto& j) { j["peft_type"] = 3; });
+  expect_data_error([&] { load(type); }, {"'peft_type'", "expected a string"});
   fs::create_directories(dir.file("empty"));
   gaft_test::write_bytes(dir.file("empty/adapter_config.json"), "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 2, \"target_modules\": [\"q_proj\"]}");
   expect_data_error([&] { load(dir.file("empty")); }, {"no adapter_model.safetensors"});

@@ -300,9 +300,10 @@ TEST_F(Train, LoraTrainsOnlyTheAdaptersAndWritesAPeftFolder) {
 }
 
 TEST_F(Train, LoraResumeIsExactAndTheKlReferenceIsTheBase) {
-  // KL against the base: zero at the first step (B = 0, so policy = base), then growing as the adapters
-  // train; without the adapters switched off for the reference forward it would stay 0.
-  const std::string extra = "lora: {enabled: true, rank: 2, alpha: 4, dropout: 0.0}\ngate: {mode: fixed, g0: 0.5}\n";
+  // With adapter dropout (masks from each micro-batch's seed). KL against the base: zero at the first step
+  // (B = 0, so policy = base), then growing as the adapters train; without the adapters switched off for the
+  // reference forward it would stay 0.
+  const std::string extra = "lora: {enabled: true, rank: 2, alpha: 4, dropout: 0.1}\ngate: {mode: fixed, g0: 0.5}\n";
   const std::string kl = " objective.kl=loss objective.kl_beta=0.1 optimizer.lr=0.01";
   const auto whole = run_gaft("train --config " + config("lwhole", "gaft", extra) + kl + " train.max_steps=6 train.batch_size=2");
   ASSERT_EQ(whole.code, 0) << whole.out;
