@@ -224,8 +224,7 @@ void Trainer::setup() {
                         " tokens but the model's vocab_size is " + std::to_string(mc.vocab_size) + " (" + mc.source + ")",
                     "the tokenizer does not belong to this model; set tokenizer.path to the model's own tokenizer");
   if (lora) {
-    // The frozen base needs no master copy: it is held in the compute dtype; the adapters in the master dtype.
-    policy_->to(device_, compute_);
+    // The frozen base needs no master copy: it was loaded in the compute dtype; the adapters take the master's.
     const std::string adapter = !resumed_from_.empty() ? start_dir : cfg_.lora.adapter;
     if (!adapter.empty()) {
       lora_ = read_adapter_config(adapter).lora;
@@ -239,7 +238,6 @@ void Trainer::setup() {
       lora_ = LoraOptions{cfg_.lora.rank, cfg_.lora.alpha, cfg_.lora.dropout, cfg_.lora.targets, "", cfg_.lora.rslora};
       add_lora(*policy_, *lora_, master_, static_cast<uint64_t>(cfg_.run.seed));
     }
-    // Dropout reads the (seeded) default generator, so the adapters' dropout masks are reproducible too.
     int64_t trainable = 0, total = 0;
     for (const auto& p : policy_->parameters()) {
       total += p.numel();
@@ -257,10 +255,11 @@ void Trainer::setup() {
   pad_ = pad_id_for(policy_, *tok_);
   {
     torch::NoGradGuard no_grad;
-    // Rank 0's weights everywhere (e.g. a new classifier head); under LoRA only the adapters can differ.
+    // Rank 0's trainable weights everywhere (e.g. a new classifier head): every weight without LoRA, the
+    // adapters under it (the frozen base comes from the same files on every rank).
     std::vector<at::Tensor> shared;
     for (const auto& p : policy_->parameters())
-      if (!lora || p.requires_grad()) shared.push_back(p);
+      if (p.requires_grad()) shared.push_back(p);
     dist_->broadcast(shared);
   }
 
