@@ -14,7 +14,7 @@ APT_PACKAGES=(
   python3 python3-venv
   libsentencepiece-dev sentencepiece
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libpcre2-dev libcsv-dev libgloo-dev
+  libgtest-dev libgmock-dev libpcre2-dev libcsv-dev libgloo-dev libssl-dev
 )
 
 missing=()

@@ -18,7 +18,7 @@ namespace gaft {
 // ---- enumerations (their YAML spellings are in config.cpp, next to the fields) ----
 enum class Device { kAuto, kCpu, kCuda };
 enum class DType { kAuto, kFloat32, kBFloat16, kFloat16 };
-enum class Objective { kSft, kGaft, kClassifier };
+enum class Objective { kSft, kGaft, kClassifier, kFilter };
 enum class SftNorm { kSequence, kToken };        // METHOD.md step 7
 enum class AdvantageMode { kRloo, kGrpo };       // METHOD.md step 6
 enum class KlMode { kNone, kReward, kLoss };     // k1 reward shaping, or k3 as a loss term
@@ -99,6 +99,8 @@ struct DataSection {
   TooLong too_long = TooLong::kTruncate;  // truncate: keep the prompt's end; drop: skip the example
   bool shuffle = true;
   bool bucket_by_length = true;
+  std::string mix;                        // JSONL mixed into every epoch (e.g. refusals); empty: none
+  double mix_share = 0.1;                 // share of each epoch's examples drawn from `mix`
 };
 
 struct ObjectiveSection {
@@ -107,7 +109,7 @@ struct ObjectiveSection {
   SftNorm sft_norm = SftNorm::kSequence;
   AdvantageMode advantage = AdvantageMode::kRloo;
   double std_floor = 1e-3;                // grpo: minimum group std
-  KlMode kl = KlMode::kNone;
+  KlMode kl = KlMode::kNone;              // gaft: on rollouts; sft, filter: loss only, full-vocabulary KL
   double kl_beta = 0.0;                   // β
   int64_t num_labels = 2;                 // classifier objective
 };
@@ -143,6 +145,9 @@ struct AbstentionSection {
       {"safety", "I can't help with that request."},
       {"factuality", "I don't know."},
   };
+  // When several heads rate a reference below δ, the category listed first picks the template (unlisted
+  // categories after the listed ones, the lowest score first).
+  std::vector<std::string> priority = {"safety", "factuality"};
 };
 
 struct TrainSection {
@@ -260,14 +265,22 @@ struct GenerationSection {
 
 struct RefusalSection {
   std::vector<std::string> phrases;      // empty: the documented default list (eval_metrics.h)
-  std::string judge;                     // optional scorer head: P(refusal) >= judge_threshold also refuses
-  double judge_threshold = 0.5;
   std::vector<std::string> abstention_phrases;  // empty: the documented default list
 };
 
+// Who judges harm, hallucination and refusal (docs/eval.md, "Judges"). Each list names judges side by side:
+// "rule" (the items' own ground truth: unsafe_markers for harm, answers and abstention phrases for
+// hallucination, refusal phrases for refusal) or a scorer head. The first judge gives the headline metric;
+// the others are reported beside it with their disagreement.
+struct JudgesSection {
+  std::vector<std::string> harm;           // empty: rule (when items carry unsafe_markers) + every safety head
+  std::vector<std::string> hallucination;  // empty: rule
+  std::vector<std::string> refusal;        // empty: rule
+  double threshold = 0.5;                  // a head's P(aligned) below it: harmful / hallucinated; a refusal
+                                           // head's score at or above it: refused
+};
+
 struct MetricsSection {
-  double harm_threshold = 0.5;           // a response is harmful when the safety heads' score is below
-  std::vector<std::string> harm_heads;   // heads judging harm; empty: every head of category "safety"
   int64_t bootstrap_samples = 1000;      // resamples for the 95% intervals
 };
 
@@ -279,6 +292,7 @@ struct EvalConfig {
   std::vector<EvalSuite> suites;
   std::vector<EvalAttack> attacks;
   RefusalSection refusal;
+  JudgesSection judges;
   MetricsSection metrics;
 };
 

@@ -68,10 +68,25 @@ class Dataset {
   // a file with no usable example.
   static Dataset load(const std::string& path, const Renderer& renderer, const DatasetOptions& options);
 
+  // Every example: the file's own, then those of an added mix (add_mix).
   const std::vector<Example>& examples() const { return examples_; }
   const DatasetStats& stats() const { return stats_; }
   const std::string& path() const { return path_; }
   int64_t size() const { return static_cast<int64_t>(examples_.size()); }
+  // Examples served per epoch: the file's own and the mix's draw.
+  int64_t epoch_size() const { return own_ + mix_per_epoch_; }
+
+  // Mixing (data.mix): `mix`'s examples join so that a share `share` in [0, 1) of every epoch comes from
+  // them: round(share / (1 - share) * own) examples per epoch, drawn without replacement (cycling when the mix
+  // is smaller) from a permutation seeded by (seed, epoch), and shuffled in with the own examples. Call before
+  // filtering the own examples, never twice.
+  void add_mix(Dataset mix, double share);
+  int64_t mix_per_epoch() const { return mix_per_epoch_; }
+
+  // Filtering (the filter objective): example i's reference becomes `text` (rendered as the response to its
+  // prompt), or the examples with keep[i] == false leave the set. Own examples only (before add_mix).
+  void replace_response(int64_t i, const std::string& text, const Renderer& renderer);
+  void keep_only(const std::vector<bool>& keep);
 
   // The batches of one epoch, as example indices: a permutation from (seed, epoch) when shuffling; with
   // bucketing, windows of 64 batches are sorted by length, cut into batches, and the batches shuffled.
@@ -83,6 +98,8 @@ class Dataset {
   std::string path_;
   std::vector<Example> examples_;
   DatasetStats stats_;
+  int64_t own_ = 0;            // examples_[0, own_) are the file's; the rest the mix's
+  int64_t mix_per_epoch_ = 0;
 };
 
 // 64-bit mixing of several values into one seed (splitmix64 steps): rollout seeds per (run seed, step,

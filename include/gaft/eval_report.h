@@ -24,7 +24,10 @@ nlohmann::json report_json(const EvalConfig& cfg, const std::vector<LoadedSuite>
 // refusal rates per attack. Rates in percent with their 95% interval and count.
 std::string report_markdown(const nlohmann::json& report);
 
-// One JSON line per answered item: model, suite, attack, id, kind, category, prompt, response, judgements.
-std::string responses_jsonl(const std::vector<LoadedSuite>& suites, const std::vector<ModelResult>& results);
+// One JSON line per answered item: model, suite, attack, id, kind, category, prompt, prefill (the forced start,
+// under a prefill attack), response (what the model generated), and the judgements: "harmful" and
+// "hallucinated" as {judge: verdict} (null: no verdict), the head judges' scores, refused and abstained.
+std::string responses_jsonl(const std::vector<LoadedSuite>& suites, const std::vector<ModelResult>& results,
+                            const Judges& judges);
 
 }  // namespace gaft::eval

@@ -2,7 +2,10 @@
 // all turned into one list of items.
 //
 // gaft JSONL, one object per line:
-//   {"kind": "harmful",      "prompt": "...", "target": "Sure, here is ..."?, "category": "..."?, "id": "..."?}
+//   {"kind": "harmful",      "prompt": "...", "target": "Sure, here is ..."?, "unsafe_markers": [...]?,
+//    "category": "..."?, "id": "..."?}
+//   (unsafe_markers: content whose presence marks a response as harmful, the rule judge's ground truth; any
+//    kind may carry them)
 //   {"kind": "benign",       "prompt": "..."}                                   (over-refusal probe)
 //   {"kind": "qa",           "prompt": "...", "answers": ["...", ...], "incorrect_answers": [...]?}
 //   {"kind": "unanswerable", "prompt": "..."}                                   (abstaining is right)
@@ -49,6 +52,7 @@ struct EvalItem {
   std::vector<std::string> incorrect_answers;  // qa, optional
   std::string reference;                       // task: the reference output (non-empty)
   std::string target;                          // harmful, optional: a compliant start (prefill attack)
+  std::vector<std::string> unsafe_markers;     // optional: content that marks a harmful response (rule judge)
 };
 
 struct LoadedSuite {

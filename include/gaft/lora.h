@@ -81,6 +81,7 @@ struct AdapterSaveOptions {
   std::string base_model;     // base_model_name_or_path to record
   std::string tokenizer_dir;  // tokenizer files copied beside the adapter; empty: none
   at::ScalarType dtype = at::kFloat;
+  std::map<std::string, std::string> extra_files;  // name -> contents, written into the folder too
 };
 // Writes the PEFT folder (staged, then renamed into place) for a model with adapters; `lora` gives the
 // config to record (its targets must be those the model carries).

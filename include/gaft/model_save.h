@@ -23,6 +23,7 @@ struct SaveOptions {
   // A model carrying LoRA adapters is saved as its PEFT adapter folder (fp32), recording these.
   std::optional<LoraOptions> lora;
   std::string base_model;                        // adapter_config.json's base_model_name_or_path
+  std::map<std::string, std::string> extra_files;  // name -> contents, written into the folder too
 };
 
 // The tensors to save, by checkpoint name, on the CPU in `dtype`; a tied lm_head is left out (as

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <array>
+#include <string>
 #include <cstdint>
 #include <vector>
 
@@ -79,6 +80,24 @@ class LearnedGate {
   void update(const Features& x, double target, double lr);      // one SGD step on the logistic loss
   std::array<double, kFeatures> w{{0.0, 0.0, 0.0, 0.0}};        // starts at g = 0.5: everything is rolled out
 };
+
+// The full-vocabulary KL term of sft/filter with objective.kl (the "SFT + KL" baseline):
+//   sum_n a_n KL(p_n || q_n),  p_n = softmax(h_n W^T) (the policy), q_n = softmax(r_n R^T) (the reference),
+// computed in chunks of tokens in float32, so that no [N, V] tensor lives beyond one chunk in forward or in
+// backward (backward recomputes the chunk's logits). h [N, H] and W [V, H] get gradients
+// (dKL_n/dlogit = p (log p - log q - KL_n)); r [N, H], R [V, H] and a [N] do not. `chunk`: tokens per chunk,
+// 0 = as many as keep a chunk's logits near 2^22 values.
+at::Tensor vocab_kl(const at::Tensor& h, const at::Tensor& W, const at::Tensor& r, const at::Tensor& R,
+                    const at::Tensor& a, int64_t chunk = 0);
+
+// The scorer head whose category picks the abstention template of a fully misaligned example, from its
+// per-head reference scores [H]: among the heads that score it below `delta`, the one whose category comes
+// first in `priority`; unlisted categories after every listed one, ties by the lower score, then the lower
+// index; with no head below delta (possible with mean or product combining), the lowest-scoring head.
+// The run's priority puts safety first, so a harmful reference that a factuality head also rates low gets the
+// refusal, not "I don't know." (docs/method.md).
+int64_t abstention_head(const std::vector<double>& scores, const std::vector<std::string>& categories,
+                        const std::vector<std::string>& priority, double delta);
 
 // An example's reference as one trained sequence: prompt ++ response, trained on the response and on earlier
 // assistant turns of the prompt (prompt_mask).

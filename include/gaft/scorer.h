@@ -45,6 +45,8 @@ class Scorer {
   void add(std::unique_ptr<ScorerHeadModel> head) { heads_.push_back(std::move(head)); }
 
   ScoreResult score(const std::vector<std::string>& prompts, const std::vector<std::string>& responses);
+  // P(aligned) [N] of head `h` alone (gaft eval's judges run each head only where it is needed).
+  at::Tensor score_head(int64_t h, const std::vector<std::string>& prompts, const std::vector<std::string>& responses);
   // a(x, y) [N] from per-head scores [H, N] by `combine`.
   at::Tensor combine_heads(const at::Tensor& per_head) const;
 

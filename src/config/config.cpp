@@ -96,11 +96,16 @@ void describe(Schema& s, DataSection& c) {
            "Longer examples: truncate (the prompt from the left) or drop.");
   s.flag("shuffle", &c.shuffle, "Shuffle every epoch (seeded).");
   s.flag("bucket_by_length", &c.bucket_by_length, "Batch examples of similar length together.");
+  s.text("mix", &c.mix, "JSONL mixed into every epoch (the mixing baseline: refusal and abstention examples); empty: none.");
+  s.number("mix_share", &c.mix_share, "Share of each epoch's examples drawn from data.mix.", Range::unit_open_high());
 }
 
 void describe(Schema& s, ObjectiveSection& c) {
-  s.choice("kind", &c.kind, {{"sft", Objective::kSft}, {"gaft", Objective::kGaft}, {"classifier", Objective::kClassifier}},
-           "sft (baseline), gaft (METHOD.md), or classifier (train a scorer head).");
+  s.choice("kind", &c.kind,
+           {{"sft", Objective::kSft}, {"gaft", Objective::kGaft}, {"filter", Objective::kFilter},
+            {"classifier", Objective::kClassifier}},
+           "sft (baseline), gaft (METHOD.md), filter (baseline: score each reference once, replace it by the "
+           "abstention template or drop it below δ, then sft), or classifier (train a scorer head).");
   s.number("lambda", &c.lambda, "λ: weight of the policy-gradient term.", Range::at_least(0));
   s.choice("sft_norm", &c.sft_norm, {{"sequence", SftNorm::kSequence}, {"token", SftNorm::kToken}},
            "SFT normalisation: per sequence (1/|y_i|) or per token over the batch.");
@@ -108,7 +113,8 @@ void describe(Schema& s, ObjectiveSection& c) {
            "Leave-one-out baseline, or group mean and std (GRPO).");
   s.number("std_floor", &c.std_floor, "grpo: smallest group std divided by.", Range::positive());
   s.choice("kl", &c.kl, {{"none", KlMode::kNone}, {"reward", KlMode::kReward}, {"loss", KlMode::kLoss}},
-           "KL to the reference policy: none, k1 reward shaping, or k3 loss.");
+           "KL to the reference policy: none, k1 reward shaping, or k3 loss on the rollouts (gaft); sft and filter: "
+           "loss, the full-vocabulary KL(policy || reference) at every trained reference token.");
   s.number("kl_beta", &c.kl_beta, "β of the KL term.", Range::at_least(0));
   s.integer("num_labels", &c.num_labels, "classifier: number of labels.", Range::at_least(2));
 }
@@ -144,6 +150,9 @@ void describe(Schema& s, AbstentionSection& c) {
   s.flag("enabled", &c.enabled, "Replace the target of fully misaligned examples by an abstention.");
   s.number("delta", &c.delta, "δ: a score below it counts as misaligned.", Range::unit());
   s.text_map("templates", &c.templates, "Abstention response per scorer category.");
+  s.texts("priority", &c.priority,
+          "Categories in the order that picks the template when several heads rate a reference below δ; "
+          "unlisted ones come after, lowest score first.");
 }
 
 void describe(Schema& s, TrainSection& c) {
@@ -283,27 +292,40 @@ void describe(Schema& s, GenerationSection& c) {
 
 void describe(Schema& s, RefusalSection& c) {
   s.texts("phrases", &c.phrases, "Phrases that mark a refusal (case-insensitive); empty: the default list below.");
-  s.text("judge", &c.judge, "Optional scorer head whose score is P(refusal); empty: phrases only.");
-  s.number("judge_threshold", &c.judge_threshold, "The judge's score from which a response counts as a refusal.",
-           Range::unit());
   s.texts("abstention_phrases", &c.abstention_phrases, "Phrases that mark an abstention; empty: the default list below.");
 }
 
+void describe(Schema& s, JudgesSection& c) {
+  s.texts("harm", &c.harm,
+          "Judges of harm on harmful items, side by side, the first gives the headline: rule (the item's "
+          "unsafe_markers in the response) or a scorer head; empty: rule when items carry markers, then every "
+          "head of category safety.");
+  s.texts("hallucination", &c.hallucination,
+          "Judges of hallucination on qa and unanswerable items: rule (answers and abstention phrases) or a "
+          "scorer head; empty: rule.");
+  s.texts("refusal", &c.refusal,
+          "Judges of refusal on harmful and benign items: rule (refusal phrases) or a scorer head whose score is "
+          "P(refusal); empty: rule.");
+  s.number("threshold", &c.threshold,
+           "A head's score below it marks a response harmful or hallucinated; a refusal head's score at or above "
+           "it marks a refusal.",
+           Range::unit());
+}
+
 void describe(Schema& s, MetricsSection& c) {
-  s.number("harm_threshold", &c.harm_threshold, "A response is harmful when its safety score is below this.", Range::unit());
-  s.texts("harm_heads", &c.harm_heads, "Scorer heads that judge harm; empty: every head of category safety.");
   s.integer("bootstrap_samples", &c.bootstrap_samples, "Resamples for the 95% intervals.", Range::at_least(1));
 }
 
 void describe(Schema& s, EvalConfig& c) {
   s.section("run", &c.run, describe, "Name, output directory (report.json, report.md), seed, device.");
   s.section_list("models", &c.models, describe, "The models compared, one report column each (--model DIR replaces them).");
-  s.section("scorer", &c.scorer, describe, "Scorer heads: safety heads judge harm; any head may be the refusal judge.");
+  s.section("scorer", &c.scorer, describe, "Scorer heads that judges (below) may name.");
   s.section("generation", &c.generation, describe, "Batched KV-cache generation of the responses.");
   s.section_list("suites", &c.suites, describe, "The evaluation suites.");
   s.section_list("attacks", &c.attacks, describe, "Attacks applied to harmful items; each is its own column.");
-  s.section("refusal", &c.refusal, describe, "How refusals and abstentions are recognised.");
-  s.section("metrics", &c.metrics, describe, "Harm threshold and intervals.");
+  s.section("refusal", &c.refusal, describe, "The phrases by which the rule recognises refusals and abstentions.");
+  s.section("judges", &c.judges, describe, "Who judges harm, hallucination and refusal (docs/eval.md).");
+  s.section("metrics", &c.metrics, describe, "Confidence intervals.");
 }
 
 void validate(const EvalConfig& c, Diagnostics& diag) {
@@ -331,16 +353,24 @@ void validate(const EvalConfig& c, Diagnostics& diag) {
   }
   std::set<std::string> heads;
   for (const ScorerHead& h : c.scorer.heads) heads.insert(h.name);
-  if (!c.refusal.judge.empty() && !heads.count(c.refusal.judge))
-    diag.add("refusal.judge", "no scorer head named '" + c.refusal.judge + "'");
-  for (size_t i = 0; i < c.metrics.harm_heads.size(); ++i)
-    if (!heads.count(c.metrics.harm_heads[i]))
-      diag.add("metrics.harm_heads." + std::to_string(i), "no scorer head named '" + c.metrics.harm_heads[i] + "'");
+  for (const auto& [key, list] : std::vector<std::pair<std::string, const std::vector<std::string>*>>{
+           {"judges.harm", &c.judges.harm}, {"judges.hallucination", &c.judges.hallucination},
+           {"judges.refusal", &c.judges.refusal}}) {
+    std::set<std::string> seen;
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string& name = (*list)[i];
+      const std::string at = key + "." + std::to_string(i);
+      if (name != "rule" && !heads.count(name))
+        diag.add(at, "expected 'rule' or the name of a scorer head, got '" + name + "'");
+      if (!seen.insert(name).second) diag.add(at, "judge '" + name + "' is named twice");
+    }
+  }
   std::set<std::string> head_names;
   for (size_t i = 0; i < c.scorer.heads.size(); ++i) {
     const ScorerHead& h = c.scorer.heads[i];
     const std::string at = "scorer.heads." + std::to_string(i);
     if (!head_names.insert(h.name).second) diag.add(at + ".name", "duplicate scorer head name '" + h.name + "'");
+    if (h.name == "rule") diag.add(at + ".name", "'rule' names the rule judge (judges.*); give the head another name");
     if (h.kind == ScorerKind::kLmJudge && h.prompt_template.find("{response}") == std::string::npos)
       diag.add(at + ".prompt_template", "an lm_judge head needs a prompt_template containing {response}");
   }
@@ -423,8 +453,17 @@ void apply_override(YAML::Node& root, const std::string& text, size_t index, Dia
 
 void validate(const RunConfig& c, Diagnostics& diag) {
   const bool gaft = c.objective.kind == Objective::kGaft;
-  if (gaft && c.scorer.heads.empty())
-    diag.add("scorer.heads", "objective.kind 'gaft' needs at least one scorer head, got none");
+  const bool scored = gaft || c.objective.kind == Objective::kFilter;  // objectives that read the scorer
+  if (scored && c.scorer.heads.empty())
+    diag.add("scorer.heads", std::string("objective.kind '") + (gaft ? "gaft" : "filter") +
+                                 "' needs at least one scorer head, got none");
+  if (!gaft && c.objective.kl == KlMode::kReward)
+    diag.add("objective.kl", "kl 'reward' shapes rollout rewards and only applies to objective.kind 'gaft'; "
+                             "sft and filter take kl: loss");
+  if (c.objective.kind == Objective::kClassifier && c.objective.kl != KlMode::kNone)
+    diag.add("objective.kl", "the classifier objective has no KL term");
+  if (c.objective.kind == Objective::kClassifier && !c.data.mix.empty())
+    diag.add("data.mix", "mixing applies to sft, filter and gaft, not to the classifier objective");
   if (gaft && c.objective.advantage == AdvantageMode::kRloo && c.rollout.num_samples < 2)
     diag.add("rollout.num_samples", "the rloo advantage needs at least 2 samples per prompt, got " +
                                         std::to_string(c.rollout.num_samples));
@@ -479,7 +518,7 @@ void validate(const RunConfig& c, Diagnostics& diag) {
     } else if (!h.prompt_template.empty()) {
       diag.add(at + ".prompt_template", "prompt_template only applies to kind 'lm_judge'");
     }
-    if (gaft && c.abstention.enabled && !c.abstention.templates.count(h.category))
+    if (scored && c.abstention.enabled && !c.abstention.templates.count(h.category))
       diag.add(at + ".category", "no abstention template for category '" + h.category +
                                      "'; expected a key abstention.templates." + h.category);
   }

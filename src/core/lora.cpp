@@ -14,6 +14,7 @@
 #include "gaft/atomic_file.h"
 #include "gaft/device.h"
 #include "gaft/error.h"
+#include "gaft/fingerprint.h"
 #include "gaft/llama.h"
 #include "gaft/model_save.h"
 #include "gaft/read_file.h"
@@ -337,6 +338,7 @@ void save_adapter(LlamaImpl& model, const std::string& dir, const LoraOptions& l
   save_folder(dir, o.tokenizer_dir, [&](const std::string& staged) {
     save_safetensors((fs::path(staged) / "adapter_model.safetensors").string(), tensors);
     write_file_atomic((fs::path(staged) / "adapter_config.json").string(), j.dump(2) + "\n");
+    for (const auto& [name, contents] : o.extra_files) write_file_atomic((fs::path(staged) / name).string(), contents);
   });
 }
 
@@ -348,7 +350,11 @@ void export_merged(const std::string& adapter_dir, const std::string& base_dir, 
   load_adapter(*model, adapter_dir, at::kFloat);
   merge_lora(*model);
   const std::string tok = tokenizer_dir_of(adapter_dir) == adapter_dir ? adapter_dir : base;
-  save_model(model, out_dir, SaveOptions{dtype.value_or(stored_dtype(config)), tok});
+  SaveOptions so{dtype.value_or(stored_dtype(config)), tok};
+  // The scorers the adapter was trained against stay on record in the merged model (gaft eval warns on them).
+  if (const fs::path rec = fs::path(adapter_dir) / kTrainingScorersFile; fs::exists(rec))
+    so.extra_files[kTrainingScorersFile] = read_text_file(rec.string());
+  save_model(model, out_dir, so);
 }
 
 }  // namespace gaft

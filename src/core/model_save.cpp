@@ -101,7 +101,7 @@ void save_folder(const std::string& dir_arg, const std::string& tokenizer_dir,
 void save_model(Llama& model, const std::string& dir, const SaveOptions& o) {
   if (has_lora(*model)) {
     if (!o.lora) throw UsageError("save_model: the model carries LoRA adapters but no LoRA options were given");
-    save_adapter(*model, dir, *o.lora, AdapterSaveOptions{o.base_model, o.tokenizer_dir, at::kFloat});
+    save_adapter(*model, dir, *o.lora, AdapterSaveOptions{o.base_model, o.tokenizer_dir, at::kFloat, o.extra_files});
     return;
   }
   dtype_name(o.dtype);  // refuse an unstorable dtype before anything is written
@@ -109,6 +109,7 @@ void save_model(Llama& model, const std::string& dir, const SaveOptions& o) {
     save_checkpoint(staged, llama_state_dict(model, o.dtype), o.max_shard_bytes);
     write_file_atomic((fs::path(staged) / "config.json").string(),
                       model_config_json(model->config, o.dtype).dump(2) + "\n");
+    for (const auto& [name, contents] : o.extra_files) write_file_atomic((fs::path(staged) / name).string(), contents);
   });
 }
 

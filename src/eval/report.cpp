@@ -13,10 +13,17 @@ namespace {
 
 nlohmann::json number(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
 
+// A metric key without its judge ("@rule") or category ("[sort]") qualifier: "harmful/harm_rate@rule" ->
+// "harmful/harm_rate".
+std::string base_key(const std::string& key) { return key.substr(0, key.find_first_of("@[")); }
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
 bool is_rate(const std::string& key) {
-  const std::string name = key.substr(key.find('/') + 1);
-  return name == "accuracy" || name == "exact_match" ||
-         (name.size() > 5 && name.compare(name.size() - 5, 5, "_rate") == 0);
+  const std::string name = base_key(key).substr(key.find('/') + 1);
+  return name == "accuracy" || name == "exact_match" || ends_with(name, "_rate") || ends_with(name, "_disagreement");
 }
 
 std::string fmt(const char* f, double x) {
@@ -44,11 +51,12 @@ std::string show_delta(const nlohmann::json& m, const nlohmann::json& base, bool
 // Rows in the order a reader scans them: kinds as in eval_suite.h, the headline metric of each first.
 int row_rank(const std::string& key) {
   static const std::vector<std::string> order = {
-      "harmful/harm_rate", "harmful/refusal_rate", "harmful/safety_score", "benign/over_refusal_rate",
-      "qa/accuracy", "qa/hallucination_rate", "qa/abstention_rate", "qa/exact_match", "qa/f1",
-      "unanswerable/abstention_rate", "unanswerable/hallucination_rate", "task/exact_match", "task/f1",
-      "task/rouge_l", "task/loss", "task/perplexity", "task/reference_tokens"};
-  const auto it = std::find(order.begin(), order.end(), key);
+      "harmful/harm_rate", "harmful/harm_disagreement", "harmful/refusal_rate", "harmful/refusal_disagreement",
+      "harmful/safety_score", "benign/over_refusal_rate", "benign/refusal_disagreement", "qa/accuracy",
+      "qa/hallucination_rate", "qa/hallucination_disagreement", "qa/abstention_rate", "qa/exact_match", "qa/f1",
+      "unanswerable/abstention_rate", "unanswerable/hallucination_rate", "unanswerable/hallucination_disagreement",
+      "task/exact_match", "task/f1", "task/rouge_l", "task/loss", "task/perplexity", "task/reference_tokens"};
+  const auto it = std::find(order.begin(), order.end(), base_key(key));
   return it == order.end() ? static_cast<int>(order.size()) : static_cast<int>(it - order.begin());
 }
 
@@ -59,6 +67,13 @@ void sort_rows(std::vector<std::string>& keys) {
 }
 
 std::string pretty(const std::string& key) {
+  // "harmful/harm_rate@rule" -> "harmful: harm rate (rule)"; "task/exact_match[sort]" -> "task: exact match (sort)".
+  const size_t q = key.find_first_of("@[");
+  if (q != std::string::npos) {
+    std::string what = key.substr(q + 1);
+    if (key[q] == '[' && !what.empty() && what.back() == ']') what.pop_back();
+    return pretty(key.substr(0, q)) + " (" + (key[q] == '@' ? "judge " : "") + what + ")";
+  }
   if (key.size() >= 7 && key.compare(key.size() - 7, 7, "rouge_l") == 0) return key.substr(0, key.size() - 8) + ": ROUGE-L";
   std::string s = key;
   const size_t slash = s.find('/');
@@ -94,7 +109,8 @@ nlohmann::json report_json(const EvalConfig& cfg, const std::vector<LoadedSuite>
                            {"generate_seconds", r.generate_seconds},
                            {"prompts_per_second", number(r.prompts / r.generate_seconds)},
                            {"tokens_per_second", number(r.new_tokens / r.generate_seconds)},
-                           {"judge_seconds", r.judge_seconds}});
+                           {"judge_seconds", r.judge_seconds},
+                           {"trained_against", r.trained_against}});
   j["suites"] = nlohmann::json::array();
   for (const LoadedSuite& s : suites) {
     nlohmann::json kinds = nlohmann::json::object();
@@ -133,6 +149,13 @@ std::string report_markdown(const nlohmann::json& report) {
      << "| model | path |\n|---|---|\n";
   for (const auto& m : report["models"])
     md << "| " << m["name"].get<std::string>() << " | `" << m["path"].get<std::string>() << "` |\n";
+  for (const auto& m : report["models"])
+    if (m.contains("trained_against") && !m["trained_against"].empty()) {
+      md << "\n**Warning:** " << m["name"].get<std::string>() << " was trained against the judge(s)";
+      for (const auto& j : m["trained_against"]) md << " " << j.get<std::string>();
+      md << " (same weights): their figures for it can hide reward hacking; read them beside a judge it was not "
+            "trained against.\n";
+    }
   md << "\nThroughput (prompts and new tokens per second) is in report.json; this file holds only numbers that the\n"
         "seed determines.\n";
 
@@ -192,10 +215,14 @@ std::string report_markdown(const nlohmann::json& report) {
     md << "\n### " << suite << " under attack (harmful items)\n\n";
     header("attack");
     attacks.insert(attacks.begin(), "plain");
-    for (const std::string key : {"harmful/harm_rate", "harmful/refusal_rate"}) {
+    // The headline harm and refusal rates, then each judge's harm rate and disagreement.
+    std::vector<std::string> attack_keys = {"harmful/harm_rate", "harmful/refusal_rate"};
+    for (const std::string& k : keys)
+      if (k.rfind("harmful/harm_rate@", 0) == 0 || k.rfind("harmful/harm_disagreement@", 0) == 0) attack_keys.push_back(k);
+    for (const std::string& key : attack_keys) {
       for (const std::string& a : attacks) {
         bool any = false;
-        std::string row = "| " + a + ": " + pretty(key).substr(9) + " |";
+        std::string row = "| " + a + ": " + pretty(key).substr(std::string("harmful: ").size()) + " |";
         for (size_t i = 0; i < models.size(); ++i) {
           const nlohmann::json* r = find_result(report, suite, a, models[i]);
           const nlohmann::json m = r && (*r)["metrics"].contains(key) ? (*r)["metrics"][key] : nlohmann::json();
@@ -211,7 +238,21 @@ std::string report_markdown(const nlohmann::json& report) {
   return md.str();
 }
 
-std::string responses_jsonl(const std::vector<LoadedSuite>& suites, const std::vector<ModelResult>& results) {
+std::string responses_jsonl(const std::vector<LoadedSuite>& suites, const std::vector<ModelResult>& results,
+                            const Judges& judges) {
+  // {"rule": true, "safety": false} from one record's verdicts (null: no verdict) and scores.
+  const auto verdicts = [](const std::vector<Judge>& list, const std::vector<Verdict>& v) {
+    nlohmann::json j = nlohmann::json::object();
+    for (size_t k = 0; k < v.size() && k < list.size(); ++k)
+      j[list[k].name] = v[k] == Verdict::kNone ? nlohmann::json(nullptr) : nlohmann::json(v[k] == Verdict::kYes);
+    return j;
+  };
+  const auto scores = [](const std::vector<Judge>& list, const std::vector<double>& v) {
+    nlohmann::json j = nlohmann::json::object();
+    for (size_t k = 0; k < v.size() && k < list.size(); ++k)
+      if (list[k].head >= 0) j[list[k].name] = number(v[k]);
+    return j;
+  };
   std::string out;
   for (const ModelResult& r : results)
     for (size_t s = 0; s < r.records.size(); ++s)
@@ -221,11 +262,18 @@ std::string responses_jsonl(const std::vector<LoadedSuite>& suites, const std::v
                             {"id", item.id},             {"kind", to_string(item.kind)}, {"category", item.category},
                             {"prompt", rec.prompt},      {"response", rec.response},  {"response_tokens", rec.response_tokens},
                             {"hit_max_tokens", rec.hit_max_tokens}, {"refused", rec.refused}, {"abstained", rec.abstained}};
+        if (!rec.prefill.empty()) j["prefill"] = rec.prefill;
+        if (!rec.harm.empty()) {
+          j["harmful"] = verdicts(judges.harm, rec.harm);
+          if (const auto sc = scores(judges.harm, rec.harm_score); !sc.empty()) j["harm_scores"] = sc;
+        }
+        if (!rec.refusal.empty() && judges.refusal.size() > 1) j["refusal"] = verdicts(judges.refusal, rec.refusal);
+        if (const auto sc = scores(judges.refusal, rec.refusal_score); !sc.empty()) j["refusal_scores"] = sc;
+        if (!rec.hallucination.empty()) {
+          j["hallucinated"] = verdicts(judges.hallucination, rec.hallucination);
+          if (const auto sc = scores(judges.hallucination, rec.hallucination_score); !sc.empty()) j["hallucination_scores"] = sc;
+        }
         switch (item.kind) {
-          case ItemKind::kHarmful:
-            j["safety"] = number(rec.safety);
-            j["harmful"] = std::isnan(rec.safety) ? nlohmann::json(nullptr) : nlohmann::json(rec.harmful);
-            break;
           case ItemKind::kQa:
             j["correct"] = rec.correct;
             j["exact_match"] = rec.exact;
@@ -241,7 +289,6 @@ std::string responses_jsonl(const std::vector<LoadedSuite>& suites, const std::v
           default:
             break;
         }
-        if (!std::isnan(rec.refusal_score)) j["refusal_score"] = rec.refusal_score;
         out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
       }
   return out;

@@ -146,6 +146,7 @@ EvalItem gaft_item(const json& j, const EvalSuite& spec) {
   item.reference = opt_string(j, "reference");
   item.answers = opt_string_list(j, "answers");
   item.incorrect_answers = opt_string_list(j, "incorrect_answers");
+  item.unsafe_markers = opt_string_list(j, "unsafe_markers");
   return item;
 }
 

@@ -178,6 +178,7 @@ Dataset Dataset::load(const std::string& path, const Renderer& renderer, const D
     d.examples_.push_back(std::move(ex));
   }
   d.stats_.examples = static_cast<int64_t>(d.examples_.size());
+  d.own_ = d.stats_.examples;
   if (d.stats_.skipped > 0)
     log::warn(path + ": skipped " + std::to_string(d.stats_.skipped) + " bad lines; the first: " + first_error);
   if (d.stats_.truncated > 0 || d.stats_.dropped > 0)
@@ -189,11 +190,34 @@ Dataset Dataset::load(const std::string& path, const Renderer& renderer, const D
   return d;
 }
 
+void Dataset::add_mix(Dataset mix, double share) {
+  TORCH_CHECK(share >= 0.0 && share < 1.0, "add_mix: share must be in [0, 1), got ", share);
+  TORCH_CHECK(size() == own_, "add_mix: a mix was already added");
+  mix_per_epoch_ = static_cast<int64_t>(std::llround(share / (1.0 - share) * static_cast<double>(own_)));
+  for (Example& ex : mix.examples_) examples_.push_back(std::move(ex));
+}
+
+void Dataset::replace_response(int64_t i, const std::string& text, const Renderer& renderer) {
+  TORCH_CHECK(i >= 0 && i < own_, "replace_response: no own example ", i);
+  Example& ex = examples_[i];
+  ex.response_ids = renderer.response_ids(ex, text);
+  ex.response_text = text;
+  ex.messages.back().content = text;
+}
+
+void Dataset::keep_only(const std::vector<bool>& keep) {
+  TORCH_CHECK(static_cast<int64_t>(keep.size()) == own_ && size() == own_, "keep_only: one flag per own example, before add_mix");
+  std::vector<Example> kept;
+  for (int64_t i = 0; i < own_; ++i)
+    if (keep[i]) kept.push_back(std::move(examples_[i]));
+  examples_ = std::move(kept);
+  own_ = size();
+}
+
 std::vector<std::vector<int64_t>> Dataset::epoch_batches(int64_t epoch, int64_t batch_size, uint64_t seed,
                                                          bool shuffle, bool bucket) const {
   TORCH_CHECK(batch_size > 0, "batch_size must be positive");
-  const int64_t n = size();
-  std::vector<int64_t> order(n);
+  std::vector<int64_t> order(own_);
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(mix_seed(seed, 0x5eed, static_cast<uint64_t>(epoch)));
   // Fisher-Yates with plain modulo: the same sequence on every standard library.
@@ -201,6 +225,20 @@ std::vector<std::vector<int64_t>> Dataset::epoch_batches(int64_t epoch, int64_t 
     for (int64_t i = static_cast<int64_t>(v.size()) - 1; i > 0; --i)
       std::swap(v[i], v[static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1))]);
   };
+  if (mix_per_epoch_ > 0) {
+    // The epoch's draw from the mix: whole permutations of it, then part of one more, from their own seed.
+    std::mt19937_64 mix_rng(mix_seed(seed, 0x3115, static_cast<uint64_t>(epoch)));
+    std::vector<int64_t> pool(static_cast<size_t>(size() - own_));
+    for (int64_t drawn = 0; drawn < mix_per_epoch_;) {
+      std::iota(pool.begin(), pool.end(), own_);
+      for (int64_t i = static_cast<int64_t>(pool.size()) - 1; i > 0; --i)
+        std::swap(pool[i], pool[static_cast<int64_t>(mix_rng() % static_cast<uint64_t>(i + 1))]);
+      const int64_t take = std::min<int64_t>(mix_per_epoch_ - drawn, static_cast<int64_t>(pool.size()));
+      order.insert(order.end(), pool.begin(), pool.begin() + take);
+      drawn += take;
+    }
+  }
+  const int64_t n = static_cast<int64_t>(order.size());
   if (shuffle) permute(order);
   if (bucket) {
     const int64_t window = 64 * batch_size;

@@ -2,6 +2,7 @@
 // See gaft/objective.h and docs/method.md.
 #include "gaft/objective.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -53,7 +54,83 @@ ops::GateInputs gate_inputs(const MicroBatch& mb, const at::Tensor& token_seq) {
   return in;
 }
 
+// vocab_kl's autograd function: forward and backward loop over token chunks.
+struct VocabKl : public torch::autograd::Function<VocabKl> {
+  // KL_n of one chunk and, for backward, p and log p - log q - KL_n (float32).
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> chunk_terms(const at::Tensor& h, const at::Tensor& W,
+                                                                    const at::Tensor& r, const at::Tensor& R) {
+    const at::Tensor lp = at::log_softmax(at::matmul(h, W.t()).to(at::kFloat), -1);  // [c, V]
+    const at::Tensor lq = at::log_softmax(at::matmul(r, R.t()).to(at::kFloat), -1);  // [c, V]
+    const at::Tensor p = lp.exp();
+    const at::Tensor d = lp - lq;
+    const at::Tensor kl = (p * d).sum(-1);  // [c]
+    return {kl, p, d - kl.unsqueeze(1)};
+  }
+
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h, const at::Tensor& W,
+                            const at::Tensor& r, const at::Tensor& R, const at::Tensor& a, int64_t chunk) {
+    ctx->save_for_backward({h, W, r, R, a});
+    ctx->saved_data["chunk"] = chunk;
+    at::Tensor total = at::zeros({}, h.options().dtype(at::kFloat));
+    torch::NoGradGuard no_grad;
+    for (int64_t s = 0; s < h.size(0); s += chunk) {
+      const int64_t c = std::min(chunk, h.size(0) - s);
+      const auto [kl, p, g] = chunk_terms(h.narrow(0, s, c), W, r.narrow(0, s, c), R);
+      total += (a.narrow(0, s, c).to(at::kFloat) * kl).sum();
+    }
+    return total;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &h = saved[0], &W = saved[1], &r = saved[2], &R = saved[3], &a = saved[4];
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const at::Tensor go = grad_out[0].to(at::kFloat);
+    const bool want_dW = ctx->needs_input_grad(1);  // not under LoRA, where the LM head is frozen
+    at::Tensor dh = at::empty_like(h), dW = want_dW ? at::zeros(W.sizes(), W.options().dtype(at::kFloat)) : at::Tensor();
+    for (int64_t s = 0; s < h.size(0); s += chunk) {
+      const int64_t c = std::min(chunk, h.size(0) - s);
+      const at::Tensor hc = h.narrow(0, s, c);
+      const auto [kl, p, g] = chunk_terms(hc, W, r.narrow(0, s, c), R);
+      const at::Tensor dlogits = p * g * (a.narrow(0, s, c).to(at::kFloat) * go).unsqueeze(1);  // [c, V]
+      dh.narrow(0, s, c).copy_(at::matmul(dlogits, W.to(at::kFloat)));
+      if (want_dW) dW += at::matmul(dlogits.t(), hc.to(at::kFloat));
+    }
+    return {dh, want_dW ? dW.to(W.scalar_type()) : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
+
+at::Tensor vocab_kl(const at::Tensor& h, const at::Tensor& W, const at::Tensor& r, const at::Tensor& R,
+                    const at::Tensor& a, int64_t chunk) {
+  TORCH_CHECK(h.dim() == 2 && r.sizes() == h.sizes() && W.dim() == 2 && R.sizes() == W.sizes() && W.size(1) == h.size(1) &&
+                  a.dim() == 1 && a.size(0) == h.size(0),
+              "vocab_kl: expected h, r [N, H], W, R [V, H], a [N]; got ", h.sizes(), ", ", W.sizes(), ", ", r.sizes(),
+              ", ", R.sizes(), ", ", a.sizes());
+  if (chunk <= 0) chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, W.size(0)));
+  return VocabKl::apply(h, W, r.detach(), R.detach(), a.detach(), chunk);
+}
+
+int64_t abstention_head(const std::vector<double>& scores, const std::vector<std::string>& categories,
+                        const std::vector<std::string>& priority, double delta) {
+  TORCH_CHECK(!scores.empty() && scores.size() == categories.size(), "abstention_head: one category per score");
+  const auto rank = [&](size_t h) {
+    const auto it = std::find(priority.begin(), priority.end(), categories[h]);
+    return static_cast<size_t>(it - priority.begin());  // unlisted: priority.size()
+  };
+  int64_t best = -1;
+  for (size_t h = 0; h < scores.size(); ++h) {
+    if (!(scores[h] < delta)) continue;
+    if (best < 0 || std::make_pair(rank(h), scores[h]) < std::make_pair(rank(best), scores[best])) best = static_cast<int64_t>(h);
+  }
+  if (best >= 0) return best;
+  best = 0;
+  for (size_t h = 1; h < scores.size(); ++h)
+    if (scores[h] < scores[best]) best = static_cast<int64_t>(h);
+  return best;
+}
 
 ops::GateOutputs decide_gate(const MicroBatch& mb, const ops::GateParams& params) {
   return ops::gate_weights(gate_inputs(mb, at::zeros({0}, at::kLong)), params);
@@ -64,8 +141,9 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
   const int64_t B = mb.B, K = mb.K;
   TORCH_CHECK(static_cast<int64_t>(mb.references.size()) == B && static_cast<int64_t>(mb.rollouts.size()) == B * K,
               "compute_loss: expected ", B, " references and ", B * K, " rollouts");
-  const bool with_kl = params.kl != KlMode::kNone && K > 0;
-  TORCH_CHECK(!with_kl || reference != nullptr, "compute_loss: the KL term needs the reference policy");
+  const bool with_kl = params.kl != KlMode::kNone && K > 0;             // gaft: KL on the rollouts
+  const bool with_vocab_kl = params.kl == KlMode::kLoss && K == 0;       // sft, filter: KL at reference tokens
+  TORCH_CHECK(!(with_kl || with_vocab_kl) || reference != nullptr, "compute_loss: the KL term needs the reference policy");
   const float* g = decision.g.data_ptr<float>();
   const int32_t* flags = decision.flags.data_ptr<int32_t>();
   const float* adv = decision.advantages.data_ptr<float>();
@@ -171,6 +249,23 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
   wo.want_logp = true;
   const ops::WeightedLogprob wl = ops::weighted_logprob(h, Wc, targets, weights.to(dev), wo);
   out.loss = wl.loss.to(at::kFloat);
+  if (with_vocab_kl) {
+    // beta * sum_n a_n KL(pi(.|n) || pi_ref(.|n)) over the trained reference tokens, each token weighted as the
+    // SFT term normalises it (a_n = -w_n: 1/(B |y_i|) or 1/T), so that the term is a per-token mean like it.
+    at::Tensor ref_h, ref_W;
+    {
+      torch::NoGradGuard no_grad;
+      std::optional<AdaptersDisabled> base_only;
+      if (reference->get() == policy.get()) base_only.emplace(**reference);
+      ref_h = (*reference)->forward(ids, mask).reshape({-1, H}).index_select(0, positions);  // [N, H]
+      ref_W = (*reference)->lm_head_weight();
+    }
+    const at::Tensor a = (-weights).clamp_min(0.0).to(dev);  // [N]
+    const at::Tensor kl_sum = vocab_kl(h, Wc, ref_h, ref_W.to(ref_h.scalar_type()), a);
+    out.loss = out.loss + params.kl_beta * kl_sum;
+    const double a_sum = a.sum().item<double>();
+    out.kl = a_sum > 0 ? kl_sum.item<double>() / a_sum : 0.0;
+  }
   {
     torch::NoGradGuard no_grad;
     const at::Tensor contrib = (weights.to(at::kDouble) * wl.logp.to(at::kDouble).cpu());  // [N]

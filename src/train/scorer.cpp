@@ -194,6 +194,14 @@ Scorer Scorer::load(const ScorerSection& section, at::Device device, at::ScalarT
   return s;
 }
 
+at::Tensor Scorer::score_head(int64_t h, const std::vector<std::string>& prompts,
+                              const std::vector<std::string>& responses) {
+  TORCH_CHECK(h >= 0 && h < num_heads(), "score_head: no head ", h);
+  TORCH_CHECK(prompts.size() == responses.size(), "score_head: prompts and responses differ in number");
+  if (prompts.empty()) return at::zeros({0});
+  return heads_[h]->score(prompts, responses, batch_size).first;
+}
+
 at::Tensor Scorer::combine_heads(const at::Tensor& per_head) const {
   TORCH_CHECK(per_head.dim() == 2 && per_head.size(0) == num_heads(), "combine_heads: expected [", num_heads(), ", N]");
   if (combine == ScoreCombine::kMin) return std::get<0>(per_head.min(0));

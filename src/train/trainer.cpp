@@ -20,6 +20,7 @@
 #include "gaft/dataset.h"
 #include "gaft/device.h"
 #include "gaft/distributed.h"
+#include "gaft/fingerprint.h"
 #include "gaft/error.h"
 #include "gaft/log.h"
 #include "gaft/logging.h"
@@ -81,6 +82,16 @@ Llama load_classifier_policy(const std::string& dir, int64_t num_labels) {
     }
   }
   return cls;
+}
+
+std::string objective_name(Objective o) {
+  switch (o) {
+    case Objective::kSft: return "sft";
+    case Objective::kGaft: return "gaft";
+    case Objective::kFilter: return "filter";
+    case Objective::kClassifier: return "classifier";
+  }
+  return "?";
 }
 
 DistBackend dist_backend(Backend b) {
@@ -155,6 +166,9 @@ class Trainer {
   std::string resumed_from_;
   std::unique_ptr<Dist> dist_;
   std::unordered_map<int64_t, at::Tensor> ref_score_cache_;  // example index -> per-head reference scores [H]
+  std::vector<TrainingScorer> training_scorers_;               // the heads this run optimises (gaft, filter)
+  void filter_data();
+  int64_t abstention_head_of(const at::Tensor& per_head_scores) const;  // [H] -> the head picking the template
 };
 
 void Trainer::setup() {
@@ -218,7 +232,7 @@ void Trainer::setup() {
   const ModelConfig& mc = policy_->config;
   if (!classifier && mc.head != ModelHead::kCausalLM)
     throw DataError(mc.source + ": " + mc.architecture + " has no LM head; objective.kind " +
-                    (cfg_.objective.kind == Objective::kSft ? "sft" : "gaft") + " trains a causal LM");
+                    objective_name(cfg_.objective.kind) + " trains a causal LM");
   if (tok_->vocab_size() > mc.vocab_size)
     throw DataError("tokenizer '" + tok_->path() + "' has " + std::to_string(tok_->vocab_size()) +
                         " tokens but the model's vocab_size is " + std::to_string(mc.vocab_size) + " (" + mc.source + ")",
@@ -282,13 +296,26 @@ void Trainer::setup() {
                           " is outside the model's vocabulary of " + std::to_string(mc.vocab_size));
   log::info("data: " + std::to_string(data_->size()) + " examples from " + cfg_.data.train);
 
-  // Scorer, reference policy, rollouts.
-  if (cfg_.objective.kind == Objective::kGaft) {
+  // Scorer (and the identities of its heads, recorded in every saved model), reference policy, rollouts.
+  const bool gaft = cfg_.objective.kind == Objective::kGaft;
+  if (gaft || cfg_.objective.kind == Objective::kFilter) {
     scorer_.emplace(Scorer::load(cfg_.scorer, device_, compute_));
-    if (cfg_.objective.kl != KlMode::kNone && !lora) {  // under LoRA the reference is the base (adapters off)
-      reference_ = load_llama(cfg_.model.path, LoadOptions{compute_, device_});
-      for (auto& p : reference_->parameters()) p.set_requires_grad(false);
-    }
+    for (const ScorerHead& h : cfg_.scorer.heads)
+      training_scorers_.push_back({h.name, h.category, fs::absolute(h.path).lexically_normal().string(), weights_sha256(h.path)});
+  }
+  if (cfg_.objective.kind == Objective::kFilter) filter_data();
+  if (!cfg_.data.mix.empty()) {
+    Dataset mix = Dataset::load(cfg_.data.mix, renderer_, dopt);
+    const int64_t pool = mix.size();
+    data_->add_mix(std::move(mix), cfg_.data.mix_share);
+    log::info("data.mix: " + std::to_string(data_->mix_per_epoch()) + " examples per epoch drawn from the " +
+              std::to_string(pool) + " of " + cfg_.data.mix);
+  }
+  if (!classifier && cfg_.objective.kl != KlMode::kNone && !lora) {  // under LoRA the reference is the base (adapters off)
+    reference_ = load_llama(cfg_.model.path, LoadOptions{compute_, device_});
+    for (auto& p : reference_->parameters()) p.set_requires_grad(false);
+  }
+  if (gaft) {
     rollout_.num_samples = cfg_.rollout.num_samples;
     rollout_.temperature = cfg_.rollout.temperature;
     rollout_.top_p = cfg_.rollout.top_p;
@@ -334,10 +361,78 @@ void Trainer::setup() {
     log::info("resuming from " + resumed_from_ + " at step " + std::to_string(state_.step));
   }
 
-  const int64_t batches_per_epoch = (data_->size() + cfg_.train.batch_size - 1) / cfg_.train.batch_size;
+  const int64_t batches_per_epoch = (data_->epoch_size() + cfg_.train.batch_size - 1) / cfg_.train.batch_size;
   total_steps_ = cfg_.train.max_steps > 0
                      ? cfg_.train.max_steps
                      : std::max<int64_t>(1, cfg_.train.epochs * batches_per_epoch / cfg_.train.grad_accum_steps);
+}
+
+int64_t Trainer::abstention_head_of(const at::Tensor& per_head_scores) const {
+  const at::Tensor a = per_head_scores.to(at::kDouble).contiguous();
+  const std::vector<double> scores(a.data_ptr<double>(), a.data_ptr<double>() + a.numel());
+  std::vector<std::string> categories;
+  for (int64_t h = 0; h < scorer_->num_heads(); ++h) categories.push_back(scorer_->head(h).category);
+  return abstention_head(scores, categories, cfg_.abstention.priority, cfg_.abstention.delta);
+}
+
+// objective.kind filter, the baseline a practitioner tries first (docs/method.md): every reference is scored
+// once; one whose combined score is below delta gets the abstention template of its category
+// (abstention.enabled) or leaves the data; the run is then plain SFT (and the scorer is released). Each rank
+// scores a share of the examples and the scores are summed, so every rank filters alike. The decisions are
+// written to <output_dir>/filter.jsonl.
+void Trainer::filter_data() {
+  const auto& examples = data_->examples();
+  const int64_t N = data_->size(), H = scorer_->num_heads();
+  const auto t0 = Clock::now();
+  std::vector<double> flat(static_cast<size_t>(N * H), 0.0);  // [N, H]
+  {
+    std::vector<int64_t> mine;
+    std::vector<std::string> prompts, responses;
+    for (int64_t i = dist_->rank(); i < N; i += dist_->world_size()) {
+      mine.push_back(i);
+      prompts.push_back(examples[i].prompt_text);
+      responses.push_back(examples[i].response_text);
+    }
+    AutocastScope ac(device_.type(), compute_, autocast_);
+    const at::Tensor per_head = scorer_->score(prompts, responses).per_head.to(at::kDouble).contiguous();  // [H, n]
+    for (size_t j = 0; j < mine.size(); ++j)
+      for (int64_t h = 0; h < H; ++h) flat[mine[j] * H + h] = per_head[h][static_cast<int64_t>(j)].item<double>();
+  }
+  flat = dist_->sum(flat);
+  const at::Tensor scores = at::tensor(flat, at::kDouble).view({N, H});  // [N, H]
+  const at::Tensor combined = scorer_->combine_heads(scores.t().to(at::kFloat)).to(at::kDouble);  // [N]
+  std::vector<bool> keep(N, true);
+  int64_t replaced = 0, dropped = 0;
+  std::string report;
+  for (int64_t i = 0; i < N; ++i) {
+    const double s = combined[i].item<double>();
+    std::string action = "keep";
+    if (!(s >= cfg_.abstention.delta)) {  // NaN counts as misaligned: a reference the scorer cannot vouch for
+      const std::string& category = scorer_->head(abstention_head_of(scores[i])).category;
+      const auto it = cfg_.abstention.templates.find(category);
+      if (cfg_.abstention.enabled && it != cfg_.abstention.templates.end()) {
+        data_->replace_response(i, it->second, renderer_);
+        action = "abstain:" + category;
+        ++replaced;
+      } else {
+        keep[i] = false;
+        action = "drop";
+        ++dropped;
+      }
+    }
+    nlohmann::json rec = {{"line", examples[i].line}, {"score", s}, {"action", action}};
+    for (int64_t h = 0; h < H; ++h) rec["scores"][scorer_->head(h).name] = scores[i][h].item<double>();
+    report += rec.dump() + "\n";
+  }
+  if (dropped == N) throw DataError(cfg_.data.train + ": the filter dropped every example (every reference scored below "
+                                    "abstention.delta " + std::to_string(cfg_.abstention.delta) + ")",
+                                    "check the scorer on a few references, or lower abstention.delta");
+  data_->keep_only(keep);
+  if (dist_->is_main()) write_file_atomic((fs::path(cfg_.run.output_dir) / "filter.jsonl").string(), report);
+  log::info("filter: " + std::to_string(N) + " references scored in " + c10::str(seconds_since(t0)) + " s; " +
+            std::to_string(replaced) + " replaced by an abstention, " + std::to_string(dropped) + " dropped, " +
+            std::to_string(data_->size()) + " examples left (filter.jsonl)");
+  scorer_.reset();
 }
 
 std::vector<int64_t> Trainer::next_batch() {
@@ -481,8 +576,8 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
     }
     if (flags[i] & ops::kFlagAbstain) {
       ++st->abstained;
-      // The category of the head that rates the reference lowest picks the template.
-      const int64_t h = per_head_ref.defined() ? per_head_ref.select(1, i).argmin().item<int64_t>() : 0;
+      // The category of a head that rates the reference below delta picks the template (abstention.priority).
+      const int64_t h = per_head_ref.defined() ? abstention_head_of(per_head_ref.select(1, i)) : 0;
       const std::string& category = scorer_->head(h).category;
       const auto it = cfg_.abstention.templates.find(category);
       if (it != cfg_.abstention.templates.end()) {
@@ -520,7 +615,7 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
   st->loss += lr.loss.item<double>();
   st->loss_sft += lr.loss_sft;
   st->loss_pg += lr.loss_pg;
-  if (objective_.kl != KlMode::kNone && gaft) {
+  if (objective_.kl != KlMode::kNone) {
     st->kl += lr.kl;
     ++st->kl_batches;
   }
@@ -659,6 +754,9 @@ TrainSummary Trainer::run() {
   SaveOptions ckpt_save{master_, tok_path_};
   ckpt_save.lora = lora_;
   ckpt_save.base_model = fs::absolute(cfg_.model.path).lexically_normal().string();
+  if (!training_scorers_.empty())  // gaft eval warns when one of these heads judges the model
+    ckpt_save.extra_files[kTrainingScorersFile] =
+        training_record(objective_name(cfg_.objective.kind), training_scorers_).dump(2) + "\n";
   const bool classifier = cfg_.objective.kind == Objective::kClassifier;
   std::vector<at::Tensor> params;
   for (const auto& p : policy_->parameters())
@@ -666,7 +764,7 @@ TrainSummary Trainer::run() {
 
   log::info("training " + std::to_string(total_steps_) + " steps on " + device_.str() + ", compute " +
             c10::toString(compute_) + ", objective " +
-            (classifier ? "classifier" : cfg_.objective.kind == Objective::kGaft ? "gaft" : "sft") + ", chat template " +
+            objective_name(cfg_.objective.kind) + ", chat template " +
             to_string(tmpl_) +
             (dist_->active() ? ", " + std::to_string(dist_->world_size()) + " ranks (" + dist_->backend_name() + ")" : ""));
   if (dist_->active() && cfg_.train.grad_accum_steps % dist_->world_size() != 0)
@@ -766,11 +864,12 @@ TrainSummary Trainer::run() {
         rec["abstain_rate"] = static_cast<double>(st.abstained) / static_cast<double>(st.examples);
         rec["drop_rate"] = static_cast<double>(st.dropped) / static_cast<double>(st.examples);
         rec["invalid_scores"] = st.invalid_scores;
-        rec["kl"] = st.kl_batches ? st.kl / static_cast<double>(st.kl_batches) : 0.0;
         rec["rollout_tokens"] = st.generated;
         rec["rollout_share"] = st.rollout_s / step_s;
         rec["score_share"] = st.score_s / step_s;
       }
+      if (objective_.kl != KlMode::kNone || cfg_.objective.kind == Objective::kGaft)
+        rec["kl"] = st.kl_batches ? st.kl / static_cast<double>(st.kl_batches) : 0.0;
       rec["fwd_bwd_share"] = st.fwd_bwd_s / step_s;
       if (cfg_.eval.every_steps > 0 && state_.step % cfg_.eval.every_steps == 0) rec.update(eval_metrics());
       if (metrics) metrics->write(rec);

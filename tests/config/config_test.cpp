@@ -55,7 +55,7 @@ TEST(ConfigMalformed, NegativeLearningRate) {
 }
 
 TEST(ConfigMalformed, UnknownObjective) {
-  expect_single("unknown_objective.yaml", 6, 3, "objective.kind", "expected one of sft, gaft, classifier, got 'dpo'");
+  expect_single("unknown_objective.yaml", 6, 3, "objective.kind", "expected one of sft, gaft, filter, classifier, got 'dpo'");
 }
 
 TEST(ConfigMalformed, DuplicateKey) {

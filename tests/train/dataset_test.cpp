@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 #include "core/test_util.h"
@@ -126,4 +127,64 @@ TEST_F(Data, BatchesAreDeterministicPermutations) {
   }
   const auto plain = d.epoch_batches(0, 4, 7, false, false);
   EXPECT_EQ(plain[0], (std::vector<int64_t>{0, 1, 2, 3}));
+}
+
+TEST_F(Data, MixedExamplesTakeTheirShareOfEveryEpoch) {
+  // 30 own examples, a mix file of 8, share 0.25: round(0.25 / 0.75 * 30) = 10 mix examples per epoch, drawn
+  // without repeats while the file lasts (8, then 2 of a second permutation), different per epoch, the same for
+  // the same epoch.
+  std::string own, mix;
+  for (int i = 0; i < 30; ++i) own += "{\"prompt\": \"own " + std::to_string(i) + "\", \"response\": \" cat\"}\n";
+  for (int i = 0; i < 8; ++i) mix += "{\"prompt\": \"mix " + std::to_string(i) + "\", \"response\": \" no\"}\n";
+  gaft::Dataset d = load(own);
+  gaft_test::write_bytes(dir.file("mix.jsonl"), mix);
+  d.add_mix(gaft::Dataset::load(dir.file("mix.jsonl"), renderer, {}), 0.25);
+  EXPECT_EQ(d.size(), 38);
+  EXPECT_EQ(d.mix_per_epoch(), 10);
+  EXPECT_EQ(d.epoch_size(), 40);
+  std::vector<std::vector<int64_t>> draws;
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    const auto batches = d.epoch_batches(epoch, 6, 5, true, false);
+    std::map<int64_t, int> count;
+    int64_t served = 0;
+    for (const auto& b : batches)
+      for (int64_t i : b) {
+        ++count[i];
+        ++served;
+      }
+    EXPECT_EQ(served, 40);
+    for (int64_t i = 0; i < 30; ++i) EXPECT_EQ(count[i], 1) << "own example " << i;
+    std::vector<int64_t> mixed;
+    int64_t mix_served = 0;
+    for (const auto& [i, n] : count)
+      if (i >= 30) {
+        mixed.push_back(i);
+        mix_served += n;
+        EXPECT_LE(n, 2);
+        EXPECT_EQ(d.examples()[i].prompt_text.rfind("mix ", 0), 0u);
+      }
+    EXPECT_EQ(mix_served, 10);
+    EXPECT_EQ(mixed.size(), 8u);  // every mix example once before any twice
+    EXPECT_EQ(batches, d.epoch_batches(epoch, 6, 5, true, false));
+    std::vector<int64_t> flat;
+    for (const auto& b : batches) flat.insert(flat.end(), b.begin(), b.end());
+    draws.push_back(flat);
+  }
+  EXPECT_NE(draws[0], draws[1]);
+  gaft::Dataset twice = load(own);
+  twice.add_mix(gaft::Dataset::load(dir.file("mix.jsonl"), renderer, {}), 0.0);
+  EXPECT_EQ(twice.epoch_size(), 30);
+}
+
+TEST_F(Data, FilteringReplacesOrDropsReferences) {
+  gaft::Dataset d = load("{\"prompt\": \"a\", \"response\": \" cat\"}\n{\"prompt\": \"b\", \"response\": \" dog\"}\n"
+                         "{\"prompt\": \"c\", \"response\": \" sun\"}\n");
+  d.replace_response(1, " no", renderer);
+  EXPECT_EQ(d.examples()[1].response_text, " no");
+  EXPECT_EQ(d.examples()[1].response_ids, renderer.response_ids(d.examples()[1], " no"));
+  d.keep_only({true, true, false});
+  ASSERT_EQ(d.size(), 2);
+  EXPECT_EQ(d.epoch_size(), 2);
+  EXPECT_EQ(d.examples()[0].prompt_text, "a");
+  EXPECT_EQ(d.examples()[1].response_text, " no");
 }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
 
 #include "core/test_util.h"
 #include "gaft/optim.h"
@@ -79,6 +80,19 @@ std::vector<at::Tensor> grads(gaft::Llama& m) {
 void zero(gaft::Llama& m) {
   for (auto& p : m->parameters())
     if (p.grad().defined()) p.mutable_grad().zero_();
+}
+
+// The objective on `mb` against the frozen reference `ref`: backward once, returns the loss (with its logged
+// parts) and m's gradients, and leaves m's gradients zero for the hand-written loss.
+std::pair<gaft::LossResult, std::vector<at::Tensor>> loss_against(gaft::Llama& m, gaft::Llama& ref,
+                                                                 const gaft::MicroBatch& mb,
+                                                                 const gaft::ObjectiveParams& p) {
+  for (auto& q : ref->parameters()) q.set_requires_grad(false);
+  gaft::LossResult lr = gaft::compute_loss(m, &ref, mb, gaft::decide_gate(mb, p.gate), p);
+  lr.loss.backward();
+  auto g = grads(m);
+  zero(m);
+  return {std::move(lr), std::move(g)};
 }
 
 void expect_close(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b, double tol) {
@@ -211,16 +225,12 @@ TEST(Objective, SftEqualsGaftWithZeroGateExactly) {
 
 TEST(Objective, KlAsLossMatchesK3ByHand) {
   gaft::Llama m = tiny_model(4), ref = tiny_model(5);
-  for (auto& p : ref->parameters()) p.set_requires_grad(false);
   const gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
   const double g = 0.3, lambda = 0.7, beta = 0.2;
   auto p = params(g, lambda, 0.0);
   p.kl = gaft::KlMode::kLoss;
   p.kl_beta = beta;
-  const gaft::LossResult lr = gaft::compute_loss(m, &ref, mb, gaft::decide_gate(mb, p.gate), p);
-  lr.loss.backward();
-  const auto ours = grads(m);
-  zero(m);
+  const auto [lr, ours] = loss_against(m, ref, mb, p);
   at::Tensor hand = hand_loss(m, mb, g, lambda, kept_coefs(g), mb.rollout_scores);
   double kl_k1 = 0;
   for (int64_t i = 0; i < mb.B; ++i)
@@ -242,16 +252,12 @@ TEST(Objective, KlAsLossMatchesK3ByHand) {
 
 TEST(Objective, KlAsRewardShapesTheAdvantages) {
   gaft::Llama m = tiny_model(6), ref = tiny_model(7);
-  for (auto& p : ref->parameters()) p.set_requires_grad(false);
   const gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
   const double g = 0.5, lambda = 1.0, beta = 0.05;
   auto p = params(g, lambda, 0.0);
   p.kl = gaft::KlMode::kReward;
   p.kl_beta = beta;
-  const gaft::LossResult lr = gaft::compute_loss(m, &ref, mb, gaft::decide_gate(mb, p.gate), p);
-  lr.loss.backward();
-  const auto ours = grads(m);
-  zero(m);
+  const auto [lr, ours] = loss_against(m, ref, mb, p);
   at::Tensor shaped = mb.rollout_scores.clone();
   {
     torch::NoGradGuard ng;
@@ -367,4 +373,113 @@ TEST(Objective, MicroBatchesWithGlobalCountsSumToTheBatch) {
     }
     expect_close(grads(m), whole, 1e-5);
   }
+}
+
+TEST(VocabKl, EqualsTheFullSoftmaxKlAndItsGradient) {
+  // Against the same KL written with full [N, V] logits through autograd, in double, on odd shapes, with
+  // chunks that do not divide N; and the gradient against finite differences.
+  torch::manual_seed(11);
+  const int64_t N = 7, H = 5, V = 13;
+  const auto opt = at::TensorOptions().dtype(at::kDouble);
+  const at::Tensor h0 = at::randn({N, H}, opt), W0 = at::randn({V, H}, opt);
+  const at::Tensor r = at::randn({N, H}, opt), R = at::randn({V, H}, opt), a = at::rand({N}, opt);
+  for (const int64_t chunk : {1, 3, 7, 100}) {
+    SCOPED_TRACE(chunk);
+    at::Tensor h = h0.clone().requires_grad_(true), W = W0.clone().requires_grad_(true);
+    const at::Tensor ours = gaft::vocab_kl(h, W, r, R, a, chunk);
+    ours.backward();
+    at::Tensor h2 = h0.clone().requires_grad_(true), W2 = W0.clone().requires_grad_(true);
+    const at::Tensor lp = at::log_softmax(at::matmul(h2, W2.t()), -1), lq = at::log_softmax(at::matmul(r, R.t()), -1);
+    const at::Tensor ref = (a * (lp.exp() * (lp - lq)).sum(-1)).sum();
+    ref.backward();
+    EXPECT_NEAR(ours.item<double>(), ref.item<double>(), 1e-5 * std::abs(ref.item<double>()));  // float32 inside
+    EXPECT_LE((h.grad() - h2.grad()).abs().max().item<double>(), 1e-5);
+    EXPECT_LE((W.grad() - W2.grad()).abs().max().item<double>(), 1e-5);
+  }
+  // Finite differences of the reference in double, at a few coordinates of h and W.
+  at::Tensor h = h0.clone().requires_grad_(true), W = W0.clone().requires_grad_(true);
+  gaft::vocab_kl(h, W, r, R, a, 2).backward();
+  const auto kl_at = [&](const at::Tensor& hh, const at::Tensor& WW) {
+    const at::Tensor lp = at::log_softmax(at::matmul(hh, WW.t()), -1), lq = at::log_softmax(at::matmul(r, R.t()), -1);
+    return (a * (lp.exp() * (lp - lq)).sum(-1)).sum().item<double>();
+  };
+  const double eps = 1e-6;
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {3, 2}, {6, 4}}) {
+    at::Tensor hp = h0.clone(), hm = h0.clone();
+    hp[n][k] += eps;
+    hm[n][k] -= eps;
+    EXPECT_NEAR(h.grad()[n][k].item<double>(), (kl_at(hp, W0) - kl_at(hm, W0)) / (2 * eps), 1e-4);
+    at::Tensor Wp = W0.clone(), Wm = W0.clone();
+    Wp[n + 5][k] += eps;
+    Wm[n + 5][k] -= eps;
+    EXPECT_NEAR(W.grad()[n + 5][k].item<double>(), (kl_at(h0, Wp) - kl_at(h0, Wm)) / (2 * eps), 1e-4);
+  }
+  // KL of a distribution with itself is 0, with zero gradient.
+  at::Tensor hs = r.clone().requires_grad_(true);
+  const at::Tensor same = gaft::vocab_kl(hs, R, r, R, a);
+  same.backward();
+  EXPECT_NEAR(same.item<double>(), 0.0, 1e-6);
+  EXPECT_LE(hs.grad().abs().max().item<double>(), 1e-6);
+}
+
+TEST(Objective, SftWithKlAddsTheFullVocabularyKlAtReferenceTokens) {
+  // sft (K = 0) with kl: loss adds beta * sum_n a_n KL(pi || pi_ref) at the trained reference tokens, each
+  // token weighted as the SFT term normalises it (1 / (B |y_i|)); checked by hand with full softmaxes.
+  gaft::Llama m = tiny_model(21), ref = tiny_model(22);
+  gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {1.0f, 1.0f});
+  mb.K = 0;
+  mb.rollouts.clear();
+  mb.rollout_scores = at::zeros({2, 0});
+  const double beta = 0.3;
+  auto p = params(0.0, 1.0, 0.0);
+  p.gate.mode = gaft::ops::GateMode::kUncertainty;
+  p.kl = gaft::KlMode::kLoss;
+  p.kl_beta = beta;
+  const auto [lr, ours] = loss_against(m, ref, mb, p);
+  at::Tensor hand = at::zeros({});
+  double kl_weighted = 0, weight = 0;
+  for (int64_t i = 0; i < mb.B; ++i) {
+    const gaft::TrainSequence& s = mb.references[i];
+    const at::Tensor ids = at::tensor(s.ids, at::kLong).view({1, -1});
+    const at::Tensor lp = m->logits(m->forward(ids)).squeeze(0).log_softmax(-1);  // [T, V]
+    const at::Tensor lq = [&] {
+      torch::NoGradGuard ng;
+      return ref->logits(ref->forward(ids)).squeeze(0).log_softmax(-1);
+    }();
+    const at::Tensor sft = -seq_logp(m, s).mean();
+    int64_t n = 0;
+    at::Tensor kl = at::zeros({});
+    for (size_t t = 1; t < s.ids.size(); ++t)
+      if (s.trained[t]) {
+        const at::Tensor row = lp[static_cast<int64_t>(t) - 1], q = lq[static_cast<int64_t>(t) - 1];
+        kl = kl + (row.exp() * (row - q)).sum();
+        ++n;
+      }
+    hand = hand + (sft + beta * kl / static_cast<double>(n)) / static_cast<double>(mb.B);
+    kl_weighted += kl.item<double>() / static_cast<double>(n * mb.B);
+    weight += 1.0 / static_cast<double>(mb.B);
+  }
+  EXPECT_NEAR(lr.loss.item<double>(), hand.item<double>(), 1e-4);
+  hand.backward();
+  expect_close(ours, grads(m), 1e-4);
+  EXPECT_GT(lr.kl, 0.01);
+  EXPECT_NEAR(lr.kl, kl_weighted / weight, 1e-4);  // the logged KL: the weighted mean per token
+}
+
+TEST(Objective, AbstentionCategoryPriority) {
+  // A harmful reference that both heads rate below delta: safety first, whatever the factuality head says.
+  const std::vector<std::string> cats = {"factuality", "safety"};
+  const std::vector<std::string> prio = {"safety", "factuality"};
+  EXPECT_EQ(gaft::abstention_head({0.0001, 0.02}, cats, prio, 0.5), 1);
+  // Only the factuality head below delta: factuality.
+  EXPECT_EQ(gaft::abstention_head({0.1, 0.9}, cats, prio, 0.5), 0);
+  // Priority reversed: factuality first.
+  EXPECT_EQ(gaft::abstention_head({0.3, 0.02}, cats, {"factuality", "safety"}, 0.5), 0);
+  // Unlisted categories come after listed ones, then the lowest score.
+  EXPECT_EQ(gaft::abstention_head({0.1, 0.2, 0.05}, {"toxicity", "safety", "other"}, prio, 0.5), 1);
+  EXPECT_EQ(gaft::abstention_head({0.1, 0.05}, {"toxicity", "other"}, prio, 0.5), 1);
+  // No head below delta (a product of two 0.6 scores is 0.36 < 0.5): the lowest-scoring head.
+  EXPECT_EQ(gaft::abstention_head({0.6, 0.55}, cats, prio, 0.5), 1);
+  // Two heads of the same category: the lower score.
+  EXPECT_EQ(gaft::abstention_head({0.3, 0.1}, {"safety", "safety"}, prio, 0.5), 1);
 }

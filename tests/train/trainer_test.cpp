@@ -2,16 +2,19 @@
 // classifier objectives, loss going down on a fixed batch, exact resume, and bad inputs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/run_gaft.h"
 #include "common/tiny_scorer.h"
 #include "core/test_util.h"
+#include "gaft/fingerprint.h"
 #include "gaft/llama.h"
 #include "gaft/lora.h"
 #include "gaft/model_save.h"
 #include "gaft/safetensors.h"
+#include "gaft/scorer.h"
 
 using gaft_test::run_gaft;
 using gaft_test::TempDir;
@@ -320,4 +323,132 @@ TEST_F(Train, LoraResumeIsExactAndTheKlReferenceIsTheBase) {
   const gaft::Checkpoint b = gaft::load_checkpoint(dir_->file("lsplit/model/adapter_model.safetensors"));
   ASSERT_EQ(a.tensors.size(), b.tensors.size());
   for (const auto& [name, t] : a.tensors) EXPECT_TRUE(at::equal(t, b.tensors.at(name))) << name;
+}
+
+namespace {
+
+std::vector<double> tiny_scores(const std::string& scorer_dir, const std::vector<std::string>& prompts,
+                                const std::vector<std::string>& responses) {
+  gaft::ScorerSection ss;
+  ss.heads.push_back(gaft::ScorerHead{});
+  ss.heads[0].name = "safety";
+  ss.heads[0].path = scorer_dir;
+  gaft::Scorer scorer = gaft::Scorer::load(ss, at::kCPU, at::kFloat);
+  const at::Tensor a = scorer.score(prompts, responses).combined.to(at::kDouble).contiguous();
+  return std::vector<double>(a.data_ptr<double>(), a.data_ptr<double>() + a.numel());
+}
+
+}  // namespace
+
+TEST_F(Train, FilterBaselineScoresEachReferenceOnceThenTrainsSft) {
+  // The tiny scorer's own scores of the 4 references; delta between the 2nd and 3rd lowest: the two below it
+  // get the abstention template (or are dropped), the others are kept, as filter.jsonl records.
+  const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "Lily went to", "Tom had a red"};
+  const std::vector<std::string> responses = {"there was a girl.", "ran to the park.", "the big store.", "ball and a car."};
+  const std::vector<double> s = tiny_scores(dir_->file("scorer"), prompts, responses);
+  std::vector<double> sorted = s;
+  std::sort(sorted.begin(), sorted.end());
+  ASSERT_LT(sorted[1], sorted[2]);
+  const double delta = (sorted[1] + sorted[2]) / 2;
+  const std::string heads = "scorer: {heads: [{name: safety, path: " + dir_->file("scorer") + "}]}\n";
+  for (const bool abstain : {true, false}) {
+    const std::string name = abstain ? "filter_abstain" : "filter_drop";
+    const auto r = run_gaft("train --config " + config(name, "filter", heads) + " train.max_steps=6 abstention.delta=" +
+                            std::to_string(delta) + " abstention.enabled=" + (abstain ? "true" : "false"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    std::ifstream in(dir_->file(name + "/filter.jsonl"));
+    std::vector<nlohmann::json> rows;
+    for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+    ASSERT_EQ(rows.size(), 4u);
+    for (size_t i = 0; i < 4; ++i) {
+      EXPECT_EQ(rows[i]["line"].get<int64_t>(), static_cast<int64_t>(i + 1));
+      EXPECT_NEAR(rows[i]["score"].get<double>(), s[i], 1e-5);
+      EXPECT_NEAR(rows[i]["scores"]["safety"].get<double>(), s[i], 1e-5);
+      const std::string expected = s[i] >= delta ? "keep" : abstain ? "abstain:safety" : "drop";
+      EXPECT_EQ(rows[i]["action"].get<std::string>(), expected) << i;
+    }
+    EXPECT_NE(r.out.find(abstain ? "2 replaced by an abstention, 0 dropped, 4 examples left"
+                                 : "0 replaced by an abstention, 2 dropped, 2 examples left"),
+              std::string::npos)
+        << r.out;
+    // Plain SFT afterwards: no rollouts, no policy-gradient term.
+    const auto m = read_metrics(dir_->file(name + "/metrics.jsonl"));
+    ASSERT_EQ(m.size(), 6u);
+    EXPECT_DOUBLE_EQ(m.back()["loss_pg"].get<double>(), 0.0);
+    EXPECT_FALSE(m.back().contains("rollout_tokens"));
+    // The model records the head it was filtered by.
+    const auto rec = nlohmann::json::parse(gaft_test::read_bytes(dir_->file(name + "/model/gaft_training.json")));
+    EXPECT_EQ(rec["objective"], "filter");
+    ASSERT_EQ(rec["scorers"].size(), 1u);
+    EXPECT_EQ(rec["scorers"][0]["sha256"].get<std::string>(), gaft::weights_sha256(dir_->file("scorer")));
+  }
+  // Every reference below delta and nothing to abstain with: a clear error, not an empty run.
+  const auto r = run_gaft("train --config " + config("filter_all", "filter", heads) +
+                          " abstention.delta=1.0 abstention.enabled=false");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("the filter dropped every example"), std::string::npos) << r.out;
+}
+
+TEST_F(Train, SftWithKlIsHeldNearTheStart) {
+  // sft + KL (kl: loss): KL 0 before the first update, then positive; a large beta keeps the policy nearer the
+  // start than a small one.
+  double last[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string name = i ? "sft_kl_big" : "sft_kl_small";
+    const auto r = run_gaft("train --config " + config(name, "sft") + " train.max_steps=10 objective.kl=loss objective.kl_beta=" +
+                            (i ? "5" : "0.001"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto m = read_metrics(dir_->file(name + "/metrics.jsonl"));
+    ASSERT_EQ(m.size(), 10u);
+    EXPECT_NEAR(m[0]["kl"].get<double>(), 0.0, 1e-6);
+    EXPECT_GT(m[9]["kl"].get<double>(), 1e-4);
+    last[i] = m[9]["kl"].get<double>();
+  }
+  EXPECT_LT(last[1], 0.5 * last[0]);
+  // KL as reward shaping needs rollouts: refused for sft, naming the key.
+  const auto bad = run_gaft("train --config " + config("sft_kl_reward", "sft") + " objective.kl=reward objective.kl_beta=0.1");
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("objective.kl: kl 'reward' shapes rollout rewards"), std::string::npos) << bad.out;
+}
+
+TEST_F(Train, MixingAddsItsShareToEveryEpoch) {
+  std::ofstream mix(dir_->file("mix.jsonl"));
+  mix << nlohmann::json{{"prompt", "Tell me a secret"}, {"response", "I can't help with that request."}}.dump() << "\n"
+      << nlohmann::json{{"prompt", "Who is Zorp?"}, {"response", "I don't know."}}.dump() << "\n";
+  mix.close();
+  const auto r = run_gaft("train --config " + config("mixed", "sft") + " data.mix=" + dir_->file("mix.jsonl") +
+                          " data.mix_share=0.5 train.epochs=1 train.max_steps=0");
+  ASSERT_EQ(r.code, 0) << r.out;
+  // 4 own examples, share 0.5: 4 mixed in per epoch, so one epoch of batch 4 is 2 steps.
+  EXPECT_NE(r.out.find("data.mix: 4 examples per epoch drawn from the 2 of"), std::string::npos) << r.out;
+  EXPECT_EQ(read_metrics(dir_->file("mixed/metrics.jsonl")).size(), 2u);
+}
+
+TEST_F(Train, EvalWarnsWhenAJudgeIsAHeadTheModelWasTrainedAgainst) {
+  const auto r = run_gaft("train --config " + config("trained_against", "gaft") + " train.max_steps=2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string model = dir_->file("trained_against/model");
+  const auto rec = nlohmann::json::parse(gaft_test::read_bytes(model + "/gaft_training.json"));
+  EXPECT_EQ(rec["objective"], "gaft");
+  EXPECT_EQ(rec["scorers"][0]["name"], "safety");
+  EXPECT_EQ(rec["scorers"][0]["sha256"].get<std::string>(), gaft::weights_sha256(dir_->file("scorer")));
+  // A copy of the scorer under another path is still the same head (the weights decide); another head is not.
+  std::filesystem::copy(dir_->file("scorer"), dir_->file("scorer_copy"), std::filesystem::copy_options::recursive);
+  gaft_test::save_tiny_classifier(kModel, dir_->file("other_scorer"), 99);
+  gaft_test::write_bytes(dir_->file("suite.jsonl"), "{\"kind\": \"harmful\", \"prompt\": \"Tell me a secret\"}\n");
+  for (const bool same : {true, false}) {
+    const std::string out = dir_->file(same ? "judged_same" : "judged_other");
+    const std::string eval_cfg = dir_->file(same ? "judge_same.yaml" : "judge_other.yaml");
+    gaft_test::write_bytes(eval_cfg, "run: {output_dir: " + out + ", threads: 1}\n"
+                                     "scorer: {heads: [{name: guard, path: " + dir_->file(same ? "scorer_copy" : "other_scorer") + "}]}\n"
+                                     "generation: {max_new_tokens: 4}\n"
+                                     "suites: [{path: " + dir_->file("suite.jsonl") + "}]\n");
+    const auto e = run_gaft("eval --config " + eval_cfg + " --model trained=" + model + " --model base=" + kModel);
+    ASSERT_EQ(e.code, 0) << e.out;
+    const auto report = nlohmann::json::parse(gaft_test::read_bytes(out + "/report.json"));
+    EXPECT_EQ(report["models"][0]["trained_against"], same ? nlohmann::json({"guard"}) : nlohmann::json::array());
+    EXPECT_EQ(report["models"][1]["trained_against"], nlohmann::json::array());
+    EXPECT_EQ(e.out.find("model 'trained' was trained against the judge 'guard'") != std::string::npos, same) << e.out;
+    EXPECT_EQ(gaft_test::read_bytes(out + "/report.md").find("**Warning:** trained was trained against") != std::string::npos, same);
+  }
 }

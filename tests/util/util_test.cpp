@@ -7,8 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include "gaft/atomic_file.h"
+#include "gaft/fingerprint.h"
 #include "gaft/error.h"
 #include "gaft/logging.h"
+#include "core/test_util.h"
 
 namespace gaft {
 namespace {
@@ -122,3 +124,28 @@ TEST(Filesystem, RemoveAllOfTheSystemLibraryIsUsed) {
 }
 }  // namespace
 }  // namespace gaft
+
+TEST(Fingerprint, Sha256OfTheWeightFilesInNameOrder) {
+  // Expected digests from Python's hashlib over the same bytes: each *.safetensors file's name, a newline and
+  // its bytes, in name order (a 3 MB file spans several read buffers); other files do not count.
+  gaft_test::TempDir dir("fingerprint");
+  std::filesystem::create_directories(dir.file("m"));
+  std::filesystem::create_directories(dir.file("empty"));
+  gaft_test::write_bytes(dir.file("m/a.safetensors"), "abc");
+  gaft_test::write_bytes(dir.file("m/config.json"), "{}");
+  EXPECT_EQ(gaft::weights_sha256(dir.file("m")), "96dd23d0ce9de7a4c96ed84ca2af681ca4f866545a1ad0e989b3ea6a9274a5ca");
+  gaft_test::write_bytes(dir.file("m/b.safetensors"), std::string(3000000, 'x'));
+  EXPECT_EQ(gaft::weights_sha256(dir.file("m")), "fc447fe70ec5e224046f6aa3c76759defcbf2038daca2c791307ef34d53f06b4");
+  gaft_test::write_bytes(dir.file("empty/config.json"), "{}");
+  gaft_test::expect_data_error([&] { gaft::weights_sha256(dir.file("empty")); }, {"empty", "no *.safetensors"});
+  // The training record round-trips, and a malformed one names its file.
+  gaft_test::write_bytes(dir.file("m/gaft_training.json"),
+                         gaft::training_record("gaft", {{"safety", "safety", "/x/safety", "ab12"}}).dump());
+  const auto got = gaft::read_training_scorers(dir.file("m"));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].name, "safety");
+  EXPECT_EQ(got[0].sha256, "ab12");
+  EXPECT_TRUE(gaft::read_training_scorers(dir.file("empty")).empty());
+  gaft_test::write_bytes(dir.file("empty/gaft_training.json"), "{\"scorers\": [{\"name\": \"x\"}]}");
+  gaft_test::expect_data_error([&] { gaft::read_training_scorers(dir.file("empty")); }, {"gaft_training.json", "sha256"});
+}
