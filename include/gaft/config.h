@@ -324,6 +324,8 @@ RunConfig load_config_text(const std::string& yaml, const std::string& name,
 
 // The resolved configuration as YAML (every key, defaults included): loading it gives the same config.
 std::string config_to_yaml(const RunConfig& config);
+// The YAML spelling of an objective ("sft", "gaft", "filter", "classifier").
+std::string to_string(Objective o);
 // Writes config_to_yaml into dir/config.yaml atomically.
 void write_resolved_config(const RunConfig& config, const std::string& dir);
 // configs/README.md: every key with its type, default and meaning (train configs, then eval configs).

@@ -24,6 +24,10 @@ namespace {
 const std::vector<std::pair<std::string, DType>> kDTypes = {
     {"auto", DType::kAuto}, {"float32", DType::kFloat32}, {"bfloat16", DType::kBFloat16}, {"float16", DType::kFloat16}};
 
+const std::vector<std::pair<std::string, Objective>> kObjectives = {
+    {"sft", Objective::kSft}, {"gaft", Objective::kGaft}, {"filter", Objective::kFilter},
+    {"classifier", Objective::kClassifier}};
+
 void describe(Schema& s, RunSection& c) {
   s.text("name", &c.name, "Name of the run, used in logs.");
   s.text("output_dir", &c.output_dir, "Output directory (train: checkpoints, metrics, resolved config; eval: reports).");
@@ -101,9 +105,7 @@ void describe(Schema& s, DataSection& c) {
 }
 
 void describe(Schema& s, ObjectiveSection& c) {
-  s.choice("kind", &c.kind,
-           {{"sft", Objective::kSft}, {"gaft", Objective::kGaft}, {"filter", Objective::kFilter},
-            {"classifier", Objective::kClassifier}},
+  s.choice("kind", &c.kind, kObjectives,
            "sft (baseline), gaft (METHOD.md), filter (baseline: score each reference once, replace it by the "
            "abstention template or drop it below δ, then sft), or classifier (train a scorer head).");
   s.number("lambda", &c.lambda, "λ: weight of the policy-gradient term.", Range::at_least(0));
@@ -455,7 +457,7 @@ void validate(const RunConfig& c, Diagnostics& diag) {
   const bool gaft = c.objective.kind == Objective::kGaft;
   const bool scored = gaft || c.objective.kind == Objective::kFilter;  // objectives that read the scorer
   if (scored && c.scorer.heads.empty())
-    diag.add("scorer.heads", std::string("objective.kind '") + (gaft ? "gaft" : "filter") +
+    diag.add("scorer.heads", "objective.kind '" + to_string(c.objective.kind) +
                                  "' needs at least one scorer head, got none");
   if (!gaft && c.objective.kl == KlMode::kReward)
     diag.add("objective.kl", "kl 'reward' shapes rollout rewards and only applies to objective.kind 'gaft'; "
@@ -571,6 +573,12 @@ std::string read_config_file(const std::string& path) {
 
 }  // namespace
 }  // namespace config
+
+std::string to_string(Objective o) {
+  for (const auto& [name, value] : config::kObjectives)
+    if (value == o) return name;
+  return "?";
+}
 
 std::string ConfigIssue::str() const { return where + ": " + key + ": " + message; }
 

@@ -84,16 +84,6 @@ Llama load_classifier_policy(const std::string& dir, int64_t num_labels) {
   return cls;
 }
 
-std::string objective_name(Objective o) {
-  switch (o) {
-    case Objective::kSft: return "sft";
-    case Objective::kGaft: return "gaft";
-    case Objective::kFilter: return "filter";
-    case Objective::kClassifier: return "classifier";
-  }
-  return "?";
-}
-
 DistBackend dist_backend(Backend b) {
   return b == Backend::kGloo ? DistBackend::kGloo : b == Backend::kNccl ? DistBackend::kNccl : DistBackend::kAuto;
 }
@@ -232,7 +222,7 @@ void Trainer::setup() {
   const ModelConfig& mc = policy_->config;
   if (!classifier && mc.head != ModelHead::kCausalLM)
     throw DataError(mc.source + ": " + mc.architecture + " has no LM head; objective.kind " +
-                    objective_name(cfg_.objective.kind) + " trains a causal LM");
+                    to_string(cfg_.objective.kind) + " trains a causal LM");
   if (tok_->vocab_size() > mc.vocab_size)
     throw DataError("tokenizer '" + tok_->path() + "' has " + std::to_string(tok_->vocab_size()) +
                         " tokens but the model's vocab_size is " + std::to_string(mc.vocab_size) + " (" + mc.source + ")",
@@ -421,7 +411,7 @@ void Trainer::filter_data() {
       }
     }
     nlohmann::json rec = {{"line", examples[i].line}, {"score", s}, {"action", action}};
-    for (int64_t h = 0; h < H; ++h) rec["scores"][scorer_->head(h).name] = scores[i][h].item<double>();
+    for (int64_t h = 0; h < H; ++h) rec["scores"][scorer_->head(h).name] = flat[i * H + h];
     report += rec.dump() + "\n";
   }
   if (dropped == N) throw DataError(cfg_.data.train + ": the filter dropped every example (every reference scored below "
@@ -756,7 +746,7 @@ TrainSummary Trainer::run() {
   ckpt_save.base_model = fs::absolute(cfg_.model.path).lexically_normal().string();
   if (!training_scorers_.empty())  // gaft eval warns when one of these heads judges the model
     ckpt_save.extra_files[kTrainingScorersFile] =
-        training_record(objective_name(cfg_.objective.kind), training_scorers_).dump(2) + "\n";
+        training_record(to_string(cfg_.objective.kind), training_scorers_).dump(2) + "\n";
   const bool classifier = cfg_.objective.kind == Objective::kClassifier;
   std::vector<at::Tensor> params;
   for (const auto& p : policy_->parameters())
@@ -764,7 +754,7 @@ TrainSummary Trainer::run() {
 
   log::info("training " + std::to_string(total_steps_) + " steps on " + device_.str() + ", compute " +
             c10::toString(compute_) + ", objective " +
-            objective_name(cfg_.objective.kind) + ", chat template " +
+            to_string(cfg_.objective.kind) + ", chat template " +
             to_string(tmpl_) +
             (dist_->active() ? ", " + std::to_string(dist_->world_size()) + " ranks (" + dist_->backend_name() + ")" : ""));
   if (dist_->active() && cfg_.train.grad_accum_steps % dist_->world_size() != 0)
