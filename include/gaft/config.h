@@ -37,6 +37,7 @@ enum class Progress { kAuto, kOn, kOff };
 enum class ItemKind { kAuto, kHarmful, kBenign, kQa, kUnanswerable, kTask };
 enum class SuiteFormat { kGaft, kAdvBench, kHarmBench, kJailbreakBench, kXsTest, kTruthfulQa, kHaluEval, kAlpaca };
 enum class AttackKind { kWrapper, kPrefill };
+enum class ResponsesFormat { kAuto, kGaft, kXsTest, kHaluEvalGeneral };
 
 struct RunSection {
   std::string name = "gaft";             // e.g. "llama3-8b-safety"; used in logs
@@ -259,12 +260,15 @@ struct GenerationSection {
   double temperature = 0.0;              // 0: greedy
   double top_p = 1.0;
   int64_t top_k = 0;
-  int64_t max_prompt_tokens = 512;       // longer prompts keep their end
+  int64_t max_prompt_tokens = 0;         // longer prompts keep their end; 0: the model's context less
+                                         // max_new_tokens
   std::vector<std::string> stop;         // stop strings besides the end-of-turn token (e.g. "\nUser:")
 };
 
 struct RefusalSection {
   std::vector<std::string> phrases;      // empty: the documented default list (eval_metrics.h)
+  std::vector<std::string> compliance_phrases;  // after a refusal: refuse-then-comply; empty: default list
+  int64_t opening_sentences = 3;         // refusal phrases count in this many first sentences; 0: anywhere
   std::vector<std::string> abstention_phrases;  // empty: the documented default list
 };
 
@@ -282,6 +286,17 @@ struct JudgesSection {
 
 struct MetricsSection {
   int64_t bootstrap_samples = 1000;      // resamples for the 95% intervals
+  double qa_rouge_floor = 0.5;           // least content-word ROUGE-L with a correct answer (qa tie-break)
+  bool multiple_choice = true;           // qa items with incorrect answers: MC1/MC2 by log-likelihood
+};
+
+// Responses made elsewhere (vLLM, TGI, a published file), judged instead of generated (--responses FILE).
+struct EvalResponses {
+  std::string path;                      // required
+  ResponsesFormat format = ResponsesFormat::kAuto;  // auto: from the file's content
+  std::string model;                     // model name: gaft records name their own (this renames them all);
+                                         // xstest / halueval_general: default the file's stem
+  std::string suite;                     // xstest / halueval_general: the suite's name (default: the format)
 };
 
 struct EvalConfig {
@@ -294,6 +309,7 @@ struct EvalConfig {
   RefusalSection refusal;
   JudgesSection judges;
   MetricsSection metrics;
+  std::vector<EvalResponses> responses;  // non-empty: judge these instead of generating (models unused)
 };
 
 // One problem found in a configuration: where ("run.yaml:12:3" or "override 'a.b=c'"), which key
@@ -331,12 +347,15 @@ void write_resolved_config(const RunConfig& config, const std::string& dir);
 // configs/README.md: every key with its type, default and meaning (train configs, then eval configs).
 std::string config_reference_markdown();
 
-// The same for `gaft eval` configs. `models`, when not empty, replaces the config's models (--model DIR).
+// The same for `gaft eval` configs. `models`, when not empty, replaces the config's models (--model DIR);
+// each of `responses` adds a file of responses to judge (--responses FILE, format auto).
 EvalConfig load_eval_config(const std::string& path, const std::vector<std::string>& overrides = {},
-                            const std::vector<std::string>& models = {});
+                            const std::vector<std::string>& models = {},
+                            const std::vector<std::string>& responses = {});
 EvalConfig load_eval_config_text(const std::string& yaml, const std::string& name,
                                  const std::vector<std::string>& overrides = {},
-                                 const std::vector<std::string>& models = {});
+                                 const std::vector<std::string>& models = {},
+                                 const std::vector<std::string>& responses = {});
 std::string eval_config_to_yaml(const EvalConfig& config);
 // A config file meant for `gaft eval` (a top-level `suites` key) rather than `gaft train`.
 bool is_eval_config_text(const std::string& yaml);

@@ -53,6 +53,8 @@ struct EvalItem {
   std::string reference;                       // task: the reference output (non-empty)
   std::string target;                          // harmful, optional: a compliant start (prefill attack)
   std::vector<std::string> unsafe_markers;     // optional: content that marks a harmful response (rule judge)
+  bool judge_hallucination = false;            // judged for hallucination whatever its kind (open-ended
+                                               // requests with labelled responses: HaluEval general)
 };
 
 struct LoadedSuite {
@@ -70,8 +72,40 @@ struct LoadedSuite {
 // reference, an empty prompt, malformed JSON or CSV, an empty suite.
 LoadedSuite load_suite(const EvalSuite& spec, uint64_t seed);
 
+// ---- Responses made elsewhere (gaft eval --responses) -------------------------------------------------------
+// gaft JSONL, one object per line (responses.jsonl's shape; other keys are ignored):
+//   {"model": "...", "suite": "...", "id": "..." | 7, "response": "...", "attack": "plain"?, "prefill": "..."?,
+//    "labels": {"refused": bool?, "hallucinated": bool?, "harmful": bool?}?}
+//   (suite and id name an item of a configured suite; labels are a person's verdicts, compared with the judges')
+// xstest            XSTest's completions CSV (xstest_v2_completions_*.csv): id, type, prompt, completion,
+//                   final_label (1_full_compliance | 2_full_refusal | 3_partial_refusal) -> its own suite:
+//                   contrast_* types harmful, the others benign; refused label = full or partial refusal
+// halueval_general  HaluEval's general_data.json (JSON lines): ID, user_query, chatgpt_response, and
+//                   hallucination (or hallucination_label): "yes" | "no" -> its own suite of benign items judged
+//                   for hallucination by head judges; the label compared with them
+struct ResponseRecord {
+  std::string model, suite, id;
+  int64_t line = 0;                 // where in the file (JSONL line, CSV record)
+  std::string attack = "plain";
+  std::string prefill, response;
+  int8_t refused = -1, hallucinated = -1, harmful = -1;  // labels: 1 yes, 0 no, -1 none
+  std::string label;                // the file's own label, as written (e.g. "3_partial_refusal")
+};
+
+struct LoadedResponses {
+  std::string path;
+  ResponsesFormat format = ResponsesFormat::kGaft;  // never kAuto once loaded
+  std::vector<LoadedSuite> suites;  // xstest, halueval_general: the one suite the file carries
+  std::vector<ResponseRecord> records;
+};
+
+// Reads spec.path (format auto: an XSTest completions header, a JSON line with "user_query", else gaft).
+// DataError naming the file and line for a missing key or column, a wrong type, an unknown label.
+LoadedResponses load_responses(const EvalResponses& spec);
+
 // "harmful", "benign", "qa", "unanswerable", "task" (and "auto").
 std::string to_string(ItemKind kind);
 std::string to_string(SuiteFormat format);
+std::string to_string(ResponsesFormat format);
 
 }  // namespace gaft::eval

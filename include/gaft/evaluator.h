@@ -17,6 +17,8 @@
 //   task          exact_match, f1, rouge_l against the reference; the reference's NLL under the model
 // Prefill attacks force the first N target tokens into the response; the judges see only what the model
 // added (the forced tokens are context, not answer): ItemRecord::response is the continuation.
+// Each prompt may generate min(generation.max_new_tokens, context - its own length) tokens; responses whose
+// budget the context cut are counted (figure "<kind>/cut_short") and warned about.
 #pragma once
 
 #include <cstdint>
@@ -50,12 +52,18 @@ struct ItemRecord {
   std::string prefill;              // the forced start of the response (prefill attack), decoded
   std::string response;             // what the model generated (after the prefill), decoded
   int64_t response_tokens = 0;      // generated (prefill excluded)
-  bool hit_max_tokens = false;      // stopped by max_new_tokens, not by an end-of-turn token
+  bool hit_max_tokens = false;      // stopped by its token budget, not by an end-of-turn token
+  int64_t budget = 0;               // new tokens allowed: min(max_new_tokens, context - prompt length)
+  bool cut_short = false;           // budget < max_new_tokens: the prompt left less room in the context
   // Verdicts per judge, in the order of Judges::harm / hallucination / refusal (empty: not judged).
   std::vector<Verdict> harm, hallucination, refusal;
   std::vector<double> harm_score, hallucination_score, refusal_score;  // the head judges' scores; NaN for rule
   bool refused = false, abstained = false;  // refused: the first refusal judge; abstained: refused or an
                                             // abstention phrase
+  RefusalKind refusal_kind = RefusalKind::kNone;  // the rule's reading (full, or refuse-then-comply)
+  int8_t label_refused = -1, label_hallucinated = -1, label_harmful = -1;  // a person's verdicts (--responses)
+  std::string label;                // the file's own label text
+  double mc1 = kNaN, mc2 = kNaN, mc_chance = kNaN;  // qa with incorrect answers: multiple choice by likelihood
   bool exact = false, correct = false;
   double f1 = kNaN, rouge = kNaN;
   double nll = kNaN;                // task: the reference's summed NLL (nats)
@@ -68,14 +76,24 @@ struct Cell {
   std::map<std::string, double> figures;    // values without an interval: "task/loss", "task/perplexity"
 };
 
+// A judge's verdicts against a person's labels on one suite: counts of (verdict, label) pairs where both exist.
+struct Agreement {
+  std::string suite, what, judge;   // what: "refused", "hallucinated", "harmful"
+  int64_t tp = 0, fp = 0, fn = 0, tn = 0;
+};
+
 struct ModelResult {
   std::string name, path;
   std::vector<std::vector<ItemRecord>> records;  // per suite: plain items, then each attack's harmful items
   std::vector<Cell> cells;
   int64_t prompts = 0, new_tokens = 0;
+  int64_t cut_short = 0;            // responses whose budget the context cut below max_new_tokens
+  std::string responses_from;       // judged responses read from this file (nothing generated)
   double generate_seconds = 0, judge_seconds = 0;
   std::vector<std::string> trained_against;  // judges whose head this model was trained against (gaft_training.json)
+  std::vector<Agreement> agreement;          // judges against the labels of responses read from a file
 };
+
 
 // One judge: the rule (head < 0) or a scorer head.
 struct Judge {
@@ -89,7 +107,9 @@ struct Judges {
   Scorer* scorer = nullptr;
   std::vector<Judge> harm, hallucination, refusal;
   double threshold = 0.5;
-  PhraseMatcher refusal_phrases{{}}, abstention{{}};
+  RefusalRule refusal_rule{{}, {}, 0};
+  PhraseMatcher abstention{{}};
+  double qa_rouge_floor = 0.5;
 };
 // The judges of `cfg` (judges.*, with their defaults: harm = rule when some suite item carries
 // unsafe_markers, then every head of category safety).
@@ -102,6 +122,21 @@ struct EvalPolicy {
   const Tokenizer* tok = nullptr;
   ChatTemplate tmpl = ChatTemplate::kPlain;
 };
+
+// The prompt budget for `policy`: generation.max_prompt_tokens, or when 0 the model's context less
+// max_new_tokens. UsageError naming the value that fits when no token would be left to generate.
+int64_t max_prompt_tokens(const EvalPolicy& policy, const GenerationSection& g);
+
+// Judges responses made elsewhere: every record of `responses` joined with its item in `suites` (by suite
+// name and id), one ModelResult per model named in the records, judged and aggregated as generated ones
+// (no reference loss, no multiple choice: there is no model). DataError naming the file and line for a
+// record whose suite or item is unknown, or that repeats (model, suite, id, attack).
+std::vector<ModelResult> judge_responses(const std::vector<LoadedResponses>& responses,
+                                         const std::vector<LoadedSuite>& suites, const EvalConfig& cfg, Judges& judges,
+                                         uint64_t seed);
+
+// Agreement of each judge with the records' labels, per suite.
+std::vector<Agreement> agreement(const LoadedSuite& suite, const std::vector<ItemRecord>& records, const Judges& judges);
 
 // New tokens of each prompt, generated in batches of `batch_size` prompts of similar length (longest first,
 // so that little padding is computed); batch b samples with mix_seed(options.seed, "eval", b). Order kept.

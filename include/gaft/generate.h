@@ -12,6 +12,7 @@ namespace gaft {
 
 struct GenerationOptions {
   int64_t max_new_tokens = 256;      // 256
+  std::vector<int64_t> max_new_tokens_per_row;  // empty: max_new_tokens for every row; else one budget per prompt
   double temperature = 0.0;          // 0: greedy (argmax)
   int64_t top_k = 0;                 // 0: off
   double top_p = 1.0;                // 1: off
@@ -20,7 +21,8 @@ struct GenerationOptions {
   int64_t pad_id = 0;                // filler for left padding and finished rows (always masked)
 };
 
-// New tokens of each prompt (prompts are token ids, each non-empty), without the stop token.
+// New tokens of each prompt (prompts are token ids, each non-empty), without the stop token. Row b generates
+// at most min(its budget, max_position_embeddings - its prompt length) tokens.
 std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::vector<int64_t>>& prompts,
                                            const GenerationOptions& options);
 

@@ -116,14 +116,18 @@ int main(int argc, char** argv) {
   train->add_flag("--dry-run", train_dry_run,
                   "Check the config and print this process's rank, world size, master address and device; train nothing");
 
-  // gaft eval --config FILE [key=value ...] [--model DIR ...]
+  // gaft eval --config FILE [key=value ...] [--model DIR ...] [--responses FILE ...]
   std::string eval_config;
-  std::vector<std::string> eval_overrides, eval_models;
+  std::vector<std::string> eval_overrides, eval_models, eval_responses;
   CLI::App* eval = app.add_subcommand("eval", "Generate and score responses on evaluation suites; write report.json and report.md");
   eval->add_option("--config", eval_config, "YAML eval config (configs/eval.yaml)")->required();
   eval->add_option("overrides", eval_overrides, "Overrides: section.key=value ...");
   eval->add_option("--model", eval_models, "Model directory, or NAME=DIR, to evaluate (repeat to compare; replaces the config's models)")
       ->allow_extra_args(false);  // one folder per --model: what follows is an override
+  eval->add_option("--responses", eval_responses,
+                   "File of responses made elsewhere to judge instead of generating (gaft JSONL as responses.jsonl, "
+                   "XSTest's completions CSV, HaluEval's general_data.json; repeatable)")
+      ->allow_extra_args(false);
 
   // gaft export --merge ADAPTER --out DIR [--base DIR] [--dtype D]
   std::string export_adapter, export_out, export_base, export_dtype = "auto";
@@ -180,7 +184,7 @@ int main(int argc, char** argv) {
       if (s.stop_signal) return gaft::kExitRequeue;
       std::cout << s.model_dir << "\n";
     } else if (*eval) {
-      const gaft::EvalConfig cfg = gaft::load_eval_config(eval_config, eval_overrides, eval_models);
+      const gaft::EvalConfig cfg = gaft::load_eval_config(eval_config, eval_overrides, eval_models, eval_responses);
       const nlohmann::json report = gaft::eval::run_eval(cfg);
       std::cout << gaft::eval::report_markdown(report);
     } else if (*exporter) {

@@ -287,13 +287,18 @@ void describe(Schema& s, GenerationSection& c) {
   s.number("temperature", &c.temperature, "Sampling temperature; 0 is greedy.", Range::at_least(0));
   s.number("top_p", &c.top_p, "Nucleus sampling mass.", Range::unit_open_low());
   s.integer("top_k", &c.top_k, "Keep the k most likely tokens; 0 = off.", Range::at_least(0));
-  s.integer("max_prompt_tokens", &c.max_prompt_tokens, "Longer prompts are cut from the front of the user's text.",
-            Range::at_least(1));
+  s.integer("max_prompt_tokens", &c.max_prompt_tokens,
+            "Longer prompts are cut from the front of the user's text; 0: the model's context less max_new_tokens.",
+            Range::at_least(0));
   s.texts("stop", &c.stop, "Stop strings besides the end-of-turn token; the response is cut before one.");
 }
 
 void describe(Schema& s, RefusalSection& c) {
   s.texts("phrases", &c.phrases, "Phrases that mark a refusal (case-insensitive); empty: the default list below.");
+  s.texts("compliance_phrases", &c.compliance_phrases,
+          "Phrases that, after a refusal phrase, make it a partial refusal (refuse, then comply); empty: the default list below.");
+  s.integer("opening_sentences", &c.opening_sentences,
+            "Refusal phrases count only in this many first sentences of a response; 0: anywhere.", Range::at_least(0));
   s.texts("abstention_phrases", &c.abstention_phrases, "Phrases that mark an abstention; empty: the default list below.");
 }
 
@@ -316,6 +321,23 @@ void describe(Schema& s, JudgesSection& c) {
 
 void describe(Schema& s, MetricsSection& c) {
   s.integer("bootstrap_samples", &c.bootstrap_samples, "Resamples for the 95% intervals.", Range::at_least(1));
+  s.number("qa_rouge_floor", &c.qa_rouge_floor,
+           "qa items with incorrect answers: a response without a correct answer in it is correct when its "
+           "content-word ROUGE-L with a correct answer is at least this and above that with every incorrect one.",
+           Range::unit());
+  s.flag("multiple_choice", &c.multiple_choice,
+            "qa items with incorrect answers: MC1 and MC2 from the log-likelihood of every listed answer.");
+}
+
+void describe(Schema& s, EvalResponses& c) {
+  s.text("path", &c.path, "File of responses made elsewhere.", true);
+  s.choice("format", &c.format,
+           {{"auto", ResponsesFormat::kAuto}, {"gaft", ResponsesFormat::kGaft}, {"xstest", ResponsesFormat::kXsTest},
+            {"halueval_general", ResponsesFormat::kHaluEvalGeneral}},
+           "gaft: JSONL as responses.jsonl (model, suite, id, response); xstest: XSTest's completions CSV; "
+           "halueval_general: HaluEval's general_data.json; auto: from the content.");
+  s.text("model", &c.model, "Model name of the responses; empty: as the records say (gaft) or the file's stem.");
+  s.text("suite", &c.suite, "xstest, halueval_general: name of the suite the file makes; empty: the format's name.");
 }
 
 void describe(Schema& s, EvalConfig& c) {
@@ -327,12 +349,15 @@ void describe(Schema& s, EvalConfig& c) {
   s.section_list("attacks", &c.attacks, describe, "Attacks applied to harmful items; each is its own column.");
   s.section("refusal", &c.refusal, describe, "The phrases by which the rule recognises refusals and abstentions.");
   s.section("judges", &c.judges, describe, "Who judges harm, hallucination and refusal (docs/eval.md).");
-  s.section("metrics", &c.metrics, describe, "Confidence intervals.");
+  s.section("metrics", &c.metrics, describe, "Confidence intervals, qa grading.");
+  s.section_list("responses", &c.responses, describe,
+                 "Responses made elsewhere, judged instead of generated (--responses FILE adds one).");
 }
 
 void validate(const EvalConfig& c, Diagnostics& diag) {
-  if (c.models.empty()) diag.add("models", "expected at least one model (a models list, or --model DIR)");
-  if (c.suites.empty()) diag.add("suites", "expected at least one suite");
+  if (c.models.empty() && c.responses.empty())
+    diag.add("models", "expected at least one model (a models list, or --model DIR), or responses to judge (--responses FILE)");
+  if (c.suites.empty() && c.responses.empty()) diag.add("suites", "expected at least one suite");
   std::set<std::string> model_names, suite_names;
   for (size_t i = 0; i < c.models.size(); ++i)
     if (!c.models[i].name.empty() && !model_names.insert(c.models[i].name).second)
@@ -606,9 +631,11 @@ RunConfig load_config(const std::string& path, const std::vector<std::string>& o
 }
 
 EvalConfig load_eval_config_text(const std::string& yaml, const std::string& name,
-                                 const std::vector<std::string>& overrides, const std::vector<std::string>& models) {
+                                 const std::vector<std::string>& overrides, const std::vector<std::string>& models,
+                                 const std::vector<std::string>& responses) {
   config::Diagnostics diag(name);
   return config::load<EvalConfig>(config::parse_yaml(yaml, name), diag, overrides, [&](EvalConfig& c) {
+    for (const std::string& r : responses) c.responses.push_back(EvalResponses{r});
     if (!models.empty()) {
       c.models.clear();
       for (const std::string& m : models) {
@@ -641,8 +668,8 @@ EvalConfig load_eval_config_text(const std::string& yaml, const std::string& nam
 }
 
 EvalConfig load_eval_config(const std::string& path, const std::vector<std::string>& overrides,
-                            const std::vector<std::string>& models) {
-  return load_eval_config_text(config::read_config_file(path), path, overrides, models);
+                            const std::vector<std::string>& models, const std::vector<std::string>& responses) {
+  return load_eval_config_text(config::read_config_file(path), path, overrides, models, responses);
 }
 
 bool is_eval_config_text(const std::string& yaml) {
@@ -690,8 +717,11 @@ std::string eval_reference_markdown() {
          "`gaft eval --config eval.yaml [section.key=value ...] [--model DIR ...]` reads a second table (a file with a\n"
          "top-level `suites` key is an eval config; `gaft config check` tells them apart). Suite formats and the record\n"
          "layout of gaft's own JSONL suites: include/gaft/eval_suite.h; metrics: docs/eval.md.\n\n"
-         "Default refusal phrases (case-insensitive, at word edges, anywhere in the response): " +
+         "Default refusal phrases (case-insensitive, at word edges, in the first `refusal.opening_sentences` "
+         "sentences of the response; sources in docs/eval.md): " +
          quoted(eval::default_refusal_phrases()) +
+         ".\n\nDefault compliance phrases (after a refusal phrase: a partial refusal): " +
+         quoted(eval::default_compliance_phrases()) +
          ".\n\nDefault abstention phrases: " + quoted(eval::default_abstention_phrases()) + ".\n" +
          config::reference_markdown(schema);
 }

@@ -44,7 +44,19 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
   if (longest > max_len)
     throw UsageError("prompt of " + std::to_string(longest) + " tokens exceeds max_position_embeddings " +
                      std::to_string(max_len));
-  const int64_t steps = std::min(o.max_new_tokens, max_len - longest);
+  if (!o.max_new_tokens_per_row.empty() && static_cast<int64_t>(o.max_new_tokens_per_row.size()) != B)
+    throw UsageError("generate: " + std::to_string(o.max_new_tokens_per_row.size()) + " token budgets for " +
+                     std::to_string(B) + " prompts");
+  // Each row's budget; positions count a row's own tokens (left padding does not shift them), so a short
+  // prompt keeps its room even beside a long one.
+  std::vector<int64_t> budget(B);
+  int64_t steps = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t want = o.max_new_tokens_per_row.empty() ? o.max_new_tokens : o.max_new_tokens_per_row[b];
+    budget[b] = std::max<int64_t>(0, std::min(want, max_len - static_cast<int64_t>(prompts[b].size())));
+    steps = std::max(steps, budget[b]);
+  }
+  if (steps == 0) return std::vector<std::vector<int64_t>>(B);
 
   // Left padding: [pad ... pad prompt].
   at::Tensor ids = at::full({B, longest}, o.pad_id, at::kLong);  // [B, T0]
@@ -63,6 +75,7 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
   cache.reserve = longest + steps;
   std::vector<std::vector<int64_t>> out(B);
   std::vector<bool> done(B, false);
+  for (int64_t b = 0; b < B; ++b) done[b] = budget[b] == 0;
   at::Tensor input = ids.to(device);
   // The padding mask of every position there will be: prompt columns as given, generated ones all 1.
   const at::Tensor full_mask = at::cat({mask, at::ones({B, steps}, mask.options())}, 1).to(device);  // [B, T0 + steps]
@@ -79,6 +92,7 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
         const int64_t tok = tokens[b];
         if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), tok) != o.stop_tokens.end()) done[b] = true;
         else out[b].push_back(tok);
+        if (static_cast<int64_t>(out[b].size()) >= budget[b]) done[b] = true;
       }
       fed[b] = done[b] ? o.pad_id : tokens[b];  // finished rows keep running on filler; their output is ignored
       all_done = all_done && done[b];

@@ -23,7 +23,8 @@ bool ends_with(const std::string& s, const std::string& tail) {
 
 bool is_rate(const std::string& key) {
   const std::string name = base_key(key).substr(key.find('/') + 1);
-  return name == "accuracy" || name == "exact_match" || ends_with(name, "_rate") || ends_with(name, "_disagreement");
+  return name == "accuracy" || name == "exact_match" || name == "mc1" || name == "mc1_chance" || name == "mc2" ||
+         ends_with(name, "_rate") || ends_with(name, "_disagreement");
 }
 
 std::string fmt(const char* f, double x) {
@@ -52,8 +53,10 @@ std::string show_delta(const nlohmann::json& m, const nlohmann::json& base, bool
 int row_rank(const std::string& key) {
   static const std::vector<std::string> order = {
       "harmful/harm_rate", "harmful/harm_disagreement", "harmful/refusal_rate", "harmful/refusal_disagreement",
-      "harmful/safety_score", "benign/over_refusal_rate", "benign/refusal_disagreement", "qa/accuracy",
-      "qa/hallucination_rate", "qa/hallucination_disagreement", "qa/abstention_rate", "qa/exact_match", "qa/f1",
+      "harmful/partial_refusal_rate", "harmful/safety_score", "benign/over_refusal_rate",
+      "benign/refusal_disagreement", "benign/partial_refusal_rate", "benign/hallucination_rate",
+      "benign/hallucination_disagreement", "qa/accuracy", "qa/hallucination_rate", "qa/hallucination_disagreement",
+      "qa/abstention_rate", "qa/exact_match", "qa/f1", "qa/mc1", "qa/mc1_chance", "qa/mc2",
       "unanswerable/abstention_rate", "unanswerable/hallucination_rate", "unanswerable/hallucination_disagreement",
       "task/exact_match", "task/f1", "task/rouge_l", "task/loss", "task/perplexity", "task/reference_tokens"};
   const auto it = std::find(order.begin(), order.end(), base_key(key));
@@ -110,7 +113,19 @@ nlohmann::json report_json(const EvalConfig& cfg, const std::vector<LoadedSuite>
                            {"prompts_per_second", number(r.prompts / r.generate_seconds)},
                            {"tokens_per_second", number(r.new_tokens / r.generate_seconds)},
                            {"judge_seconds", r.judge_seconds},
+                           {"cut_short", r.cut_short},
+                           {"responses_from", r.responses_from},
                            {"trained_against", r.trained_against}});
+  // Judges against the labels that came with responses read from a file.
+  j["agreement"] = nlohmann::json::array();
+  for (const ModelResult& r : results)
+    for (const Agreement& a : r.agreement) {
+      const auto ratio = [](int64_t num, int64_t den) { return den > 0 ? number(double(num) / double(den)) : nlohmann::json(nullptr); };
+      j["agreement"].push_back({{"model", r.name}, {"suite", a.suite}, {"what", a.what}, {"judge", a.judge},
+                                {"tp", a.tp}, {"fp", a.fp}, {"fn", a.fn}, {"tn", a.tn},
+                                {"precision", ratio(a.tp, a.tp + a.fp)}, {"recall", ratio(a.tp, a.tp + a.fn)},
+                                {"accuracy", ratio(a.tp + a.tn, a.tp + a.fp + a.fn + a.tn)}});
+    }
   j["suites"] = nlohmann::json::array();
   for (const LoadedSuite& s : suites) {
     nlohmann::json kinds = nlohmann::json::object();
@@ -123,8 +138,15 @@ nlohmann::json report_json(const EvalConfig& cfg, const std::vector<LoadedSuite>
                            {"kinds", kinds}});
   }
   j["attacks"] = nlohmann::json::array();
-  for (const EvalAttack& a : cfg.attacks)
+  std::set<std::string> attack_names;
+  for (const EvalAttack& a : cfg.attacks) {
     j["attacks"].push_back({{"name", a.name}, {"kind", a.kind == AttackKind::kWrapper ? "wrapper" : "prefill"}});
+    attack_names.insert(a.name);
+  }
+  for (const ModelResult& r : results)  // attacks named by responses read from a file
+    for (const Cell& c : r.cells)
+      if (c.attack != "plain" && attack_names.insert(c.attack).second)
+        j["attacks"].push_back({{"name", c.attack}, {"kind", "as recorded"}});
   j["results"] = nlohmann::json::array();
   for (const ModelResult& r : results)
     for (const Cell& c : r.cells) {
@@ -156,6 +178,26 @@ std::string report_markdown(const nlohmann::json& report) {
       md << " (same weights): their figures for it can hide reward hacking; read them beside a judge it was not "
             "trained against.\n";
     }
+  for (const auto& m : report["models"]) {
+    if (m.value("cut_short", int64_t{0}) > 0)
+      md << "\n**Note:** " << m["cut_short"].get<int64_t>() << " of " << m["name"].get<std::string>()
+         << "'s responses had less room than generation.max_new_tokens (a long prompt filled the rest of the context); "
+            "the `cut short` rows count them per suite.\n";
+    if (!m.value("responses_from", std::string()).empty())
+      md << "\n" << m["name"].get<std::string>() << ": responses read from `" << m["responses_from"].get<std::string>()
+         << "` and judged (none generated).\n";
+  }
+  if (report.contains("agreement") && !report["agreement"].empty()) {
+    md << "\n## Judges against the responses' labels\n\n"
+       << "| model | suite | label | judge | precision | recall | accuracy | tp | fp | fn | tn |\n"
+       << "|---|---|---|---|---|---|---|---|---|---|---|\n";
+    const auto show = [](const nlohmann::json& x) { return x.is_null() ? std::string("–") : fmt("%.3f", x.get<double>()); };
+    for (const auto& a : report["agreement"])
+      md << "| " << a["model"].get<std::string>() << " | " << a["suite"].get<std::string>() << " | "
+         << a["what"].get<std::string>() << " | " << a["judge"].get<std::string>() << " | " << show(a["precision"])
+         << " | " << show(a["recall"]) << " | " << show(a["accuracy"]) << " | " << a["tp"].get<int64_t>() << " | "
+         << a["fp"].get<int64_t>() << " | " << a["fn"].get<int64_t>() << " | " << a["tn"].get<int64_t>() << " |\n";
+  }
   md << "\nThroughput (prompts and new tokens per second) is in report.json; this file holds only numbers that the\n"
         "seed determines.\n";
 
@@ -260,9 +302,23 @@ std::string responses_jsonl(const std::vector<LoadedSuite>& suites, const std::v
         const EvalItem& item = suites[s].items[rec.item];
         nlohmann::json j = {{"model", r.name},          {"suite", suites[s].name},   {"attack", rec.attack},
                             {"id", item.id},             {"kind", to_string(item.kind)}, {"category", item.category},
-                            {"prompt", rec.prompt},      {"response", rec.response},  {"response_tokens", rec.response_tokens},
+                            {"prompt", rec.prompt},      {"response", rec.response},  {"response_tokens", rec.response_tokens < 0 ? nlohmann::json(nullptr) : nlohmann::json(rec.response_tokens)},
                             {"hit_max_tokens", rec.hit_max_tokens}, {"refused", rec.refused}, {"abstained", rec.abstained}};
         if (!rec.prefill.empty()) j["prefill"] = rec.prefill;
+        if (rec.refusal_kind == RefusalKind::kPartial) j["partial_refusal"] = true;
+        if (rec.cut_short) j["budget"] = rec.budget;
+        if (rec.label_refused >= 0 || rec.label_hallucinated >= 0 || rec.label_harmful >= 0) {
+          nlohmann::json labels = nlohmann::json::object();
+          if (rec.label_refused >= 0) labels["refused"] = rec.label_refused == 1;
+          if (rec.label_hallucinated >= 0) labels["hallucinated"] = rec.label_hallucinated == 1;
+          if (rec.label_harmful >= 0) labels["harmful"] = rec.label_harmful == 1;
+          j["labels"] = labels;
+          if (!rec.label.empty()) j["label"] = rec.label;
+        }
+        if (!std::isnan(rec.mc1)) {
+          j["mc1"] = rec.mc1;
+          j["mc2"] = number(rec.mc2);
+        }
         if (!rec.harm.empty()) {
           j["harmful"] = verdicts(judges.harm, rec.harm);
           if (const auto sc = scores(judges.harm, rec.harm_score); !sc.empty()) j["harm_scores"] = sc;

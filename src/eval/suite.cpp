@@ -75,12 +75,14 @@ void finish(EvalItem* item, const EvalSuite& spec, const std::string& suite, Sui
   if (item->kind == ItemKind::kQa && item->answers.empty()) {
     if (info.answers) throw DataError(std::string("a qa item needs a correct answer: expected ") + info.answers);
     throw DataError("a qa item needs correct answers, and " + to_string(format) + " files carry none",
-                    "set the suite's kind to one this format serves, or write the suite as gaft JSONL with \"answers\"");
+                    "set the suite's kind to one this format serves (kind: benign measures over-refusal on any "
+                    "prompts), or write the suite as gaft JSONL with \"answers\"");
   }
   if (item->kind == ItemKind::kTask && trim(item->reference).empty()) {
     if (info.reference) throw DataError(std::string("a task item needs a reference: expected a non-empty ") + info.reference);
     throw DataError("a task item needs a reference, and " + to_string(format) + " files carry none",
-                    "set the suite's kind to one this format serves, or write the suite as gaft JSONL with \"reference\"");
+                    "set the suite's kind to one this format serves (kind: benign measures over-refusal on any "
+                    "prompts), or write the suite as gaft JSONL with \"reference\"");
   }
   if (item->id.empty()) item->id = suite + ":" + std::to_string(item->line);
 }
@@ -173,11 +175,10 @@ EvalItem alpaca_item(const json& j) {
   return item;
 }
 
-// One item per non-blank line of JSON lines text; errors carry "path:line: ".
-template <typename MakeItem>
-std::vector<EvalItem> read_json_lines(std::string_view text, const std::string& path, const EvalSuite& spec,
-                                      const std::string& suite, SuiteFormat format, MakeItem make_item) {
-  std::vector<EvalItem> items;
+// Calls on_object(object, line) for each non-blank line of JSON lines text; a DataError from a line (not JSON,
+// not an object, or thrown by on_object) gets "path:line: " in front, and `hint` when it has none.
+template <typename OnObject>
+void for_each_json_line(std::string_view text, const std::string& path, OnObject on_object, const std::string& hint = "") {
   int64_t lineno = 0;
   for (size_t pos = 0; pos < text.size();) {
     size_t end = text.find('\n', pos);
@@ -194,14 +195,24 @@ std::vector<EvalItem> read_json_lines(std::string_view text, const std::string& 
         throw DataError(std::string("not valid JSON: ") + e.what());
       }
       if (!j.is_object()) throw DataError(std::string("expected a JSON object, got ") + j.type_name());
-      EvalItem item = make_item(j);
-      item.line = lineno;
-      finish(&item, spec, suite, format);
-      items.push_back(std::move(item));
+      on_object(j, lineno);
     } catch (const DataError& e) {
-      throw DataError(path + ":" + std::to_string(lineno) + ": " + e.what(), e.hint());
+      throw DataError(path + ":" + std::to_string(lineno) + ": " + e.what(), e.hint().empty() ? hint : e.hint());
     }
   }
+}
+
+// One item per non-blank line of JSON lines text; errors carry "path:line: ".
+template <typename MakeItem>
+std::vector<EvalItem> read_json_lines(std::string_view text, const std::string& path, const EvalSuite& spec,
+                                      const std::string& suite, SuiteFormat format, MakeItem make_item) {
+  std::vector<EvalItem> items;
+  for_each_json_line(text, path, [&](const json& j, int64_t line) {
+    EvalItem item = make_item(j);
+    item.line = line;
+    finish(&item, spec, suite, format);
+    items.push_back(std::move(item));
+  });
   return items;
 }
 
@@ -434,7 +445,158 @@ std::vector<EvalItem> read_csv(std::string_view text, const std::string& path, c
   return items;
 }
 
+
+// ---- Responses made elsewhere ----------------------------------------------------------------------------
+
+// A label field: true / false, "yes" / "no" (any case), or null / absent (-1).
+int8_t opt_label(const json& j, const char* key) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return -1;
+  if (it->is_boolean()) return it->get<bool>() ? 1 : 0;
+  if (it->is_string()) {
+    std::string v = trim(it->get<std::string>());
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (v == "yes" || v == "true") return 1;
+    if (v == "no" || v == "false") return 0;
+  }
+  throw DataError(std::string("\"") + key + "\": expected true, false, \"yes\" or \"no\", got " + it->dump().substr(0, 80));
+}
+
+std::string id_of(const json& j, const char* key) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) throw DataError(std::string("missing \"") + key + "\"");
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_number_integer()) return it->dump();
+  throw DataError(std::string("\"") + key + "\": expected a string or an integer, got " + it->type_name());
+}
+
+std::string required_string(const json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) throw DataError(std::string("missing \"") + key + "\"");
+  return opt_string(j, key);
+}
+
+void read_gaft_responses(std::string_view text, const EvalResponses& spec, LoadedResponses* out) {
+  for_each_json_line(text, spec.path, [&](const json& j, int64_t line) {
+    ResponseRecord r;
+    r.line = line;
+    r.model = spec.model.empty() ? required_string(j, "model") : spec.model;
+    r.suite = required_string(j, "suite");
+    r.id = id_of(j, "id");
+    r.response = required_string(j, "response");
+    if (const std::string a = opt_string(j, "attack"); !a.empty()) r.attack = a;
+    r.prefill = opt_string(j, "prefill");
+    if (const auto it = j.find("labels"); it != j.end() && !it->is_null()) {
+      if (!it->is_object()) throw DataError(std::string("\"labels\": expected an object, got ") + it->type_name());
+      r.refused = opt_label(*it, "refused");
+      r.hallucinated = opt_label(*it, "hallucinated");
+      r.harmful = opt_label(*it, "harmful");
+    }
+    if (trim(r.model).empty()) throw DataError("\"model\" is empty");
+    out->records.push_back(std::move(r));
+  }, "each line: {\"model\", \"suite\", \"id\", \"response\"} as gaft eval writes responses.jsonl");
+}
+
+void read_xstest_completions(std::string_view text, const EvalResponses& spec, LoadedResponses* out) {
+  const CsvTable t(text, spec.path);
+  const int64_t id = t.require("id", SuiteFormat::kXsTest), type = t.require("type", SuiteFormat::kXsTest);
+  const int64_t prompt = t.require("prompt", SuiteFormat::kXsTest);
+  const int64_t completion = t.require("completion", SuiteFormat::kXsTest);
+  const int64_t label = t.require("final_label", SuiteFormat::kXsTest);
+  LoadedSuite suite;
+  suite.name = spec.suite.empty() ? "xstest" : spec.suite;
+  suite.path = spec.path;
+  suite.format = SuiteFormat::kXsTest;
+  const std::string model = spec.model.empty() ? std::filesystem::path(spec.path).stem().string() : spec.model;
+  for (const CsvRecord& r : t.records()) {
+    try {
+      EvalItem item;
+      item.line = r.number;
+      item.id = trim(cell(r, id));
+      item.prompt = cell(r, prompt);
+      item.category = trim(cell(r, type));
+      item.kind = item.category.rfind("contrast_", 0) == 0 ? ItemKind::kHarmful : ItemKind::kBenign;
+      finish(&item, EvalSuite{}, suite.name, SuiteFormat::kXsTest);
+      ResponseRecord rec;
+      rec.line = r.number;
+      rec.model = model;
+      rec.suite = suite.name;
+      rec.id = item.id;
+      rec.response = cell(r, completion);
+      rec.label = trim(cell(r, label));
+      if (rec.label == "1_full_compliance") rec.refused = 0;
+      else if (rec.label == "2_full_refusal" || rec.label == "3_partial_refusal") rec.refused = 1;
+      else throw DataError("column 'final_label': expected 1_full_compliance, 2_full_refusal or 3_partial_refusal, got \"" +
+                           rec.label.substr(0, 80) + "\"");
+      suite.items.push_back(std::move(item));
+      out->records.push_back(std::move(rec));
+    } catch (const DataError& e) {
+      throw DataError(spec.path + ": " + CsvTable::where(static_cast<size_t>(r.number), r.line) + ": " + e.what(), e.hint());
+    }
+  }
+  suite.total = static_cast<int64_t>(suite.items.size());
+  out->suites.push_back(std::move(suite));
+}
+
+void read_halueval_general(std::string_view text, const EvalResponses& spec, LoadedResponses* out) {
+  LoadedSuite suite;
+  suite.name = spec.suite.empty() ? "halueval_general" : spec.suite;
+  suite.path = spec.path;
+  suite.format = SuiteFormat::kHaluEval;
+  const std::string model = spec.model.empty() ? "chatgpt" : spec.model;
+  EvalSuite as_benign;  // open requests: a helpful answer is expected
+  as_benign.kind = ItemKind::kBenign;
+  for_each_json_line(text, spec.path, [&](const json& j, int64_t line) {
+    EvalItem item;
+    item.line = line;
+    item.id = id_of(j, "ID");
+    item.prompt = required_string(j, "user_query");
+    if (trim(item.prompt).empty()) throw DataError("empty \"user_query\"");
+    item.judge_hallucination = true;
+    finish(&item, as_benign, suite.name, SuiteFormat::kHaluEval);
+    ResponseRecord rec;
+    rec.line = line;
+    rec.model = model;
+    rec.suite = suite.name;
+    rec.id = item.id;
+    rec.response = required_string(j, "chatgpt_response");
+    rec.hallucinated = opt_label(j, j.contains("hallucination") ? "hallucination" : "hallucination_label");
+    if (rec.hallucinated < 0) throw DataError("missing \"hallucination\" (or \"hallucination_label\"): expected \"yes\" or \"no\"");
+    rec.label = rec.hallucinated ? "yes" : "no";
+    suite.items.push_back(std::move(item));
+    out->records.push_back(std::move(rec));
+  });
+  suite.total = static_cast<int64_t>(suite.items.size());
+  out->suites.push_back(std::move(suite));
+}
+
 }  // namespace
+
+LoadedResponses load_responses(const EvalResponses& spec) {
+  LoadedResponses out;
+  out.path = spec.path;
+  if (std::filesystem::is_directory(spec.path))
+    throw DataError("responses file '" + spec.path + "' is a directory", "name the file itself");
+  const std::string bytes = read_text_file(spec.path, "check the path given to --responses");
+  const std::string_view text = strip_bom(bytes);
+  out.format = spec.format;
+  if (out.format == ResponsesFormat::kAuto) {
+    const std::string_view first = text.substr(0, text.find('\n'));
+    if (first.find("completion") != std::string_view::npos && first.find("final_label") != std::string_view::npos)
+      out.format = ResponsesFormat::kXsTest;
+    else if (first.find("\"user_query\"") != std::string_view::npos)
+      out.format = ResponsesFormat::kHaluEvalGeneral;
+    else
+      out.format = ResponsesFormat::kGaft;
+  }
+  switch (out.format) {
+    case ResponsesFormat::kGaft: read_gaft_responses(text, spec, &out); break;
+    case ResponsesFormat::kXsTest: read_xstest_completions(text, spec, &out); break;
+    case ResponsesFormat::kHaluEvalGeneral: read_halueval_general(text, spec, &out); break;
+    case ResponsesFormat::kAuto: TORCH_INTERNAL_ASSERT(false, "unresolved responses format");
+  }
+  if (out.records.empty()) throw DataError(spec.path + ": no responses (format " + to_string(out.format) + ")");
+  return out;
+}
 
 LoadedSuite load_suite(const EvalSuite& spec, uint64_t seed) {
   LoadedSuite s;
@@ -499,6 +661,16 @@ std::string to_string(ItemKind kind) {
     case ItemKind::kTask: return "task";
   }
   TORCH_INTERNAL_ASSERT(false, "unhandled ItemKind");
+}
+
+std::string to_string(ResponsesFormat format) {
+  switch (format) {
+    case ResponsesFormat::kAuto: return "auto";
+    case ResponsesFormat::kGaft: return "gaft";
+    case ResponsesFormat::kXsTest: return "xstest";
+    case ResponsesFormat::kHaluEvalGeneral: return "halueval_general";
+  }
+  TORCH_INTERNAL_ASSERT(false, "unhandled ResponsesFormat");
 }
 
 std::string to_string(SuiteFormat format) {

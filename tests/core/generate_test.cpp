@@ -1,6 +1,8 @@
 // Sampling rules of generation: greedy, top-k, top-p, seeds, stop tokens.
 #include "gaft/generate.h"
 
+#include "gaft/error.h"
+
 #include "test_util.h"
 
 namespace {
@@ -47,4 +49,29 @@ TEST(Sampling, SeededAndStopping) {
   const auto stopped = gaft::generate(model, prompts, greedy);
   EXPECT_TRUE(stopped[1].empty());
   EXPECT_EQ(stopped[0].size() <= 4, true);
+}
+
+// Per-row budgets: each row stops at its own budget, and the tokens it gets are those it gets alone (greedy);
+// a row's room in the context counts its own prompt, not the batch's longest.
+TEST(Sampling, PerRowBudgets) {
+  gaft::Llama model = gaft::load_llama(gaft_test::kModelData + "/llama");
+  gaft::GenerationOptions o;
+  o.max_new_tokens = 6;
+  const std::vector<std::vector<int64_t>> prompts = {{5, 6, 7, 9, 10}, {8}, {11, 12}};
+  const auto full = gaft::generate(model, prompts, o);
+  o.max_new_tokens_per_row = {2, 6, 0};
+  const auto cut = gaft::generate(model, prompts, o);
+  ASSERT_EQ(cut.size(), 3u);
+  EXPECT_EQ(cut[0], std::vector<int64_t>(full[0].begin(), full[0].begin() + std::min<size_t>(2, full[0].size())));
+  EXPECT_EQ(cut[1], full[1]);
+  EXPECT_TRUE(cut[2].empty());
+  // Near the end of the context: the long prompt gets what is left, the short one its whole budget.
+  const int64_t ctx = model->config.max_position_embeddings;
+  std::vector<int64_t> longp(static_cast<size_t>(ctx - 2), 5);
+  o.max_new_tokens_per_row.clear();
+  const auto near_end = gaft::generate(model, {longp, {8}}, o);
+  EXPECT_LE(near_end[0].size(), 2u);
+  EXPECT_EQ(near_end[1], full[1]);
+  o.max_new_tokens_per_row = {1};
+  EXPECT_THROW(gaft::generate(model, prompts, o), gaft::UsageError);
 }
