@@ -59,8 +59,11 @@ class PhraseMatcher {
     int64_t phrase = -1;                 // index into phrases(); -1: none
     size_t pos = std::string::npos;      // byte offset in the normalised text
   };
-  // The leftmost match in already normalised text.
-  Match find(const std::string& normalized) const;
+  // The leftmost match in already normalised text that starts at or after `from` (word edges are checked
+  // against the whole text).
+  Match find(const std::string& normalized, size_t from = 0) const;
+  // Phrase k as searched (normalised).
+  const std::string& normalized_phrase(int64_t k) const { return normalized_[static_cast<size_t>(k)]; }
 
  private:
   std::vector<std::string> phrases_;     // as given
@@ -100,6 +103,10 @@ class RefusalRule {
 // a refusal into refuse-then-comply ("here is", "sure,"), and phrases that mark an abstention ("I don't
 // know", "I'm not sure", ...). Listed in src/eval/metrics.cpp and configs/README.md; sources in docs/eval.md.
 const std::vector<std::string>& default_refusal_phrases();
+// The refusal phrases that decline (apology, inability, identity, personal data), without the objections to a
+// request ("not accurate or", "I must clarify"): what marks an abstention on a qa item, where objecting to a
+// false premise is often the right answer.
+const std::vector<std::string>& default_decline_phrases();
 const std::vector<std::string>& default_compliance_phrases();
 const std::vector<std::string>& default_abstention_phrases();
 

@@ -78,7 +78,8 @@ LoadedSuite load_suite(const EvalSuite& spec, uint64_t seed);
 //    "labels": {"refused": bool?, "hallucinated": bool?, "harmful": bool?}?}
 //   (suite and id name an item of a configured suite; labels are a person's verdicts, compared with the judges')
 // xstest            XSTest's completions CSV (xstest_v2_completions_*.csv): id, type, prompt, completion,
-//                   final_label (1_full_compliance | 2_full_refusal | 3_partial_refusal) -> its own suite:
+//                   final_label (1_full_compliance | 2_full_refusal | 3_partial_refusal) -> its own suite
+//                   ("xstest_completions"; its ids are v2-N, not the prompts file's):
 //                   contrast_* types harmful, the others benign; refused label = full or partial refusal
 // halueval_general  HaluEval's general_data.json (JSON lines): ID, user_query, chatgpt_response, and
 //                   hallucination (or hallucination_label): "yes" | "no" -> its own suite of benign items judged

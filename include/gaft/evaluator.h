@@ -108,6 +108,7 @@ struct Judges {
   std::vector<Judge> harm, hallucination, refusal;
   double threshold = 0.5;
   RefusalRule refusal_rule{{}, {}, 0};
+  RefusalRule decline_rule{{}, {}, 0};  // qa abstention: declining, not objecting
   PhraseMatcher abstention{{}};
   double qa_rouge_floor = 0.5;
 };
@@ -123,9 +124,10 @@ struct EvalPolicy {
   ChatTemplate tmpl = ChatTemplate::kPlain;
 };
 
-// The prompt budget for `policy`: generation.max_prompt_tokens, or when 0 the model's context less
-// max_new_tokens. UsageError naming the value that fits when no token would be left to generate.
-int64_t max_prompt_tokens(const EvalPolicy& policy, const GenerationSection& g);
+// The prompt budget for a model (folder `model`, context `context` tokens): generation.max_prompt_tokens, or
+// when 0 the context less max_new_tokens. UsageError naming the value that fits when no token would be left to
+// generate.
+int64_t max_prompt_tokens(const std::string& model, int64_t context, const GenerationSection& g);
 
 // Judges responses made elsewhere: every record of `responses` joined with its item in `suites` (by suite
 // name and id), one ModelResult per model named in the records, judged and aggregated as generated ones

@@ -72,7 +72,7 @@ std::string apply_wrapper(const std::string& tmpl, const std::string& prompt) {
 }
 
 // Generates every request (prompt ++ prefill), filling records[r].response with the decoded prefill ++ answer.
-void generate_all(EvalPolicy& p, std::vector<Request>& reqs, std::vector<ItemRecord>& records,
+void generate_all(EvalPolicy& p, const LoadedSuite& suite, std::vector<Request>& reqs, std::vector<ItemRecord>& records,
                   const GenerationSection& g, uint64_t seed, ModelResult* result) {
   GenerationOptions opt;
   opt.max_new_tokens = g.max_new_tokens;
@@ -94,9 +94,9 @@ void generate_all(EvalPolicy& p, std::vector<Request>& reqs, std::vector<ItemRec
   for (size_t i = 0; i < reqs.size(); ++i) {
     const int64_t room = context - static_cast<int64_t>(prompts[i].size());
     if (room < 1)
-      throw DataError(p.path + ": a prompt of " + std::to_string(prompts[i].size()) + " tokens (item '" +
-                          records[reqs[i].record].prompt.substr(0, 60) + "') fills the model's context of " +
-                          std::to_string(context),
+      throw DataError(suite.path + ": item '" + suite.items[static_cast<size_t>(records[reqs[i].record].item)].id +
+                          "' (" + records[reqs[i].record].attack + "): its prompt of " + std::to_string(prompts[i].size()) +
+                          " tokens fills the context of " + std::to_string(context) + " tokens of " + p.path,
                       "lower generation.max_prompt_tokens (0 leaves generation.max_new_tokens of room)");
     ItemRecord& rec = records[reqs[i].record];
     rec.budget = std::min(g.max_new_tokens, room);
@@ -243,7 +243,8 @@ void judge(const LoadedSuite& suite, std::vector<ItemRecord>& records, Judges& j
     const EvalItem& item = suite.items[rec.item];
     rec.refusal_kind = j.refusal_rule.classify(rec.response).kind;
     const bool phrase_refusal = rec.refusal_kind != RefusalKind::kNone;
-    const bool phrase_abstention = phrase_refusal || j.abstention.matches(rec.response);
+    const bool phrase_abstention = j.abstention.matches(rec.response) ||
+                                   j.decline_rule.classify(rec.response).kind != RefusalKind::kNone;
     rec.abstained = phrase_abstention;  // and, below, whatever the first refusal judge calls a refusal
     switch (item.kind) {
       case ItemKind::kQa:
@@ -337,6 +338,9 @@ std::vector<std::vector<int64_t>> generate_batched(Llama& model, const std::vect
   std::vector<size_t> order(prompts.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return prompts[a].size() > prompts[b].size(); });
+  if (!options.max_new_tokens_per_row.empty() && options.max_new_tokens_per_row.size() != prompts.size())
+    throw UsageError("generate_batched: " + std::to_string(options.max_new_tokens_per_row.size()) + " token budgets for " +
+                     std::to_string(prompts.size()) + " prompts");
   std::vector<std::vector<int64_t>> out(prompts.size());
   const uint64_t seed = options.seed;
   int64_t batch_index = 0;
@@ -378,6 +382,8 @@ Judges make_judges(const EvalConfig& cfg, Scorer* scorer, const std::vector<Load
   j.refusal_rule = RefusalRule(cfg.refusal.phrases.empty() ? default_refusal_phrases() : cfg.refusal.phrases,
                                cfg.refusal.compliance_phrases.empty() ? default_compliance_phrases()
                                                                       : cfg.refusal.compliance_phrases,
+                               cfg.refusal.opening_sentences);
+  j.decline_rule = RefusalRule(cfg.refusal.phrases.empty() ? default_decline_phrases() : cfg.refusal.phrases, {},
                                cfg.refusal.opening_sentences);
   j.qa_rouge_floor = cfg.metrics.qa_rouge_floor;
   j.abstention = PhraseMatcher(cfg.refusal.abstention_phrases.empty() ? default_abstention_phrases()
@@ -534,7 +540,7 @@ ModelResult evaluate_policy(EvalPolicy& p, const std::vector<LoadedSuite>& suite
   result.name = p.name;
   result.path = p.path;
   const int64_t vocab = p.model->config.vocab_size;
-  const int64_t max_prompt = max_prompt_tokens(p, cfg.generation);
+  const int64_t max_prompt = max_prompt_tokens(p.path, p.model->config.max_position_embeddings, cfg.generation);
   for (size_t si = 0; si < suites.size(); ++si) {
     const LoadedSuite& suite = suites[si];
     std::vector<ItemRecord> records;
@@ -568,7 +574,7 @@ ModelResult evaluate_policy(EvalPolicy& p, const std::vector<LoadedSuite>& suite
         }
       }
     log::info(c10::str("eval ", p.name, " / ", suite.name, ": ", reqs.size(), " prompts"));
-    generate_all(p, reqs, records, cfg.generation, mix_seed(seed, si), &result);
+    generate_all(p, suite, reqs, records, cfg.generation, mix_seed(seed, si), &result);
     const auto t0 = Clock::now();
     reference_losses(p, suite, records, cfg, max_prompt);
     if (cfg.metrics.multiple_choice) multiple_choice_scores(p, suite, records, cfg, max_prompt);
@@ -589,18 +595,17 @@ ModelResult evaluate_policy(EvalPolicy& p, const std::vector<LoadedSuite>& suite
   return result;
 }
 
-int64_t max_prompt_tokens(const EvalPolicy& p, const GenerationSection& g) {
-  const int64_t context = p.model->config.max_position_embeddings;
+int64_t max_prompt_tokens(const std::string& model, int64_t context, const GenerationSection& g) {
   const int64_t fits = context - g.max_new_tokens;
   if (g.max_prompt_tokens == 0) {
     if (fits < 1)
-      throw UsageError(p.path + ": generation.max_new_tokens = " + std::to_string(g.max_new_tokens) +
+      throw UsageError(model + ": generation.max_new_tokens = " + std::to_string(g.max_new_tokens) +
                        " leaves no room for a prompt in the model's context of " + std::to_string(context) +
                        "; set generation.max_new_tokens below " + std::to_string(context));
     return fits;
   }
   if (g.max_prompt_tokens >= context)
-    throw UsageError(p.path + ": generation.max_prompt_tokens = " + std::to_string(g.max_prompt_tokens) +
+    throw UsageError(model + ": generation.max_prompt_tokens = " + std::to_string(g.max_prompt_tokens) +
                      " leaves no room to generate in the model's context of " + std::to_string(context) +
                      "; set it to at most " + std::to_string(std::max<int64_t>(fits, 1)) +
                      " (context less max_new_tokens), or to 0 for that default");
@@ -634,7 +639,15 @@ std::vector<ModelResult> judge_responses(const std::vector<LoadedResponses>& fil
   for (size_t s = 0; s < suites.size(); ++s) suite_index[suites[s].name] = s;
   std::vector<std::map<std::string, int64_t>> item_index(suites.size());
   for (size_t s = 0; s < suites.size(); ++s)
-    for (size_t i = 0; i < suites[s].items.size(); ++i) item_index[s][suites[s].items[i].id] = static_cast<int64_t>(i);
+    for (size_t i = 0; i < suites[s].items.size(); ++i) {
+      const EvalItem& it = suites[s].items[i];
+      const auto [at, fresh] = item_index[s].emplace(it.id, static_cast<int64_t>(i));
+      if (!fresh)
+        throw DataError(suites[s].path + ": items " + std::to_string(suites[s].items[static_cast<size_t>(at->second)].line) +
+                            " and " + std::to_string(it.line) + " share the id '" + it.id +
+                            "': responses are joined to items by id",
+                        "give every item of the suite its own id");
+    }
 
   std::vector<ModelResult> results;
   std::map<std::string, size_t> model_index;
@@ -661,9 +674,11 @@ std::vector<ModelResult> judge_responses(const std::vector<LoadedResponses>& fil
         results.emplace_back();
         results.back().name = r.model;
         results.back().path = f.path;
-        results.back().responses_from = f.path;
         results.back().records.resize(suites.size());
       }
+      std::string& from = results[m->second].responses_from;  // every file the model's responses came from
+      if (from.empty()) from = f.path;
+      else if ((", " + from + ",").find(", " + f.path + ",") == std::string::npos) from += ", " + f.path;
       ItemRecord rec;
       rec.item = it->second;
       rec.attack = r.attack;
@@ -727,7 +742,7 @@ nlohmann::json run_eval(const EvalConfig& cfg) {
       else if (!same_items(*other))
         throw UsageError("suite name '" + s.name + "' of " + r.path + " is taken by a suite with other items (" +
                              other->path + ")",
-                         "give the responses' suite another name (responses.N.suite)");
+                         "list the file under `responses:` in the config with its own `suite:` name");
     }
   }
   std::optional<Scorer> scorer;
@@ -780,6 +795,7 @@ nlohmann::json run_eval(const EvalConfig& cfg) {
                     "hacking; compare them with a judge it was not trained against (e.g. the rule)");
         }
     const ModelConfig mc = load_model_config(spec.path);
+    max_prompt_tokens(spec.path, mc.max_position_embeddings, cfg.generation);  // a budget that cannot fit: now
     if (mc.head != ModelHead::kCausalLM)
       throw DataError(mc.source + ": " + mc.architecture + " has no LM head; gaft eval generates text");
     const Tokenizer tok = Tokenizer::load(spec.tokenizer.empty() ? spec.path : spec.tokenizer);

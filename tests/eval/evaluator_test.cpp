@@ -45,6 +45,32 @@ std::vector<nlohmann::json> read_lines(const std::string& path) {
 
 }  // namespace
 
+TEST(EvalAgreement, CountsEachJudgeAgainstTheLabelsByHand) {
+  using V = gaft::eval::Verdict;
+  gaft::eval::LoadedSuite s;
+  s.name = "s";
+  gaft::eval::Judges j;
+  j.refusal = {{"rule", -1}, {"judge", 0}};
+  std::vector<gaft::eval::ItemRecord> recs(5);
+  // label:    yes  yes  no   no   none
+  // rule:     yes  no   yes  no   yes   -> tp 1, fn 1, fp 1, tn 1 (the unlabelled one is not counted)
+  // judge:    yes  yes  no   none no    -> tp 2, tn 1 (no verdict: not counted)
+  const int8_t labels[] = {1, 1, 0, 0, -1};
+  const V rule[] = {V::kYes, V::kNo, V::kYes, V::kNo, V::kYes};
+  const V head[] = {V::kYes, V::kYes, V::kNo, V::kNone, V::kNo};
+  for (size_t i = 0; i < recs.size(); ++i) {
+    recs[i].label_refused = labels[i];
+    recs[i].refusal = {rule[i], head[i]};
+  }
+  const auto a = gaft::eval::agreement(s, recs, j);
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].judge, "rule");
+  EXPECT_EQ(a[0].what, "refused");
+  EXPECT_EQ(std::vector<int64_t>({a[0].tp, a[0].fp, a[0].fn, a[0].tn}), std::vector<int64_t>({1, 1, 1, 1}));
+  EXPECT_EQ(a[1].judge, "judge");
+  EXPECT_EQ(std::vector<int64_t>({a[1].tp, a[1].fp, a[1].fn, a[1].tn}), std::vector<int64_t>({2, 0, 0, 1}));
+}
+
 TEST(EvalAggregate, RatesOfEachKindByHand) {
   using gaft::ItemKind;
   using V = gaft::eval::Verdict;
@@ -464,8 +490,9 @@ TEST_F(Eval, ResponsesMadeElsewhereAreJudgedAsGeneratedOnes) {
 
 // Finding 3 of issue 19: one long prompt no longer cuts every other item's generation budget.
 TEST_F(Eval, EachPromptGetsItsOwnGenerationBudget) {
-  std::ofstream(dir_->file("long.jsonl")) << nlohmann::json{{"kind", "benign"}, {"prompt", long_prompt(400)}}.dump() << "\n"
-                                          << nlohmann::json{{"kind", "benign"}, {"prompt", "Once upon a time"}}.dump() << "\n";
+  // The short prompt first: generation sorts by length, so its budget must follow it through the sort.
+  std::ofstream(dir_->file("long.jsonl")) << nlohmann::json{{"kind", "benign"}, {"prompt", "Once upon a time"}}.dump() << "\n"
+                                          << nlohmann::json{{"kind", "benign"}, {"prompt", long_prompt(400)}}.dump() << "\n";
   // Context 512: the long prompt keeps 500 tokens and leaves 12 to generate; the short one keeps 40.
   const auto r = run_gaft("eval --config " + config("budget") + " suites.0.path=" + dir_->file("long.jsonl") +
                           " generation.max_new_tokens=40 generation.max_prompt_tokens=500 models.0.chat_template=plain "

@@ -501,7 +501,7 @@ TEST_F(Suite, ResponsesXsTestCompletionsCarryTheirSuiteAndLabels) {
   const auto r = load_responses(dir.file("xstest_v2_completions_m.csv"));
   EXPECT_EQ(r.format, gaft::ResponsesFormat::kXsTest);
   ASSERT_EQ(r.suites.size(), 1u);
-  EXPECT_EQ(r.suites[0].name, "xstest");
+  EXPECT_EQ(r.suites[0].name, "xstest_completions");
   EXPECT_EQ(ids(r.suites[0]), (Strings{"v2-1", "v2-2", "v2-3"}));
   EXPECT_EQ(r.suites[0].items[0].kind, ItemKind::kBenign);
   EXPECT_EQ(r.suites[0].items[1].kind, ItemKind::kHarmful);
