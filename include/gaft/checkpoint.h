@@ -32,6 +32,8 @@ struct TrainerState {
   int64_t nonfinite_total = 0;
   int64_t tokens_trained = 0;
   std::vector<double> learned_gate;  // LearnedGate::w
+  int64_t examples = -1;          // examples per epoch of the data trained on (-1: a checkpoint older than the
+                                  // field); resume refuses other data
   nlohmann::json to_json() const;
   static TrainerState from_json(const nlohmann::json& j, const std::string& where);
 };

@@ -295,8 +295,9 @@ struct EvalResponses {
   std::string path;                      // required
   ResponsesFormat format = ResponsesFormat::kAuto;  // auto: from the file's content
   std::string model;                     // model name: gaft records name their own (this renames them all);
-                                         // xstest / halueval_general: default the file's stem
-  std::string suite;                     // xstest / halueval_general: the suite's name (default: the format)
+                                         // xstest: default the file's stem; halueval_general: "chatgpt"
+  std::string suite;                     // xstest / halueval_general: the suite's name (default:
+                                         // "xstest_completions", "halueval_general")
 };
 
 struct EvalConfig {

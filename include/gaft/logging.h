@@ -12,10 +12,12 @@
 namespace gaft {
 
 // Appends one JSON object per line to a file and flushes after each, so that `tail -f` and a crash
-// both see whole lines. Opening appends: a resumed run continues the same file.
+// both see whole lines. Opening keeps the records of steps up to `keep_through_step` (a resumed run's
+// checkpoint step; 0 for a fresh run) and drops later ones and torn lines, so that a run killed after its last
+// checkpoint and resumed has each step once; then appends.
 class MetricsWriter {
  public:
-  explicit MetricsWriter(const std::string& path);
+  explicit MetricsWriter(const std::string& path, int64_t keep_through_step = -1);
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;

@@ -64,6 +64,10 @@ struct ModelConfig {
 // Reads `path` (a config.json, or a model directory holding one) and validates it; DataError listing every
 // problem ("config.json: num_attention_heads 6 must divide hidden_size 64").
 ModelConfig load_model_config(const std::string& path);
+
+// Number of parameters a model of this config has (embeddings, attention and MLP weights and biases, norms,
+// the LM or classification head), as a double: a corrupt config can describe more than 2^63.
+double parameter_count(const ModelConfig& c);
 // The same from parsed JSON; `source` names the file in messages.
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 

@@ -1,8 +1,10 @@
 // Graceful stop on SIGTERM / SIGUSR1: Slurm's warning before a time limit or a preemption (sbatch
 // --signal=USR1@300, scancel, preemption with GraceTime). The handler only records the signal; the
 // trainer checks stop_requested() after each optimizer step, writes a checkpoint and exits with
-// kExitRequeue, which the sbatch scripts answer by requeueing the job. A second signal of the same kind
-// ends the process at once (the checkpoint on disk is then the last complete one).
+// kExitRequeue, which the sbatch scripts answer by requeueing the job. The same signal again within 10 s is
+// the same request (timeout and shells can deliver one stop twice); later, it ends the process at once (the
+// checkpoint on disk is then the last complete one). A signal before the first step (while models load)
+// ends the run with kExitRequeue and nothing saved.
 #pragma once
 
 namespace gaft {

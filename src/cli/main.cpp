@@ -2,6 +2,7 @@
 // command's work lives in the library. Exit codes: 0 ok, 2 usage or configuration, 3 bad input data,
 // 1 internal error (see gaft/error.h).
 #include <CLI/CLI.hpp>
+#include <c10/util/Logging.h>
 
 #include <cstdio>
 #include <iostream>
@@ -55,6 +56,9 @@ int report(const gaft::Error& e) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A failed LibTorch check (an allocation that cannot be served, a shape check) is an exception that main
+  // reports, never an abort: with enforce made fatal, LibTorch logs and calls abort() instead of throwing.
+  FLAGS_caffe2_use_fatal_for_enforce = false;
   CLI::App app{"gaft: alignment-aware fine-tuning of causal language models", "gaft"};
   app.set_version_flag("--version", std::string("gaft ") + GAFT_VERSION);
   app.require_subcommand(1);
@@ -206,7 +210,16 @@ int main(int argc, char** argv) {
   } catch (const gaft::Error& e) {
     return report(e);
   } catch (const c10::Error& e) {
-    gaft::log::error(std::string("internal error: ") + e.what_without_backtrace());
+    // An allocation LibTorch cannot serve (c10::OutOfMemoryError on a GPU, an enforce failure in the CPU
+    // allocator) is a resource limit the user can act on, not a bug.
+    const std::string what = e.what_without_backtrace();
+    if (dynamic_cast<const c10::OutOfMemoryError*>(&e) || what.find("can't allocate memory") != std::string::npos) {
+      gaft::log::error("out of memory: " + what.substr(0, what.find('\n')));
+      gaft::log::error("HINT: a smaller batch (train.batch_size, generation.batch_size), shorter sequences "
+                       "(max_new_tokens, max_length), or a machine with more memory");
+      return static_cast<int>(gaft::ExitCode::kData);
+    }
+    gaft::log::error(std::string("internal error: ") + what);
     return static_cast<int>(gaft::ExitCode::kInternal);
   } catch (const std::exception& e) {
     gaft::log::error(std::string("internal error: ") + e.what());

@@ -12,7 +12,9 @@
 
 #include "config/schema.h"
 #include "gaft/atomic_file.h"
+#include "gaft/error.h"
 #include "gaft/eval_metrics.h"
+#include "gaft/read_file.h"
 
 namespace gaft {
 
@@ -45,7 +47,7 @@ void describe(Schema& s, ModelSection& c) {
 
 void describe(Schema& s, LoraSection& c) {
   s.flag("enabled", &c.enabled, "Train LoRA adapters instead of the whole model; the frozen base is the KL reference.");
-  s.integer("rank", &c.rank, "Adapter rank r.", Range::at_least(1));
+  s.integer("rank", &c.rank, "Adapter rank r.", Range::between(1, 1 << 16));
   s.number("alpha", &c.alpha, "Adapter scale numerator: scale = alpha / rank.", Range::positive());
   s.number("dropout", &c.dropout, "Dropout on the adapter input during training.", Range::at_least(0));
   s.texts("targets", &c.targets, "Projections that get adapters: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.");
@@ -60,7 +62,7 @@ void describe(Schema& s, TokenizerSection& c) {
             {"llama2", ChatTemplate::kLlama2}, {"llama3", ChatTemplate::kLlama3},
             {"chatml", ChatTemplate::kChatml}, {"mistral", ChatTemplate::kMistral}},
            "Chat format; auto recognises tokenizer_config.json's chat_template.");
-  s.integer("max_length", &c.max_length, "Longest prompt + response, in tokens.", Range::at_least(1));
+  s.integer("max_length", &c.max_length, "Longest prompt + response, in tokens.", Range::between(1, 1 << 24));
 }
 
 void describe(Schema& s, ScorerHead& c) {
@@ -83,7 +85,7 @@ void describe(Schema& s, ScorerSection& c) {
   s.choice("combine", &c.combine,
            {{"min", ScoreCombine::kMin}, {"mean", ScoreCombine::kMean}, {"product", ScoreCombine::kProduct}},
            "How the heads' scores combine into a(x, y).");
-  s.integer("batch_size", &c.batch_size, "Sequences per scorer forward.", Range::at_least(1));
+  s.integer("batch_size", &c.batch_size, "Sequences per scorer forward.", Range::between(1, 1 << 16));
   s.section_list("heads", &c.heads, describe, "The frozen alignment scorers.");
 }
 
@@ -94,8 +96,8 @@ void describe(Schema& s, DataSection& c) {
            {{"auto", DataFormat::kAuto}, {"prompt_response", DataFormat::kPromptResponse}, {"chat", DataFormat::kChat}},
            "Record format; auto decides per line.");
   s.flag("skip_bad_lines", &c.skip_bad_lines, "Skip and count malformed lines instead of stopping.");
-  s.integer("max_prompt_tokens", &c.max_prompt_tokens, "Longest prompt kept.", Range::at_least(1));
-  s.integer("max_response_tokens", &c.max_response_tokens, "Longest response kept.", Range::at_least(1));
+  s.integer("max_prompt_tokens", &c.max_prompt_tokens, "Longest prompt kept.", Range::between(1, 1 << 24));
+  s.integer("max_response_tokens", &c.max_response_tokens, "Longest response kept.", Range::between(1, 1 << 24));
   s.choice("too_long", &c.too_long, {{"truncate", TooLong::kTruncate}, {"drop", TooLong::kDrop}},
            "Longer examples: truncate (the prompt from the left) or drop.");
   s.flag("shuffle", &c.shuffle, "Shuffle every epoch (seeded).");
@@ -122,11 +124,11 @@ void describe(Schema& s, ObjectiveSection& c) {
 }
 
 void describe(Schema& s, RolloutSection& c) {
-  s.integer("num_samples", &c.num_samples, "K: responses sampled per prompt.", Range::at_least(1));
+  s.integer("num_samples", &c.num_samples, "K: responses sampled per prompt.", Range::between(1, 1 << 12));
   s.number("temperature", &c.temperature, "Sampling temperature T; 0 is greedy.", Range::at_least(0));
   s.number("top_p", &c.top_p, "Nucleus sampling mass.", Range::unit_open_low());
   s.integer("top_k", &c.top_k, "Keep the k most likely tokens; 0 = off.", Range::at_least(0));
-  s.integer("max_new_tokens", &c.max_new_tokens, "Longest rollout.", Range::at_least(1));
+  s.integer("max_new_tokens", &c.max_new_tokens, "Longest rollout.", Range::between(1, 1 << 20));
   s.integer("batch_size", &c.batch_size, "Prompts per generation batch; 0 = the whole batch.", Range::at_least(0));
   s.texts("stop", &c.stop, "Stop strings besides the end-of-sequence token.");
 }
@@ -158,10 +160,10 @@ void describe(Schema& s, AbstentionSection& c) {
 }
 
 void describe(Schema& s, TrainSection& c) {
-  s.integer("batch_size", &c.batch_size, "Examples per micro-batch.", Range::at_least(1));
-  s.integer("grad_accum_steps", &c.grad_accum_steps, "Micro-batches per optimizer step.", Range::at_least(1));
-  s.integer("max_steps", &c.max_steps, "Optimizer steps; 0 = run `epochs` epochs.", Range::at_least(0));
-  s.integer("epochs", &c.epochs, "Passes over the data when max_steps is 0.", Range::at_least(0));
+  s.integer("batch_size", &c.batch_size, "Examples per micro-batch.", Range::between(1, 1 << 16));
+  s.integer("grad_accum_steps", &c.grad_accum_steps, "Micro-batches per optimizer step.", Range::between(1, 1 << 20));
+  s.integer("max_steps", &c.max_steps, "Optimizer steps; 0 = run `epochs` epochs.", Range::between(0, 1e12));
+  s.integer("epochs", &c.epochs, "Passes over the data when max_steps is 0.", Range::between(0, 1 << 20));
   s.integer("max_nonfinite_steps", &c.max_nonfinite_steps,
             "Stop after this many steps in a row skipped for a NaN/inf loss or gradient.", Range::at_least(1));
 }
@@ -189,7 +191,7 @@ void describe(Schema& s, PrecisionSection& c) {
 
 void describe(Schema& s, CheckpointSection& c) {
   s.integer("every_steps", &c.every_steps, "Save every N optimizer steps; 0 = only at the end.", Range::at_least(0));
-  s.integer("keep_last", &c.keep_last, "Complete checkpoints kept.", Range::at_least(1));
+  s.integer("keep_last", &c.keep_last, "Complete checkpoints kept.", Range::between(1, 1 << 20));
   s.text("resume", &c.resume, "auto (newest complete checkpoint), never, or a checkpoint path.");
 }
 
@@ -213,11 +215,11 @@ void describe(Schema& s, LoggingSection& c) {
 
 void describe(Schema& s, EvalSection& c) {
   s.integer("every_steps", &c.every_steps, "Evaluate during training every N steps; 0 = off.", Range::at_least(0));
-  s.integer("batch_size", &c.batch_size, "Prompts per generation batch.", Range::at_least(1));
-  s.integer("max_new_tokens", &c.max_new_tokens, "Longest generated response.", Range::at_least(1));
+  s.integer("batch_size", &c.batch_size, "Prompts per generation batch.", Range::between(1, 1 << 16));
+  s.integer("max_new_tokens", &c.max_new_tokens, "Longest generated response.", Range::between(1, 1 << 20));
   s.number("temperature", &c.temperature, "Sampling temperature; 0 is greedy.", Range::at_least(0));
   s.texts("suites", &c.suites, "Evaluation suite files (JSONL).");
-  s.integer("bootstrap_samples", &c.bootstrap_samples, "Resamples for the 95% intervals.", Range::at_least(1));
+  s.integer("bootstrap_samples", &c.bootstrap_samples, "Resamples for the 95% intervals.", Range::between(1, 1 << 24));
 }
 
 void describe(Schema& s, RunConfig& c) {
@@ -282,8 +284,8 @@ void describe(Schema& s, EvalAttack& c) {
 }
 
 void describe(Schema& s, GenerationSection& c) {
-  s.integer("batch_size", &c.batch_size, "Prompts per generation batch.", Range::at_least(1));
-  s.integer("max_new_tokens", &c.max_new_tokens, "Longest response.", Range::at_least(1));
+  s.integer("batch_size", &c.batch_size, "Prompts per generation batch.", Range::between(1, 1 << 16));
+  s.integer("max_new_tokens", &c.max_new_tokens, "Longest response.", Range::between(1, 1 << 20));
   s.number("temperature", &c.temperature, "Sampling temperature; 0 is greedy.", Range::at_least(0));
   s.number("top_p", &c.top_p, "Nucleus sampling mass.", Range::unit_open_low());
   s.integer("top_k", &c.top_k, "Keep the k most likely tokens; 0 = off.", Range::at_least(0));
@@ -320,7 +322,7 @@ void describe(Schema& s, JudgesSection& c) {
 }
 
 void describe(Schema& s, MetricsSection& c) {
-  s.integer("bootstrap_samples", &c.bootstrap_samples, "Resamples for the 95% intervals.", Range::at_least(1));
+  s.integer("bootstrap_samples", &c.bootstrap_samples, "Resamples for the 95% intervals.", Range::between(1, 1 << 24));
   s.number("qa_rouge_floor", &c.qa_rouge_floor,
            "qa items with incorrect answers: a response without a correct answer in it is correct when its "
            "content-word ROUGE-L with a correct answer is at least this and above that with every incorrect one.",
@@ -336,8 +338,11 @@ void describe(Schema& s, EvalResponses& c) {
             {"halueval_general", ResponsesFormat::kHaluEvalGeneral}},
            "gaft: JSONL as responses.jsonl (model, suite, id, response); xstest: XSTest's completions CSV; "
            "halueval_general: HaluEval's general_data.json; auto: from the content.");
-  s.text("model", &c.model, "Model name of the responses; empty: as the records say (gaft) or the file's stem.");
-  s.text("suite", &c.suite, "xstest, halueval_general: name of the suite the file makes; empty: the format's name.");
+  s.text("model", &c.model,
+         "Model name of the responses; empty: as the records say (gaft), the file's stem (xstest), chatgpt "
+         "(halueval_general).");
+  s.text("suite", &c.suite,
+         "xstest, halueval_general: name of the suite the file makes; empty: xstest_completions, halueval_general.");
 }
 
 void describe(Schema& s, EvalConfig& c) {
@@ -589,11 +594,11 @@ YAML::Node parse_yaml(const std::string& yaml, const std::string& name) {
 }
 
 std::string read_config_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError("cannot open config file '" + path + "'", "check the path given to --config");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  try {
+    return read_text_file(path, "check the path given to --config", kMaxConfigBytes);
+  } catch (const DataError& e) {
+    throw UsageError(std::string(e.what()), e.hint());
+  }
 }
 
 }  // namespace

@@ -29,6 +29,7 @@ struct Range {
   static Range any() { return {}; }
   static Range positive() { return {0.0, std::nullopt, true, false}; }
   static Range at_least(double x) { return {x, std::nullopt, false, false}; }
+  static Range between(double lo, double hi) { return {lo, hi, false, false}; }  // [lo, hi]
   static Range unit() { return {0.0, 1.0, false, false}; }            // [0, 1]
   static Range unit_open_low() { return {0.0, 1.0, true, false}; }    // (0, 1]
   static Range unit_open_high() { return {0.0, 1.0, false, true}; }   // [0, 1)

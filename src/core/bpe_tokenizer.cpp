@@ -23,6 +23,11 @@ namespace gaft {
 
 namespace {
 
+// Token ids index a table of the vocabulary's size: an id this large in a file is corruption (the largest
+// published vocabularies have about 256k tokens), not a reason to allocate gigabytes.
+constexpr int64_t kMaxTokenId = int64_t{1} << 24;
+
+
 using nlohmann::json;
 
 // GPT-2's pre-tokenizer pattern: ByteLevel's when use_regex is on, and the default of vocab.json + merges.txt.
@@ -278,7 +283,8 @@ struct BpeTokenizer::State {
   static constexpr size_t kCacheEntries = 50000, kCacheMaxPieceBytes = 256;
 
   void set_token(int64_t id, const std::string& token, const std::string& where) {
-    if (id < 0 || id > INT32_MAX) fail(path, where + ": id " + std::to_string(id) + " is out of range");
+    if (id < 0 || id >= kMaxTokenId)
+      fail(path, where + ": id " + std::to_string(id) + " is out of range (expected 0 to " + std::to_string(kMaxTokenId - 1) + ")");
     if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(id + 1);
     if (!tokens[id].empty() && tokens[id] != token)
       fail(path, where + ": id " + std::to_string(id) + " is given to both \"" + tokens[id] + "\" and \"" + token +
@@ -589,7 +595,7 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_file, cons
   State& s = *t.s_;
   s.path = vocab_file;
   s.word_char = std::make_unique<Regex>(R"(\w)", false, vocab_file);
-  const json vocab = read_json_file(vocab_file);
+  const json vocab = read_json_file(vocab_file, "", kMaxTokenizerBytes);
   if (!vocab.is_object()) fail(vocab_file, "expected an object of token -> id");
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     if (!it.value().is_number_integer()) fail(vocab_file, "\"" + it.key() + "\": expected an integer id");
@@ -597,7 +603,7 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_file, cons
     s.vocab.emplace(it.key(), it.value().get<int64_t>());
   }
 
-  std::istringstream lines(read_text_file(merges_file));
+  std::istringstream lines(read_text_file(merges_file, "", kMaxTokenizerBytes));
   std::string line;
   size_t rank = 0, line_no = 0;
   while (std::getline(lines, line)) {
@@ -635,8 +641,9 @@ void BpeTokenizer::add_token(const AddedToken& token) {
     if (in_vocab != s.vocab.end() && in_vocab->second != token.id)
       fail(s.path, "added token \"" + token.content + "\" has id " + std::to_string(token.id) +
                        " but the vocabulary gives it " + std::to_string(in_vocab->second));
-    if (token.id < 0 || token.id > INT32_MAX)
-      fail(s.path, "added token \"" + token.content + "\": id " + std::to_string(token.id) + " is out of range");
+    if (token.id < 0 || token.id >= kMaxTokenId)
+      fail(s.path, "added token \"" + token.content + "\": id " + std::to_string(token.id) + " is out of range (expected 0 to " +
+                       std::to_string(kMaxTokenId - 1) + ")");
     if (static_cast<size_t>(token.id) >= s.tokens.size()) s.tokens.resize(token.id + 1);
     s.added_by_content.emplace(token.content, s.added.size());
     s.added_by_id[token.id] = s.added.size();

@@ -225,15 +225,15 @@ ChatTemplate resolve_chat_template(ChatTemplate configured, const std::string& t
   std::string text;
   if (fs::exists(dir / "tokenizer_config.json")) {
     source = dir / "tokenizer_config.json";
-    text = template_text(read_json_file(source.string()), source);
+    text = template_text(read_json_file(source.string(), "", kMaxTokenizerBytes), source);
   }
   if (text.empty() && fs::exists(dir / "chat_template.jinja")) {
     source = dir / "chat_template.jinja";
-    text = read_text_file(source.string());
+    text = read_text_file(source.string(), "", kMaxTokenizerBytes);
   }
   if (text.empty() && fs::exists(dir / "chat_template.json")) {
     source = dir / "chat_template.json";
-    text = template_text(read_json_file(source.string()), source);
+    text = template_text(read_json_file(source.string(), "", kMaxTokenizerBytes), source);
   }
   if (text.empty()) return ChatTemplate::kPlain;
   const auto has = [&](const char* s) { return text.find(s) != std::string::npos; };

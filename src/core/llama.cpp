@@ -8,6 +8,8 @@
 #include <mutex>
 #include <set>
 
+#include <unistd.h>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
@@ -351,6 +353,18 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
 }
 
 LlamaImpl::LlamaImpl(const ModelConfig& c) : config(c) {
+  // The weights are built in float32 on the CPU first: a config that describes more than this machine's memory
+  // is an error naming it, not an allocation failure.
+  const double bytes = 4.0 * parameter_count(c);
+  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  if (memory > 0 && bytes > memory)
+    throw DataError(c.source + ": a model of this config has " + c10::str(std::round(parameter_count(c) / 1e6)) +
+                        "M parameters, " + c10::str(std::round(bytes / (1 << 30))) + " GiB in float32, more than the " +
+                        c10::str(std::round(memory / (1 << 30))) + " GiB of memory of this machine (hidden_size " +
+                        std::to_string(c.hidden_size) + ", intermediate_size " + std::to_string(c.intermediate_size) +
+                        ", num_hidden_layers " + std::to_string(c.num_hidden_layers) + ", vocab_size " +
+                        std::to_string(c.vocab_size) + ")",
+                    "check config.json; a model that large needs a machine with more memory");
   model = register_module("model", LlamaModel(c));
   if (c.head == ModelHead::kSequenceClassification)
     score = register_module("score", linear(c.hidden_size, c.num_labels, false));
@@ -480,6 +494,14 @@ void copy_weights(Llama& model, const Checkpoint& ckpt, const std::string& where
     at::Tensor* param = params.find(s.name);
     if (it == ckpt.tensors.end() || !param) continue;  // optional and absent, or lm_head beside tied embeddings
     param->copy_(it->second);
+    // NaN or inf weights train and generate garbage silently: refused at load, naming the tensor.
+    if (!param->isfinite().all().item<bool>())
+      throw DataError(file_of(s.name) + ": tensor '" + s.name + "' holds non-finite values (NaN or inf" +
+                          (param->scalar_type() != it->second.scalar_type()
+                               ? std::string(", in the file or once converted to ") + c10::toString(param->scalar_type())
+                               : std::string()) +
+                          ")",
+                      "the weights file is corrupt, or the model was saved after training diverged");
     copied(s.name);
   }
   TORCH_INTERNAL_ASSERT(static_cast<size_t>(params.size()) ==

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "gaft/error.h"
 #include "gaft/adapter_folder.h"
@@ -241,6 +242,18 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
                                 {"num_key_value_heads", c.num_key_value_heads}, {"vocab_size", c.vocab_size},
                                 {"max_position_embeddings", c.max_position_embeddings}, {"head_dim", c.head_dim}})
     if (v <= 0 && j.contains(name)) p.add(std::string(name) + " expected > 0, got " + std::to_string(v));
+  // Upper bounds, well above every published model (Llama 3.1 405B: hidden 16384, 126 layers, vocab 128256;
+  // Gemma: vocab 256000), so that a corrupt value is an error here and not an allocation of petabytes.
+  for (const auto& [name, v, most] :
+       {std::tuple<const char*, int64_t, int64_t>{"hidden_size", c.hidden_size, 1 << 17},
+        {"intermediate_size", c.intermediate_size, 1 << 20},
+        {"num_hidden_layers", c.num_hidden_layers, 4096},
+        {"num_attention_heads", c.num_attention_heads, 4096},
+        {"num_key_value_heads", c.num_key_value_heads, 4096},
+        {"vocab_size", c.vocab_size, 1 << 24},
+        {"max_position_embeddings", c.max_position_embeddings, int64_t{1} << 30},
+        {"head_dim", c.head_dim, 1 << 14}})
+    if (v > most) p.add(std::string(name) + " " + std::to_string(v) + " is out of range: expected at most " + std::to_string(most));
   if (c.num_attention_heads > 0 && c.hidden_size > 0 && !explicit_head_dim &&
       c.hidden_size % c.num_attention_heads != 0)
     p.add("num_attention_heads " + std::to_string(c.num_attention_heads) + " must divide hidden_size " +
@@ -259,6 +272,21 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
       p.add("eos_token_id " + std::to_string(id) + " expected in [0, vocab_size " + std::to_string(c.vocab_size) + ")");
   p.throw_if_any();
   return c;
+}
+
+double parameter_count(const ModelConfig& c) {
+  const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
+  const double q = static_cast<double>(c.num_attention_heads * c.head_dim);
+  const double kv = static_cast<double>(c.num_key_value_heads * c.head_dim);
+  const double attention = H * q + 2 * H * kv + q * H + (c.attention_bias ? q + 2 * kv : 0) + (c.o_proj_bias ? H : 0) +
+                           (c.qk_norm ? 2.0 * static_cast<double>(c.head_dim) : 0);
+  const double mlp = 3 * H * I + (c.mlp_bias ? 2 * I + H : 0);
+  const double layer = attention + mlp + 2 * H;
+  const double embed = static_cast<double>(c.vocab_size) * H;
+  double head = 0;
+  if (c.head == ModelHead::kSequenceClassification) head = H * static_cast<double>(c.num_labels);
+  else if (!c.tie_word_embeddings) head = embed;
+  return embed + static_cast<double>(c.num_hidden_layers) * layer + H + head;
 }
 
 ModelConfig load_model_config(const std::string& path) {

@@ -1,7 +1,10 @@
 // Saving a model as a Hugging Face folder. See gaft/model_save.h.
 #include "gaft/model_save.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <filesystem>
 #include <functional>
@@ -80,6 +83,17 @@ void save_folder(const std::string& dir_arg, const std::string& tokenizer_dir,
   const std::string staged = dir + ".tmp." + std::to_string(::getpid());
   std::error_code ec;
   fs::remove_all(staged, ec);
+  // Staging folders of writers that died (kill -9 during a save): "<dir>.tmp.<pid>" whose process is gone.
+  const std::string prefix = target.filename().string() + ".tmp.";
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string pid = n.substr(prefix.size());
+    if (pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+    const pid_t p = static_cast<pid_t>(std::stol(pid));
+    if (p != ::getpid() && ::kill(p, 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
+  }
   try {
     make_dirs(staged);
     fill(staged);

@@ -55,12 +55,17 @@ std::string safetensors_dtype_name(at::ScalarType dtype) {
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO in place of the file is refused below instead of blocking the open.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw DataError("cannot open '" + path + "': " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
     throw DataError("cannot stat '" + path + "': " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw DataError("'" + path + "' is not a regular file", "a safetensors file is a plain file");
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ < 8) {
@@ -84,12 +89,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
                       "the file is truncated or not a safetensors file");
     data_ = bytes + 8 + n;
     const uint64_t data_size = size_ - 8 - n;
-    nlohmann::json header;
-    try {
-      header = nlohmann::json::parse(reinterpret_cast<const char*>(bytes + 8), reinterpret_cast<const char*>(data_));
-    } catch (const nlohmann::json::exception& e) {
-      throw DataError(path + ": header is not valid JSON: " + e.what());
-    }
+    const nlohmann::json header =
+        parse_json(std::string_view(reinterpret_cast<const char*>(bytes + 8), static_cast<size_t>(n)), path + ": header");
     if (!header.is_object()) throw DataError(path + ": header must be a JSON object");
     std::vector<std::pair<uint64_t, std::pair<uint64_t, std::string>>> spans;
     for (const auto& [name, v] : header.items()) {
@@ -185,13 +186,22 @@ MappedCheckpoint::MappedCheckpoint(const std::string& path) {
       files.push_back((dir / "model.safetensors").string());
     } else if (fs::exists(dir / "model.safetensors.index.json")) {
       const std::string index = (dir / "model.safetensors.index.json").string();
-      const nlohmann::json j = read_json_file(index);
+      const nlohmann::json j = read_json_file(index, "", kMaxIndexBytes);
       if (!j.contains("weight_map") || !j["weight_map"].is_object())
         throw DataError(index + ": expected an object \"weight_map\" {tensor: shard file}");
       std::set<std::string> shards;
       for (const auto& [name, shard] : j["weight_map"].items()) {
         if (!shard.is_string()) throw DataError(index + ": weight_map['" + name + "'] must be a file name");
-        const std::string file = (dir / shard.get<std::string>()).string();
+        // A shard is a file of this folder: no absolute path, no "..", no subfolder (a shared model folder must
+        // not make gaft read files elsewhere).
+        const std::string shard_name = shard.get<std::string>();
+        const fs::path sp(shard_name);
+        if (shard_name.empty() || sp.is_absolute() || sp.has_parent_path() || sp.filename() != sp || shard_name == "." ||
+            shard_name == "..")
+          throw DataError(index + ": weight_map['" + name + "'] = \"" + shard_name.substr(0, 200) +
+                              "\" is not a file name in the model folder",
+                          "shards are files beside the index, named like model-00001-of-00002.safetensors");
+        const std::string file = (dir / shard_name).string();
         weight_map[name] = file;
         shards.insert(file);
       }

@@ -34,7 +34,7 @@ const char* const kWhatToPass =
 // A JSON file beside the tokenizer, or null when absent.
 nlohmann::json read_json_if_present(const fs::path& file) {
   if (!fs::exists(file)) return nullptr;
-  return read_json_file(file.string());
+  return read_json_file(file.string(), "", kMaxTokenizerBytes);
 }
 
 // "<s>" or {"content": "<s>", ...}; empty when absent or null.
@@ -62,7 +62,7 @@ Source locate(const std::string& path) {
     const fs::path tokenizer_json = p / "tokenizer.json", model = p / "tokenizer.model";
     const fs::path vocab = p / "vocab.json", merges = p / "merges.txt";
     if (fs::exists(tokenizer_json)) {
-      nlohmann::json j = read_json_file(tokenizer_json.string());
+      nlohmann::json j = read_json_file(tokenizer_json.string(), "", kMaxTokenizerBytes);
       if (!BpeTokenizer::is_byte_level_bpe(j) && fs::exists(model)) {
         log::info(tokenizer_json.string() + " is not a byte-level BPE tokenizer; using the SentencePiece " +
                   model.string() + " beside it");
@@ -86,7 +86,7 @@ Source locate(const std::string& path) {
                         "' does not exist");
     return {Format::kVocabMerges, vocab, merges, nullptr};
   }
-  if (p.extension() == ".json") return {Format::kTokenizerJson, p, {}, read_json_file(p.string())};
+  if (p.extension() == ".json") return {Format::kTokenizerJson, p, {}, read_json_file(p.string(), "", kMaxTokenizerBytes)};
   return {Format::kSentencePiece, p, {}, nullptr};
 }
 
@@ -141,6 +141,7 @@ Tokenizer Tokenizer::load(const std::string& path_arg) {
   // 1. The backend, and the special tokens it knows itself.
   if (src.format == Format::kSentencePiece) {
     t.impl_->sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
+    check_regular_file(t.path_, kMaxTokenizerBytes, kWhatToPass);  // a FIFO would block sentencepiece's read
     const auto status = t.impl_->sp->Load(t.path_);
     if (!status.ok()) throw DataError(t.path_ + ": not a SentencePiece model: " + status.ToString(), kWhatToPass);
     t.bos_id_ = t.impl_->sp->bos_id();

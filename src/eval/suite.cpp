@@ -188,12 +188,10 @@ void for_each_json_line(std::string_view text, const std::string& path, OnObject
     ++lineno;
     if (trim(line).empty()) continue;
     try {
-      json j;
-      try {
-        j = json::parse(line.begin(), line.end());
-      } catch (const json::exception& e) {
-        throw DataError(std::string("not valid JSON: ") + e.what());
-      }
+      if (static_cast<int64_t>(line.size()) > kMaxJsonLineBytes)
+        throw DataError("a record of " + std::to_string(line.size() >> 20) + " MiB, more than the " +
+                        std::to_string(kMaxJsonLineBytes >> 20) + " MiB a line may have");
+      const json j = parse_json(line, "");
       if (!j.is_object()) throw DataError(std::string("expected a JSON object, got ") + j.type_name());
       on_object(j, lineno);
     } catch (const DataError& e) {
@@ -219,12 +217,7 @@ std::vector<EvalItem> read_json_lines(std::string_view text, const std::string& 
 // Alpaca as published: one JSON array of objects (item N is the array's N-th element, 1-based).
 std::vector<EvalItem> read_alpaca_array(std::string_view text, const std::string& path, const EvalSuite& spec,
                                         const std::string& suite) {
-  json arr;
-  try {
-    arr = json::parse(text);
-  } catch (const json::exception& e) {
-    throw DataError(path + ": not valid JSON: " + e.what());
-  }
+  const json arr = parse_json(text, path);
   TORCH_INTERNAL_ASSERT(arr.is_array());
   std::vector<EvalItem> items;
   for (size_t i = 0; i < arr.size(); ++i) {
@@ -503,7 +496,7 @@ void read_xstest_completions(std::string_view text, const EvalResponses& spec, L
   const int64_t completion = t.require("completion", SuiteFormat::kXsTest);
   const int64_t label = t.require("final_label", SuiteFormat::kXsTest);
   LoadedSuite suite;
-  suite.name = spec.suite.empty() ? "xstest" : spec.suite;
+  suite.name = spec.suite.empty() ? "xstest_completions" : spec.suite;  // not "xstest": the prompts suite's name
   suite.path = spec.path;
   suite.format = SuiteFormat::kXsTest;
   const std::string model = spec.model.empty() ? std::filesystem::path(spec.path).stem().string() : spec.model;
@@ -576,7 +569,7 @@ LoadedResponses load_responses(const EvalResponses& spec) {
   out.path = spec.path;
   if (std::filesystem::is_directory(spec.path))
     throw DataError("responses file '" + spec.path + "' is a directory", "name the file itself");
-  const std::string bytes = read_text_file(spec.path, "check the path given to --responses");
+  const std::string bytes = read_text_file(spec.path, "check the path given to --responses", kMaxDataBytes);
   const std::string_view text = strip_bom(bytes);
   out.format = spec.format;
   if (out.format == ResponsesFormat::kAuto) {
@@ -605,7 +598,7 @@ LoadedSuite load_suite(const EvalSuite& spec, uint64_t seed) {
   s.name = spec.name.empty() ? std::filesystem::path(spec.path).stem().string() : spec.name;
   if (std::filesystem::is_directory(spec.path))
     throw DataError("suite file '" + spec.path + "' is a directory", "set the suite's path to the file itself");
-  const std::string bytes = read_text_file(spec.path, "check the suite's path in the eval config");
+  const std::string bytes = read_text_file(spec.path, "check the suite's path in the eval config", kMaxDataBytes);
   const std::string_view text = strip_bom(bytes);
   switch (spec.format) {
     case SuiteFormat::kGaft:

@@ -29,7 +29,8 @@ nlohmann::json TrainerState::to_json() const {
           {"nonfinite_in_row", nonfinite_in_row},
           {"nonfinite_total", nonfinite_total},
           {"tokens_trained", tokens_trained},
-          {"learned_gate", learned_gate}};
+          {"learned_gate", learned_gate},
+          {"examples", examples}};
 }
 
 TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string& where) {
@@ -42,6 +43,7 @@ TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string&
     s.nonfinite_total = j.at("nonfinite_total").get<int64_t>();
     s.tokens_trained = j.at("tokens_trained").get<int64_t>();
     s.learned_gate = j.at("learned_gate").get<std::vector<double>>();
+    s.examples = j.value("examples", int64_t{-1});
   } catch (const nlohmann::json::exception& e) {
     throw DataError(where + ": not a gaft trainer state: " + e.what());
   }

@@ -9,6 +9,7 @@
 
 #include "gaft/error.h"
 #include "gaft/log.h"
+#include "gaft/read_file.h"
 
 namespace gaft {
 
@@ -61,12 +62,10 @@ std::string string_field(const nlohmann::json& j, const char* key) {
 }
 
 Record parse_record(const std::string& line, const DatasetOptions& o) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(std::string("not valid JSON: ") + e.what());
-  }
+  if (static_cast<int64_t>(line.size()) > kMaxJsonLineBytes)
+    throw DataError("a record of " + std::to_string(line.size() >> 20) + " MiB, more than the " +
+                    std::to_string(kMaxJsonLineBytes >> 20) + " MiB a line may have");
+  const nlohmann::json j = parse_json(line, "");
   if (!j.is_object()) throw DataError(std::string("expected a JSON object, got ") + j.type_name());
   Record r;
   const bool has_messages = j.contains("messages"), has_pair = j.contains("prompt") || j.contains("response");
@@ -115,6 +114,7 @@ Record parse_record(const std::string& line, const DatasetOptions& o) {
 }  // namespace
 
 Dataset Dataset::load(const std::string& path, const Renderer& renderer, const DatasetOptions& o) {
+  check_regular_file(path, kMaxDataBytes, "data.train / data.eval name a JSONL file");
   std::ifstream in(path);
   if (!in) throw DataError("cannot open data file '" + path + "'");
   Dataset d;

@@ -159,6 +159,8 @@ class Trainer {
   std::vector<TrainingScorer> training_scorers_;               // the heads this run optimises (gaft, filter)
   void filter_data();
   int64_t abstention_head_of(const at::Tensor& per_head_scores) const;  // [H] -> the head picking the template
+  // DataError naming trainer_state.json when the resumed state does not fit this run's data and config.
+  void check_resumed_state(int64_t batches_per_epoch) const;
 };
 
 void Trainer::setup() {
@@ -355,6 +357,34 @@ void Trainer::setup() {
   total_steps_ = cfg_.train.max_steps > 0
                      ? cfg_.train.max_steps
                      : std::max<int64_t>(1, cfg_.train.epochs * batches_per_epoch / cfg_.train.grad_accum_steps);
+  if (!resumed_from_.empty()) check_resumed_state(batches_per_epoch);
+  state_.examples = data_->epoch_size();
+}
+
+void Trainer::check_resumed_state(int64_t batches_per_epoch) const {
+  const std::string where = (fs::path(resumed_from_) / "trainer_state.json").string();
+  const auto bad = [&](const std::string& what) {
+    throw DataError(where + ": " + what,
+                    "resume with the data and configuration the run started with, or start anew (checkpoint.resume: never)");
+  };
+  const TrainerState& s = state_;
+  if (s.step < 0 || s.step > total_steps_)
+    bad("step " + std::to_string(s.step) + " is outside 0.." + std::to_string(total_steps_) + ", the steps of this run");
+  if (s.epoch < 0) bad("epoch " + std::to_string(s.epoch) + " is negative");
+  if (s.examples >= 0 && s.examples != data_->epoch_size())
+    bad("the checkpoint was trained on " + std::to_string(s.examples) + " examples per epoch, the data now has " +
+        std::to_string(data_->epoch_size()));
+  if (s.batch_in_epoch < 0 || s.batch_in_epoch >= batches_per_epoch)
+    bad("batch_in_epoch " + std::to_string(s.batch_in_epoch) + " is outside the " + std::to_string(batches_per_epoch) +
+        " batches of an epoch (" + std::to_string(data_->epoch_size()) + " examples, train.batch_size " +
+        std::to_string(cfg_.train.batch_size) + "): the data or the batch size changed since the checkpoint");
+  if (s.nonfinite_in_row < 0 || s.nonfinite_total < 0 || s.tokens_trained < 0)
+    bad("negative counters (nonfinite_in_row, nonfinite_total, tokens_trained)");
+  if (!s.learned_gate.empty() && s.learned_gate.size() != LearnedGate::kFeatures)
+    bad("learned_gate has " + std::to_string(s.learned_gate.size()) + " weights, expected " +
+        std::to_string(LearnedGate::kFeatures));
+  for (const double w : s.learned_gate)
+    if (!std::isfinite(w)) bad("learned_gate holds a non-finite weight");
 }
 
 int64_t Trainer::abstention_head_of(const at::Tensor& per_head_scores) const {
@@ -736,7 +766,7 @@ TrainSummary Trainer::run() {
   const std::string& out = cfg_.run.output_dir;
   const bool main = dist_->is_main();
   std::optional<MetricsWriter> metrics;  // rank 0 writes the metrics of the whole job
-  if (main) metrics.emplace((fs::path(out) / cfg_.logging.metrics_file).string());
+  if (main) metrics.emplace((fs::path(out) / cfg_.logging.metrics_file).string(), state_.step);
   const std::string progress_setting = cfg_.logging.progress == Progress::kOn    ? "on"
                                        : cfg_.logging.progress == Progress::kOff ? "off"
                                                                                  : "auto";
@@ -762,6 +792,14 @@ TrainSummary Trainer::run() {
               std::to_string(dist_->world_size()) + " ranks: the step's micro-batches are dealt round-robin, so some "
               "ranks wait idle (the results do not change)");
   install_stop_handlers();
+  if (const int early = static_cast<int>(dist_->max(static_cast<double>(stop_requested())))) {
+    progress.finish();
+    log::warn("signal " + std::to_string(early) + " received before the first step: nothing to save; exit " +
+              std::to_string(kExitRequeue) + " so that the job is requeued");
+    summary.steps = state_.step;
+    summary.stop_signal = early;
+    return summary;
+  }
   while (state_.step < total_steps_) {
     const auto t_step = Clock::now();
     // The step's micro-batches and its global normalisation counts.
@@ -910,7 +948,10 @@ TrainSummary Trainer::run() {
 
 }  // namespace
 
-TrainSummary train(const RunConfig& config) { return Trainer(config).run(); }
+TrainSummary train(const RunConfig& config) {
+  install_stop_handlers();  // before the models load: a stop while loading is a requeue, not a kill
+  return Trainer(config).run();
+}
 
 std::string describe_launch(const RunConfig& config) {
   const Launch l = resolve_launch();

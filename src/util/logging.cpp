@@ -11,12 +11,37 @@
 #include "gaft/atomic_file.h"
 #include "gaft/error.h"
 #include "gaft/log.h"
+#include "gaft/read_file.h"
 
 namespace gaft {
 
-MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
+MetricsWriter::MetricsWriter(const std::string& path, int64_t keep_through_step) : path_(path) {
   const std::filesystem::path p(path);
   if (p.has_parent_path()) make_dirs(p.parent_path().string());
+  std::error_code ec;
+  if (keep_through_step >= 0 && std::filesystem::is_regular_file(p, ec)) {
+    const std::string old = read_text_file(path, "", kMaxDataBytes);
+    std::string kept;
+    int64_t dropped = 0;
+    for (size_t pos = 0; pos < old.size();) {
+      size_t end = old.find('\n', pos);
+      if (end == std::string::npos) end = old.size();  // a torn last line has no newline: dropped below
+      const std::string line = old.substr(pos, end - pos);
+      const bool whole = end < old.size();
+      pos = end + 1;
+      if (line.empty()) continue;
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      const bool keep = whole && j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+                        j["step"].get<int64_t>() <= keep_through_step;
+      if (keep) kept += line + "\n";
+      else ++dropped;
+    }
+    if (dropped > 0) {
+      write_file_atomic(path, kept);
+      log::info(path + ": dropped " + std::to_string(dropped) + " records after step " + std::to_string(keep_through_step) +
+                " (written after the checkpoint the run resumes from)");
+    }
+  }
   file_ = std::fopen(path.c_str(), "a");
   if (!file_) throw DataError("cannot open metrics file '" + path + "': " + std::strerror(errno));
 }

@@ -21,9 +21,12 @@ inline std::string gaft_bin() {
   return env ? env : std::string(GAFT_BINARY_DIR) + "/gaft";
 }
 
-// One thread: the test models are tiny and ctest runs tests side by side on few cores.
-inline RunResult run_gaft(const std::string& args, bool with_stderr = true) {
-  const std::string cmd = "OMP_NUM_THREADS=1 " + gaft_bin() + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+// One thread: the test models are tiny and ctest runs tests side by side on few cores. timeout_s > 0: the
+// process is killed (SIGKILL, code -1 or 137) after that many seconds, so that a hang fails the test.
+inline RunResult run_gaft(const std::string& args, bool with_stderr = true, int timeout_s = 0) {
+  const std::string limit = timeout_s > 0 ? "timeout -s KILL " + std::to_string(timeout_s) + " " : "";
+  const std::string cmd =
+      "OMP_NUM_THREADS=1 " + limit + gaft_bin() + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
   std::FILE* p = ::popen(cmd.c_str(), "r");
   EXPECT_NE(p, nullptr) << cmd;
   std::string out;

@@ -47,7 +47,7 @@ TEST(ConfigMalformed, TypoInKeySuggestsTheRightOne) {
 }
 
 TEST(ConfigMalformed, WrongType) {
-  expect_single("wrong_type.yaml", 8, 3, "train.batch_size", "expected an integer >= 1, got 'eight'");
+  expect_single("wrong_type.yaml", 8, 3, "train.batch_size", "expected an integer in [1, 65536], got 'eight'");
 }
 
 TEST(ConfigMalformed, NegativeLearningRate) {

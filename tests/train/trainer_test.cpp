@@ -452,3 +452,60 @@ TEST_F(Train, EvalWarnsWhenAJudgeIsAHeadTheModelWasTrainedAgainst) {
     EXPECT_EQ(gaft_test::read_bytes(out + "/report.md").find("**Warning:** trained was trained against") != std::string::npos, same);
   }
 }
+
+// Issue 21: a resumed trainer_state.json that does not fit the run is refused, naming the file and the field
+// (before: batch_in_epoch past the end or a dataset that shrank crashed, a negative step trained 106 steps, a
+// huge one saved an untrained "final" model).
+TEST_F(Train, ResumeRefusesAStateThatDoesNotFitTheRun) {
+  const std::string cfg = config("rstate", "sft") + " checkpoint.every_steps=1 checkpoint.keep_last=1";
+  ASSERT_EQ(run_gaft("train --config " + cfg + " train.max_steps=1 train.batch_size=2").code, 0);
+  const std::string ckpt = dir_->file("rstate/checkpoints/step-00000001");
+  const std::string state_file = ckpt + "/trainer_state.json";
+  const nlohmann::json good = nlohmann::json::parse(gaft_test::read_bytes(state_file));
+  EXPECT_EQ(good["examples"], 4);
+  const std::vector<std::pair<nlohmann::json, std::string>> cases = {
+      {{{"batch_in_epoch", 1000}}, "batch_in_epoch 1000 is outside the 2 batches of an epoch"},
+      {{{"batch_in_epoch", -1}}, "batch_in_epoch -1 is outside"},
+      {{{"step", -100}}, "step -100 is outside 0..4"},
+      {{{"step", 9223372036854775807LL}}, "step 9223372036854775807 is outside"},
+      {{{"epoch", -3}}, "epoch -3 is negative"},
+      {{{"learned_gate", {1.0, 2.0}}}, "learned_gate has 2 weights"},
+      {{{"tokens_trained", -5}}, "negative counters"},
+  };
+  for (const auto& [patch, message] : cases) {
+    nlohmann::json s = good;
+    s.update(patch);
+    gaft_test::write_bytes(state_file, s.dump());
+    const auto r = run_gaft("train --config " + cfg + " train.max_steps=4 train.batch_size=2 checkpoint.resume=" + ckpt, true, 120);
+    EXPECT_EQ(r.code, 3) << patch << "\n" << r.out;
+    EXPECT_NE(r.out.find(state_file), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << message << " not in: " << r.out;
+  }
+  // The data shrank since the checkpoint.
+  gaft_test::write_bytes(state_file, good.dump());
+  std::ofstream(dir_->file("two.jsonl")) << nlohmann::json{{"prompt", "a"}, {"response", "b"}}.dump() << "\n"
+                                         << nlohmann::json{{"prompt", "c"}, {"response", "d"}}.dump() << "\n";
+  const auto r = run_gaft("train --config " + cfg + " train.max_steps=4 train.batch_size=2 checkpoint.resume=" + ckpt +
+                          " data.train=" + dir_->file("two.jsonl"), true, 120);
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("the checkpoint was trained on 4 examples per epoch, the data now has 2"), std::string::npos) << r.out;
+  // The state as written resumes.
+  EXPECT_EQ(run_gaft("train --config " + cfg + " train.max_steps=2 train.batch_size=2 checkpoint.resume=" + ckpt).code, 0);
+}
+
+// Issue 21: a run killed after writing a step's metrics but before its checkpoint resumes from the earlier
+// checkpoint; metrics.jsonl then holds each step once (before: the steps after the checkpoint twice).
+TEST_F(Train, ResumedMetricsHoldEachStepOnce) {
+  const std::string cfg = config("rmetrics", "sft") + " checkpoint.every_steps=2 checkpoint.keep_last=3";
+  ASSERT_EQ(run_gaft("train --config " + cfg + " train.max_steps=3 train.batch_size=2").code, 0);
+  // As if killed before step 3's checkpoint: only step 2's remains, and a torn line ends the metrics.
+  std::filesystem::remove_all(dir_->file("rmetrics/checkpoints/step-00000003"));
+  std::ofstream(dir_->file("rmetrics/metrics.jsonl"), std::ios::app) << "{\"step\": 4, \"loss\": 1.";
+  const auto r = run_gaft("train --config " + cfg + " train.max_steps=4 train.batch_size=2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resuming from"), std::string::npos) << r.out;
+  std::vector<int64_t> steps;
+  for (const auto& m : read_metrics(dir_->file("rmetrics/metrics.jsonl")))
+    if (m.contains("step") && m.contains("loss")) steps.push_back(m["step"].get<int64_t>());
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4}));
+}

@@ -6,7 +6,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
+#include <csignal>
+
 #include "gaft/atomic_file.h"
+#include "gaft/read_file.h"
+#include "gaft/stop_signal.h"
 #include "gaft/fingerprint.h"
 #include "gaft/error.h"
 #include "gaft/logging.h"
@@ -149,3 +155,50 @@ TEST(Fingerprint, Sha256OfTheWeightFilesInNameOrder) {
   gaft_test::write_bytes(dir.file("empty/gaft_training.json"), "{\"scorers\": [{\"name\": \"x\"}]}");
   gaft_test::expect_data_error([&] { gaft::read_training_scorers(dir.file("empty")); }, {"gaft_training.json", "sha256"});
 }
+
+namespace gaft {
+namespace {
+
+// ---- bounded readers (issue 21) ----------------------------------------------------------------------------
+
+TEST(ReadFile, RefusesSpecialFilesAndOversizeFilesNamingThem) {
+  const fs::path dir = fresh_dir("read_file");
+  fs::create_directories(dir);
+  const std::string fifo = (dir / "fifo.json").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  gaft_test::expect_data_error([&] { read_text_file(fifo); }, {fifo, "is a FIFO, expected a regular file"});
+  gaft_test::expect_data_error([&] { read_text_file("/dev/zero"); }, {"'/dev/zero' is a character device"});
+  gaft_test::expect_data_error([&] { read_text_file(dir.string()); }, {"is a directory"});
+  const std::string big = (dir / "big.json").string();
+  gaft_test::write_bytes(big, std::string(2048, ' '));
+  gaft_test::expect_data_error([&] { read_text_file(big, "", 1024); }, {big, "is 2048 bytes, more than the 1024 bytes"});
+  EXPECT_EQ(read_text_file(big, "", 2048).size(), 2048u);
+  gaft_test::expect_data_error([&] { read_text_file((dir / "missing").string()); }, {"cannot open"});
+  fs::remove_all(dir);
+}
+
+TEST(ParseJson, NestingBeyondTheLimitIsADataError) {
+  const auto nested = [](int depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  EXPECT_NO_THROW(parse_json(nested(256), "x"));
+  gaft_test::expect_data_error([&] { parse_json(nested(257), "f.json"); }, {"f.json: JSON nested deeper than 256 levels"});
+  gaft_test::expect_data_error([&] { parse_json(nested(1000000), "f.json"); }, {"nested deeper"});
+  gaft_test::expect_data_error([&] { parse_json("{\"a\": ", "g.json"); }, {"g.json: not valid JSON"});
+  gaft_test::expect_data_error([&] { parse_json("[", ""); }, {"not valid JSON"});
+  EXPECT_EQ(excerpt(nlohmann::json(std::string(500, 'x'))).size(), 83u);  // 80 characters and "..."
+}
+
+// ---- stop signals (issue 21) -------------------------------------------------------------------------------
+
+TEST(StopSignal, OneStopWhateverRepeatsItWithinTheGraceWindow) {
+  clear_stop_request();
+  install_stop_handlers();
+  std::raise(SIGTERM);
+  std::raise(SIGTERM);  // delivered twice (timeout, a shell): still one request, the process lives on
+  std::raise(SIGUSR1);  // Slurm's warning beside it: the same request
+  EXPECT_EQ(stop_requested(), SIGTERM);
+  clear_stop_request();
+  EXPECT_EQ(stop_requested(), 0);
+}
+
+}  // namespace
+}  // namespace gaft
