@@ -1,9 +1,13 @@
 // Training checkpoints: <output_dir>/checkpoints/step-00000100/ holding
 //   model/               the policy as a Hugging Face folder, in the master dtype (exact resume)
-//   optimizer.pt         AdamW state (LibTorch archive)
-//   rng.pt               rank 0's default CPU generator state
-//   rng-rank-00001.pt …  every other rank's (data-parallel runs)
-//   trainer_state.json   step, data position, learned gate, counters
+//   optimizer.safetensors  AdamW moments: "g<group>.p<index>.exp_avg", ".exp_avg_sq" (".max_exp_avg_sq")
+//   optimizer.json         AdamW groups: options and each parameter's step count (-1: no state yet)
+//   rng.json               rank 0's default CPU generator state (its bytes)
+//   rng-rank-00001.json …  every other rank's (data-parallel runs)
+//   trainer_state.json     step, data position, learned gate, counters
+// No file of a checkpoint is a LibTorch or pickle archive: a checkpoint folder is shared and downloaded like a
+// model folder, and reading it must never run code (TorchScript archives can). Checkpoints with optimizer.pt
+// (gaft before 2026-12) are refused with a message.
 // A checkpoint is written under a temporary name (step-N.tmp) and renamed when complete, so a directory
 // named step-N is always complete and a process killed while writing never replaces the last good one;
 // only the newest keep_last are kept. With several ranks it is a collective: rank 0 writes the model and

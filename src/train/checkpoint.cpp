@@ -5,6 +5,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -17,6 +19,7 @@
 #include "gaft/error.h"
 #include "gaft/read_file.h"
 #include "gaft/log.h"
+#include "gaft/safetensors.h"
 
 namespace fs = std::filesystem;
 
@@ -70,10 +73,170 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
 }
 
 std::string rng_file(int64_t rank) {
-  if (rank == 0) return "rng.pt";
+  if (rank == 0) return "rng.json";
   char name[32];
-  std::snprintf(name, sizeof name, "rng-rank-%05lld.pt", static_cast<long long>(rank));
+  std::snprintf(name, sizeof name, "rng-rank-%05lld.json", static_cast<long long>(rank));
   return name;
+}
+
+constexpr const char* kOptimizerTensors = "optimizer.safetensors";
+constexpr const char* kOptimizerMeta = "optimizer.json";
+constexpr const char* kOptimizerFormat = "gaft-adamw-1";
+
+torch::optim::AdamW& as_adamw(torch::optim::Optimizer& optimizer) {
+  auto* adamw = dynamic_cast<torch::optim::AdamW*>(&optimizer);
+  TORCH_INTERNAL_ASSERT(adamw, "checkpoints hold AdamW state only");
+  return *adamw;
+}
+
+std::string moment_name(size_t group, size_t index, const char* what) {
+  return "g" + std::to_string(group) + ".p" + std::to_string(index) + "." + what;
+}
+
+// The AdamW state as tensors (the moments in their parameter's dtype, moved to the CPU) and JSON (options,
+// step counts).
+void save_optimizer(torch::optim::Optimizer& optimizer, const fs::path& dir) {
+  torch::optim::AdamW& adamw = as_adamw(optimizer);
+  std::map<std::string, at::Tensor> tensors;
+  nlohmann::json groups = nlohmann::json::array();
+  for (size_t g = 0; g < adamw.param_groups().size(); ++g) {
+    const auto& group = adamw.param_groups()[g];
+    const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
+    std::vector<int64_t> steps;
+    for (size_t i = 0; i < group.params().size(); ++i) {
+      const auto it = adamw.state().find(group.params()[i].unsafeGetTensorImpl());
+      if (it == adamw.state().end()) {
+        steps.push_back(-1);
+        continue;
+      }
+      const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      steps.push_back(st.step());
+      tensors[moment_name(g, i, "exp_avg")] = st.exp_avg().detach().cpu();
+      tensors[moment_name(g, i, "exp_avg_sq")] = st.exp_avg_sq().detach().cpu();
+      if (st.max_exp_avg_sq().defined()) tensors[moment_name(g, i, "max_exp_avg_sq")] = st.max_exp_avg_sq().detach().cpu();
+    }
+    groups.push_back({{"lr", o.lr()},
+                      {"betas", {std::get<0>(o.betas()), std::get<1>(o.betas())}},
+                      {"eps", o.eps()},
+                      {"weight_decay", o.weight_decay()},
+                      {"amsgrad", o.amsgrad()},
+                      {"params", group.params().size()},
+                      {"steps", steps}});
+  }
+  save_safetensors((dir / kOptimizerTensors).string(), tensors);
+  write_file_atomic((dir / kOptimizerMeta).string(),
+                    nlohmann::json{{"format", kOptimizerFormat}, {"groups", groups}}.dump(1) + "\n");
+}
+
+// Restores the AdamW state written by save_optimizer into `optimizer`, built for the same parameters; every
+// count, shape, dtype and value is checked (finite moments, non-negative second moments) before the
+// optimizer changes. DataError naming the file.
+void load_optimizer(torch::optim::Optimizer& optimizer, const fs::path& dir) {
+  torch::optim::AdamW& adamw = as_adamw(optimizer);
+  const std::string meta_file = (dir / kOptimizerMeta).string(), tensor_file = (dir / kOptimizerTensors).string();
+  const nlohmann::json meta = read_json_file(meta_file);
+  const auto bad = [&](const std::string& file, const std::string& what) {
+    throw DataError(file + ": " + what, "resume with the configuration the run started with, or start anew (checkpoint.resume: never)");
+  };
+  if (!meta.is_object() || meta.value("format", std::string()) != kOptimizerFormat)
+    bad(meta_file, std::string("expected \"format\": \"") + kOptimizerFormat + "\"");
+  const nlohmann::json& groups = meta.contains("groups") ? meta["groups"] : nlohmann::json();
+  if (!groups.is_array() || groups.size() != adamw.param_groups().size())
+    bad(meta_file, "expected " + std::to_string(adamw.param_groups().size()) + " parameter groups");
+  const Checkpoint ck = load_checkpoint(tensor_file);
+  size_t used = 0;
+  struct Restored {
+    void* key;
+    std::unique_ptr<torch::optim::AdamWParamState> state;
+  };
+  std::vector<Restored> restored;
+  std::vector<torch::optim::AdamWOptions> options;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const nlohmann::json& jg = groups[g];
+    const auto& params = adamw.param_groups()[g].params();
+    try {
+      if (jg.at("params").get<size_t>() != params.size())
+        bad(meta_file, "group " + std::to_string(g) + " has " + jg.at("params").dump() + " parameters, the model " +
+                           std::to_string(params.size()) + ": the trainable parameters changed");
+      const auto steps = jg.at("steps").get<std::vector<int64_t>>();
+      if (steps.size() != params.size()) bad(meta_file, "group " + std::to_string(g) + ": steps has the wrong length");
+      const auto betas = jg.at("betas").get<std::vector<double>>();
+      if (betas.size() != 2) bad(meta_file, "betas: expected two numbers");
+      torch::optim::AdamWOptions o(jg.at("lr").get<double>());
+      o.betas({betas[0], betas[1]}).eps(jg.at("eps").get<double>()).weight_decay(jg.at("weight_decay").get<double>());
+      o.amsgrad(jg.at("amsgrad").get<bool>());
+      for (const double v : {o.lr(), betas[0], betas[1], o.eps(), o.weight_decay()})
+        if (!std::isfinite(v) || v < 0) bad(meta_file, "group " + std::to_string(g) + ": options must be finite and >= 0");
+      options.push_back(o);
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (steps[i] < 0) continue;
+        auto st = std::make_unique<torch::optim::AdamWParamState>();
+        st->step(steps[i]);
+        for (const char* what : {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}) {
+          const std::string name = moment_name(g, i, what);
+          const auto it = ck.tensors.find(name);
+          if (it == ck.tensors.end()) {
+            if (std::string(what) == "max_exp_avg_sq" && !o.amsgrad()) continue;
+            bad(tensor_file, "missing tensor '" + name + "'");
+          }
+          const at::Tensor& t = it->second;
+          if (t.sizes() != params[i].sizes() || t.scalar_type() != params[i].scalar_type())
+            bad(tensor_file, "tensor '" + name + "' has shape " + c10::str(t.sizes()) + " " + c10::toString(t.scalar_type()) +
+                                 ", expected " + c10::str(params[i].sizes()) + " " + c10::toString(params[i].scalar_type()) +
+                                 ": the model changed");
+          if (!t.isfinite().all().item<bool>() || (std::string(what) != "exp_avg" && (t < 0).any().item<bool>()))
+            bad(tensor_file, "tensor '" + name + "' holds non-finite or negative values");
+          at::Tensor copy = t.to(params[i].device()).clone();
+          if (std::string(what) == "exp_avg") st->exp_avg(copy);
+          else if (std::string(what) == "exp_avg_sq") st->exp_avg_sq(copy);
+          else st->max_exp_avg_sq(copy);
+          ++used;
+        }
+        restored.push_back({params[i].unsafeGetTensorImpl(), std::move(st)});
+      }
+    } catch (const nlohmann::json::exception& e) {
+      bad(meta_file, std::string("not a gaft optimizer state: ") + e.what());
+    }
+  }
+  if (used != ck.tensors.size()) bad(tensor_file, "holds tensors that no parameter of the optimizer has");
+  // Every check passed: the optimizer changes.
+  adamw.state().clear();
+  for (Restored& r : restored) adamw.state()[r.key] = std::move(r.state);
+  for (size_t g = 0; g < options.size(); ++g)
+    static_cast<torch::optim::AdamWOptions&>(adamw.param_groups()[g].options()) = options[g];
+}
+
+// The default CPU generator's state as JSON bytes, and back (size and byte range checked).
+void save_rng(const fs::path& file) {
+  const at::Tensor s = at::detail::getDefaultCPUGenerator().get_state().contiguous();  // [N] uint8
+  const uint8_t* p = s.data_ptr<uint8_t>();
+  write_file_atomic(file.string(), nlohmann::json{{"cpu", std::vector<int>(p, p + s.numel())}}.dump() + "\n");
+}
+
+void load_rng(const fs::path& file) {
+  const nlohmann::json j = read_json_file(file.string());
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  const int64_t n = gen.get_state().numel();
+  std::vector<int> bytes;
+  try {
+    bytes = j.at("cpu").get<std::vector<int>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(file.string() + ": expected {\"cpu\": [bytes]}: " + e.what());
+  }
+  if (static_cast<int64_t>(bytes.size()) != n)
+    throw DataError(file.string() + ": the CPU generator state has " + std::to_string(bytes.size()) + " bytes, expected " +
+                    std::to_string(n));
+  at::Tensor s = at::empty({n}, at::kByte);
+  for (int64_t i = 0; i < n; ++i) {
+    if (bytes[i] < 0 || bytes[i] > 255) throw DataError(file.string() + ": byte " + std::to_string(i) + " is out of range");
+    s.data_ptr<uint8_t>()[i] = static_cast<uint8_t>(bytes[i]);
+  }
+  try {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(s);
+  } catch (const c10::Error& e) {
+    throw DataError(file.string() + ": not a CPU generator state: " + e.what_without_backtrace());
+  }
 }
 
 }  // namespace
@@ -119,16 +282,10 @@ std::string write_checkpoint(const std::string& output_dir, const TrainerState& 
       }
     make_dirs(staged);
     save_model(policy, (fs::path(staged) / "model").string(), save);
-    torch::serialize::OutputArchive ar;
-    optimizer.save(ar);
-    ar.save_to((fs::path(staged) / "optimizer.pt").string());
+    save_optimizer(optimizer, staged);
   });
   agree(ok, main ? error : "rank 0 failed to write the model or optimizer state");
-  ok = attempt([&] {
-    torch::serialize::OutputArchive ar;
-    ar.write("cpu", at::detail::getDefaultCPUGenerator().get_state());
-    ar.save_to((fs::path(staged) / rng_file(rank)).string());
-  });
+  ok = attempt([&] { save_rng(fs::path(staged) / rng_file(rank)); });
   agree(ok, ok ? "another rank failed to write its RNG state" : error);
   ok = !main || attempt([&] {
     // Written last: its presence marks the directory complete even before the rename.
@@ -164,23 +321,16 @@ TrainerState read_checkpoint(const std::string& dir, torch::optim::Optimizer& op
     throw DataError("checkpoint '" + dir + "' has no trainer_state.json", "pass a checkpoints/step-N directory");
   const nlohmann::json j = read_json_file(state_file);
   TrainerState s = TrainerState::from_json(j, state_file);
-  for (const char* file : {"optimizer.pt", "rng.pt"})
+  // Archives are never opened: a LibTorch archive can be a TorchScript module whose __setstate__ runs code.
+  if (!fs::exists(d / kOptimizerTensors) && (fs::exists(d / "optimizer.pt") || fs::exists(d / "rng.pt")))
+    throw DataError("checkpoint '" + dir + "' holds its optimizer and RNG state as LibTorch archives (optimizer.pt, "
+                    "rng.pt), which gaft no longer reads: an archive can carry code that runs when it is loaded",
+                    "resume it with the gaft version that wrote it, or start anew (checkpoint.resume: never)");
+  for (const char* file : {kOptimizerTensors, kOptimizerMeta, "rng.json"})
     if (!fs::exists(d / file)) throw DataError("checkpoint '" + dir + "' lacks " + file);
-  try {
-    torch::serialize::InputArchive ar;
-    ar.load_from((d / "optimizer.pt").string());
-    optimizer.load(ar);
-    torch::serialize::InputArchive rng;
-    const std::string own = rng_file(rank);
-    rng.load_from((d / (fs::exists(d / own) ? own : rng_file(0))).string());
-    at::Tensor cpu_state;
-    rng.read("cpu", cpu_state);
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(cpu_state);
-  } catch (const c10::Error& e) {
-    throw DataError("checkpoint '" + dir + "': cannot restore the optimizer or RNG state: " + e.what_without_backtrace());
-  }
+  load_optimizer(optimizer, d);
+  const std::string own = rng_file(rank);
+  load_rng(d / (fs::exists(d / own) ? own : rng_file(0)));
   return s;
 }
 

@@ -182,3 +182,42 @@ TEST_F(Hostile, AdapterPatternsAndWeightsAreBounded) {
   fs::copy_file(src + "/adapter_model.safetensors", d + "/adapter_model.safetensors", fs::copy_options::overwrite_existing);
   EXPECT_EQ(run_gaft(merge(d), true, 120).code, 0);
 }
+
+// A checkpoint folder is shared like a model folder: resuming from one must never run code from it. The
+// archive tests/data/malicious/hang_on_load.pt (tools/make_malicious_archive.py) runs a loop that never ends
+// when LibTorch loads it; before, a resume read optimizer.pt through such an archive reader and hung.
+TEST_F(Hostile, CheckpointArchivesAreNeverOpened) {
+  const std::string evil = std::string(GAFT_TEST_DATA) + "/malicious/hang_on_load.pt";
+  gaft_test::write_bytes(dir.file("train.jsonl"), "{\"prompt\": \"Once\", \"response\": \"upon a time.\"}\n"
+                                                   "{\"prompt\": \"The dog\", \"response\": \"ran.\"}\n");
+  const std::string out = dir.file("run");
+  gaft_test::write_bytes(dir.file("run.yaml"), "run: {output_dir: " + out + ", seed: 1, threads: 1}\n"
+                         "model: {path: " + kModel + "}\n"
+                         "data: {train: " + dir.file("train.jsonl") + ", max_prompt_tokens: 32, max_response_tokens: 32}\n"
+                         "objective: {kind: sft}\ntrain: {batch_size: 2, max_steps: 2}\n"
+                         "logging: {progress: off}\ncheckpoint: {every_steps: 1, keep_last: 1}\n");
+  ASSERT_EQ(run_gaft("train --config " + dir.file("run.yaml") + " train.max_steps=1", true, 120).code, 0);
+  const std::string ckpt = out + "/checkpoints/step-00000001";
+  ASSERT_TRUE(fs::exists(ckpt + "/optimizer.safetensors"));
+  ASSERT_TRUE(fs::exists(ckpt + "/rng.json"));
+  const std::string resume = "train --config " + dir.file("run.yaml") + " checkpoint.resume=" + ckpt;
+  // Each state file replaced by the archive in turn: a clear refusal naming it, quickly.
+  for (const char* file : {"optimizer.safetensors", "optimizer.json", "rng.json"}) {
+    const std::string path = ckpt + "/" + file;
+    fs::rename(path, path + ".good");
+    fs::copy_file(evil, path);
+    expect_clean_failure(resume, 3, {path});
+    fs::remove(path);
+    fs::rename(path + ".good", path);
+  }
+  // A checkpoint of the old layout (optimizer.pt, rng.pt): refused without opening the archives.
+  fs::rename(ckpt + "/optimizer.safetensors", ckpt + "/optimizer.safetensors.good");
+  fs::copy_file(evil, ckpt + "/optimizer.pt");
+  fs::copy_file(evil, ckpt + "/rng.pt");
+  expect_clean_failure(resume, 3, {ckpt, "LibTorch archives", "can carry code"});
+  fs::remove(ckpt + "/optimizer.pt");
+  fs::remove(ckpt + "/rng.pt");
+  fs::rename(ckpt + "/optimizer.safetensors.good", ckpt + "/optimizer.safetensors");
+  // The intact checkpoint resumes.
+  EXPECT_EQ(run_gaft(resume, true, 120).code, 0);
+}

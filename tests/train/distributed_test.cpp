@@ -292,7 +292,7 @@ TEST_F(DataParallel, TwoProcessesEqualOneWithTheSameGlobalBatch) {
     EXPECT_NEAR(rec["loss"].get<double>(), rec1["loss"].get<double>(), 1e-6);
     if (objective == "gaft") EXPECT_NEAR(rec["gate_mean"].get<double>(), rec1["gate_mean"].get<double>(), 1e-6);
     // Every rank saved its RNG state in the checkpoints.
-    EXPECT_TRUE(std::filesystem::exists(dir_->file(objective + "_two/checkpoints/step-00000004/rng-rank-00001.pt")));
+    EXPECT_TRUE(std::filesystem::exists(dir_->file(objective + "_two/checkpoints/step-00000004/rng-rank-00001.json")));
   }
 }
 
@@ -346,7 +346,7 @@ TEST_F(DataParallel, StopSignalOnOneRankStopsEveryRank) {
   EXPECT_EQ(exit_code("term2", 1, 120), gaft::kExitRequeue) << log("term2", 1);
   char name[32];
   std::snprintf(name, sizeof name, "step-%08zu", count_lines(metrics));
-  EXPECT_TRUE(std::filesystem::exists(dir_->file("term2/checkpoints/") + name + "/rng-rank-00001.pt"));
+  EXPECT_TRUE(std::filesystem::exists(dir_->file("term2/checkpoints/") + name + "/rng-rank-00001.json"));
 }
 
 // SIGKILL at arbitrary moments of a run that checkpoints every step: every step-N folder left behind is
@@ -375,7 +375,7 @@ TEST_F(DataParallel, KillDuringCheckpointWritesNeverLeavesAnIncompleteCheckpoint
     for (const auto& e : std::filesystem::directory_iterator(root)) {
       const std::string name = e.path().filename().string();
       if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) continue;  // never read
-      for (const char* f : {"trainer_state.json", "optimizer.pt", "rng.pt", "model/model.safetensors", "model/config.json"})
+      for (const char* f : {"trainer_state.json", "optimizer.safetensors", "optimizer.json", "rng.json", "model/model.safetensors", "model/config.json"})
         EXPECT_TRUE(std::filesystem::exists(e.path() / f)) << name << " lacks " << f;
       ++complete;
     }
