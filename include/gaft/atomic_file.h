@@ -7,7 +7,7 @@
 
 namespace gaft {
 
-// Streams pieces into the temporary file; commit() fsyncs and renames. Destroyed without commit(),
+// Streams pieces into the temporary file; commit() fsyncs it, renames it and fsyncs the folder. Destroyed without commit(),
 // it removes the temporary file and leaves <path> as it was. Errors are DataErrors naming the file.
 class AtomicFileWriter {
  public:
@@ -25,6 +25,9 @@ class AtomicFileWriter {
 };
 
 void write_file_atomic(const std::string& path, const std::string& contents);
+
+// fsync of a directory: its entries (created, renamed files) reach the disk. DataError naming it.
+void fsync_dir(const std::string& path);
 
 // Puts the finished directory `staged` at `target`: an existing `target` is first renamed aside, then
 // `staged` is renamed to `target`, then the old one is removed. A crash in between leaves either the old

@@ -157,6 +157,8 @@ struct TrainSection {
   int64_t max_steps = 1000;               // optimizer steps; 0 = run `epochs` epochs
   int64_t epochs = 1;
   int64_t max_nonfinite_steps = 10;       // stop after this many skipped (NaN/inf) steps in a row
+  double step_timeout_s = 0;              // watchdog: exit when no step finishes for this long; 0 = off
+  double stop_grace_s = 300;              // after a stop signal, exit if the step has not finished by then
 };
 
 struct OptimizerSection {

@@ -7,6 +7,11 @@
 // ends the run with kExitRequeue and nothing saved.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
 namespace gaft {
 
 // The exit status of a run that stopped on a signal after writing its checkpoint (EX_TEMPFAIL: "try
@@ -21,5 +26,22 @@ int stop_requested();
 
 // For tests: forget a received signal.
 void clear_stop_request();
+
+// Turns a hung training loop into a clean exit: a thread that fires `on_hang` (default: log the reason and
+// exit with code 1) when no beat() comes for step_timeout_s (0: never), or when a stop signal has waited
+// stop_grace_s (0: never) for the loop to checkpoint. Stops with the object.
+class Watchdog {
+ public:
+  using OnHang = std::function<void(const std::string& why)>;
+  Watchdog(double step_timeout_s, double stop_grace_s, OnHang on_hang = {});
+  ~Watchdog();
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+  void beat(int64_t step);  // a step finished
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
 
 }  // namespace gaft

@@ -166,6 +166,14 @@ void describe(Schema& s, TrainSection& c) {
   s.integer("epochs", &c.epochs, "Passes over the data when max_steps is 0.", Range::between(0, 1 << 20));
   s.integer("max_nonfinite_steps", &c.max_nonfinite_steps,
             "Stop after this many steps in a row skipped for a NaN/inf loss or gradient.", Range::at_least(1));
+  s.number("step_timeout_s", &c.step_timeout_s,
+           "Watchdog: exit (code 1, with a message) when no optimizer step finishes for this many seconds, e.g. a "
+           "collective waiting for a rank that died; 0 = off.",
+           Range::at_least(0));
+  s.number("stop_grace_s", &c.stop_grace_s,
+           "After a stop signal, exit (code 1, with a message) when the current step has not finished and "
+           "checkpointed within this many seconds; 0 = wait for it.",
+           Range::at_least(0));
 }
 
 void describe(Schema& s, OptimizerSection& c) {

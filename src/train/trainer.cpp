@@ -800,6 +800,9 @@ TrainSummary Trainer::run() {
     summary.stop_signal = early;
     return summary;
   }
+  // A hung step (a collective waiting for a dead rank) or a stop signal that the loop does not answer becomes an
+  // exit with a message instead of a silent hang (train.step_timeout_s, train.stop_grace_s).
+  Watchdog watchdog(cfg_.train.step_timeout_s, cfg_.train.stop_grace_s);
   while (state_.step < total_steps_) {
     const auto t_step = Clock::now();
     // The step's micro-batches and its global normalisation counts.
@@ -922,6 +925,7 @@ TrainSummary Trainer::run() {
         return summary;
       }
     }
+    watchdog.beat(state_.step);
   }
   progress.finish();
 

@@ -18,9 +18,27 @@ void make_dirs(const std::string& path) {
   if (ec) throw DataError("cannot create directory '" + path + "': " + ec.message());
 }
 
+void fsync_dir(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw DataError("cannot open directory '" + path + "' to flush it: " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = rc != 0 ? errno : 0;
+  ::close(fd);
+  // Some file systems cannot fsync a directory (EINVAL): nothing more can be done there.
+  if (rc != 0 && err != EINVAL) throw DataError("cannot flush directory '" + path + "': " + std::strerror(err));
+}
+
+namespace {
+std::string parent_of(const std::string& path) {
+  const std::filesystem::path p = std::filesystem::path(path).parent_path();
+  return p.empty() ? "." : p.string();
+}
+}  // namespace
+
 void replace_dir(const std::string& staged, const std::string& target) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  fsync_dir(staged);  // its entries (the files are flushed by their writers) before it takes the name
   const std::string old = target + ".old." + std::to_string(::getpid());
   const bool had = fs::exists(target);
   if (had && ::rename(target.c_str(), old.c_str()) != 0)
@@ -30,6 +48,7 @@ void replace_dir(const std::string& staged, const std::string& target) {
     if (had) ::rename(old.c_str(), target.c_str());
     throw DataError("cannot rename '" + staged + "' to '" + target + "': " + why);
   }
+  fsync_dir(parent_of(target));  // the rename itself
   if (had) fs::remove_all(old, ec);
 }
 
@@ -72,6 +91,7 @@ void AtomicFileWriter::commit() {
     ::unlink(tmp_.c_str());
     throw DataError("cannot rename '" + tmp_ + "' to '" + path_ + "': " + why);
   }
+  fsync_dir(parent_of(path_));  // the rename survives a power cut
 }
 
 void write_file_atomic(const std::string& path, const std::string& contents) {

@@ -3,10 +3,17 @@
 
 #include <atomic>
 #include <csignal>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <ctime>
 #include <unistd.h>
+
+#include "gaft/log.h"
 
 namespace gaft {
 
@@ -57,5 +64,71 @@ void install_stop_handlers() {
 int stop_requested() { return g_signal.load(); }
 
 void clear_stop_request() { g_signal.store(0); }
+
+struct Watchdog::State {
+  double step_timeout_s, stop_grace_s;
+  OnHang on_hang;
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  int64_t step = -1;
+  std::chrono::steady_clock::time_point last_beat = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point stop_seen{};
+  std::thread thread;
+
+  void run() {
+    using namespace std::chrono;
+    std::unique_lock<std::mutex> lock(m);
+    while (!done) {
+      cv.wait_for(lock, milliseconds(200));
+      if (done) break;
+      const auto now = steady_clock::now();
+      const double quiet = duration<double>(now - last_beat).count();
+      std::string why;
+      if (step_timeout_s > 0 && quiet > step_timeout_s)
+        why = "no training step finished for " + std::to_string(static_cast<int64_t>(quiet)) + " s (after step " +
+              std::to_string(step) + "; train.step_timeout_s = " + std::to_string(step_timeout_s) +
+              "): the step is hung, e.g. a collective waiting for a rank that died";
+      if (stop_requested() && stop_grace_s > 0) {
+        if (stop_seen == steady_clock::time_point{}) stop_seen = now;
+        const double waited = duration<double>(now - stop_seen).count();
+        if (waited > stop_grace_s)
+          why = "a stop signal has waited " + std::to_string(static_cast<int64_t>(waited)) +
+                " s for the current step to finish and checkpoint (train.stop_grace_s = " + std::to_string(stop_grace_s) +
+                "): exiting without a checkpoint; the last complete one stays";
+      }
+      if (why.empty()) continue;
+      done = true;
+      lock.unlock();
+      on_hang(why);
+      return;
+    }
+  }
+};
+
+Watchdog::Watchdog(double step_timeout_s, double stop_grace_s, OnHang on_hang) : s_(std::make_unique<State>()) {
+  s_->step_timeout_s = step_timeout_s;
+  s_->stop_grace_s = stop_grace_s;
+  s_->on_hang = on_hang ? std::move(on_hang) : [](const std::string& why) {
+    log::error(why);
+    std::_Exit(1);
+  };
+  if (step_timeout_s > 0 || stop_grace_s > 0) s_->thread = std::thread([this] { s_->run(); });
+}
+
+Watchdog::~Watchdog() {
+  {
+    std::lock_guard<std::mutex> lock(s_->m);
+    s_->done = true;
+  }
+  s_->cv.notify_all();
+  if (s_->thread.joinable()) s_->thread.join();
+}
+
+void Watchdog::beat(int64_t step) {
+  std::lock_guard<std::mutex> lock(s_->m);
+  s_->step = step;
+  s_->last_beat = std::chrono::steady_clock::now();
+}
 
 }  // namespace gaft

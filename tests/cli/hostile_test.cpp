@@ -221,3 +221,31 @@ TEST_F(Hostile, CheckpointArchivesAreNeverOpened) {
   // The intact checkpoint resumes.
   EXPECT_EQ(run_gaft(resume, true, 120).code, 0);
 }
+
+// A checkpoint that cannot be written (the disk is full; here the file-size limit of the process, with SIGXFSZ
+// ignored so that a write fails with EFBIG as on a full disk): exit 3 naming the checkpoint and the reason, no
+// staging folder left behind, no abort (LibTorch's archive writer used to abort and leave step-N.tmp).
+TEST_F(Hostile, AFailedCheckpointWriteCleansUpAndSaysWhy) {
+  gaft_test::write_bytes(dir.file("train.jsonl"), "{\"prompt\": \"Once\", \"response\": \"upon a time.\"}\n");
+  const std::string out = dir.file("full");
+  gaft_test::write_bytes(dir.file("full.yaml"), "run: {output_dir: " + out + ", seed: 1, threads: 1}\n"
+                         "model: {path: " + kModel + "}\n"
+                         "data: {train: " + dir.file("train.jsonl") + ", max_prompt_tokens: 32, max_response_tokens: 32}\n"
+                         "objective: {kind: sft}\ntrain: {batch_size: 1, max_steps: 2}\n"
+                         "logging: {progress: off}\ncheckpoint: {every_steps: 1, keep_last: 1}\n");
+  // The model file is about 1 MB; 256 KiB of file size is room for everything but the weights.
+  const std::string cmd = "sh -c \"trap '' XFSZ; ulimit -f 256; exec timeout -s KILL 120 " + gaft_test::gaft_bin() +
+                          " train --config " + dir.file("full.yaml") + "\" 2>&1";
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string text;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
+  const int status = ::pclose(p);
+  ASSERT_TRUE(WIFEXITED(status)) << text;
+  EXPECT_EQ(WEXITSTATUS(status), 3) << text;
+  EXPECT_NE(text.find("cannot write checkpoint '" + out + "/checkpoints/step-00000001'"), std::string::npos) << text;
+  EXPECT_NE(text.find("File too large"), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(out + "/checkpoints/step-00000001.tmp"));
+  EXPECT_FALSE(fs::exists(out + "/checkpoints/step-00000001"));
+}

@@ -8,7 +8,11 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
+#include <mutex>
+#include <thread>
 
 #include "gaft/atomic_file.h"
 #include "gaft/read_file.h"
@@ -198,6 +202,49 @@ TEST(StopSignal, OneStopWhateverRepeatsItWithinTheGraceWindow) {
   EXPECT_EQ(stop_requested(), SIGTERM);
   clear_stop_request();
   EXPECT_EQ(stop_requested(), 0);
+}
+
+}  // namespace
+}  // namespace gaft
+
+namespace gaft {
+namespace {
+
+TEST(Watchdog, FiresWhenNoStepFinishesAndAfterAStopGraceButNotWhileBeaten) {
+  std::atomic<int> fired{0};
+  std::string why;
+  std::mutex m;
+  const auto record = [&](const std::string& w) {
+    std::lock_guard<std::mutex> lock(m);
+    why = w;
+    ++fired;
+  };
+  {
+    Watchdog w(0.6, 0, record);
+    for (int i = 0; i < 8; ++i) {  // 1.6 s of steps of 0.2 s: never quiet for 0.6 s
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      w.beat(i);
+    }
+    EXPECT_EQ(fired.load(), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  }
+  EXPECT_EQ(fired.load(), 1);  // once
+  EXPECT_NE(why.find("no training step finished"), std::string::npos) << why;
+  EXPECT_NE(why.find("after step 7"), std::string::npos) << why;
+  // A stop signal that waits past the grace.
+  clear_stop_request();
+  install_stop_handlers();
+  {
+    Watchdog w(0, 0.5, record);
+    std::raise(SIGUSR1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  }
+  EXPECT_EQ(fired.load(), 2);
+  EXPECT_NE(why.find("a stop signal has waited"), std::string::npos) << why;
+  clear_stop_request();
+  // Off: never fires.
+  { Watchdog w(0, 0, record); }
+  EXPECT_EQ(fired.load(), 2);
 }
 
 }  // namespace

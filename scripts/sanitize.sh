@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds gaft with AddressSanitizer and UndefinedBehaviorSanitizer into a second build folder
+# ($GAFT_SANITIZE_DIR, default ./build-sanitize; CUDA off) and runs the CPU test suite
+# there. Not part of CI (a cold build and the instrumented run take about an hour on 2 cores); it must pass.
+#   ./scripts/sanitize.sh                 # every test but the demo-base recipe
+#   ./scripts/sanitize.sh -R Hostile      # extra arguments go to ctest
+# LibTorch and the system libraries are not instrumented: ASan's container-overflow check, which needs every
+# library that touches a std::vector to be instrumented, is off; leaks of LibTorch's global state at exit are
+# not reported (detect_leaks=0). Everything else (heap/stack overflows, use after free, UB) aborts the test.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/env.sh"
+"$here/setup.sh"
+dir="${GAFT_SANITIZE_DIR:-$GAFT_ROOT/build-sanitize}"
+flags="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+if [ ! -f "$dir/build.ninja" ]; then
+  prefix=()
+  if [ -n "$(gaft_torch_cmake_dir)" ]; then prefix=(-DTorch_DIR="$(gaft_torch_cmake_dir)"); fi
+  mkdir -p "$dir"
+  cmake -S "$GAFT_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGAFT_CUDA=OFF \
+    -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
+    -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" "${prefix[@]}" >"$dir/configure.log" 2>&1 \
+    || { cat "$dir/configure.log"; exit 1; }
+fi
+cmake --build "$dir" -j "${GAFT_JOBS:-$(nproc)}"
+cd "$dir"
+export ASAN_OPTIONS="detect_container_overflow=0:detect_leaks=0:abort_on_error=1:protect_shadow_gap=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export GAFT_BIN="$dir/gaft"
+if [ $# -eq 0 ]; then set -- -E DemoBase; fi
+exec ctest --output-on-failure -j "${GAFT_TEST_JOBS:-2}" "$@"
