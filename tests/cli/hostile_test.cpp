@@ -43,6 +43,18 @@ class Hostile : public ::testing::Test {
     for (const std::string& p : parts) EXPECT_NE(r.out.find(p), std::string::npos) << "'" << p << "' not in: " << r.out;
   }
   static std::string generate(const std::string& model) { return "generate --model " + model + " --prompt Once --max-new-tokens 2"; }
+  // An SFT run config (2 steps, a checkpoint each step) on two examples, writing to dir/<name>; its path.
+  std::string sft_config(const std::string& name, int64_t batch_size) {
+    gaft_test::write_bytes(dir.file("train.jsonl"), "{\"prompt\": \"Once\", \"response\": \"upon a time.\"}\n"
+                                                     "{\"prompt\": \"The dog\", \"response\": \"ran.\"}\n");
+    const std::string path = dir.file(name + ".yaml");
+    gaft_test::write_bytes(path, "run: {output_dir: " + dir.file(name) + ", seed: 1, threads: 1}\n"
+                           "model: {path: " + kModel + "}\n"
+                           "data: {train: " + dir.file("train.jsonl") + ", max_prompt_tokens: 32, max_response_tokens: 32}\n"
+                           "objective: {kind: sft}\ntrain: {batch_size: " + std::to_string(batch_size) + ", max_steps: 2}\n"
+                           "logging: {progress: off}\ncheckpoint: {every_steps: 1, keep_last: 1}\n");
+    return path;
+  }
   TempDir dir{"hostile"};
 };
 
@@ -188,15 +200,8 @@ TEST_F(Hostile, AdapterPatternsAndWeightsAreBounded) {
 // when LibTorch loads it; before, a resume read optimizer.pt through such an archive reader and hung.
 TEST_F(Hostile, CheckpointArchivesAreNeverOpened) {
   const std::string evil = std::string(GAFT_TEST_DATA) + "/malicious/hang_on_load.pt";
-  gaft_test::write_bytes(dir.file("train.jsonl"), "{\"prompt\": \"Once\", \"response\": \"upon a time.\"}\n"
-                                                   "{\"prompt\": \"The dog\", \"response\": \"ran.\"}\n");
   const std::string out = dir.file("run");
-  gaft_test::write_bytes(dir.file("run.yaml"), "run: {output_dir: " + out + ", seed: 1, threads: 1}\n"
-                         "model: {path: " + kModel + "}\n"
-                         "data: {train: " + dir.file("train.jsonl") + ", max_prompt_tokens: 32, max_response_tokens: 32}\n"
-                         "objective: {kind: sft}\ntrain: {batch_size: 2, max_steps: 2}\n"
-                         "logging: {progress: off}\ncheckpoint: {every_steps: 1, keep_last: 1}\n");
-  ASSERT_EQ(run_gaft("train --config " + dir.file("run.yaml") + " train.max_steps=1", true, 120).code, 0);
+  ASSERT_EQ(run_gaft("train --config " + sft_config("run", 2) + " train.max_steps=1", true, 120).code, 0);
   const std::string ckpt = out + "/checkpoints/step-00000001";
   ASSERT_TRUE(fs::exists(ckpt + "/optimizer.safetensors"));
   ASSERT_TRUE(fs::exists(ckpt + "/rng.json"));
@@ -226,16 +231,11 @@ TEST_F(Hostile, CheckpointArchivesAreNeverOpened) {
 // ignored so that a write fails with EFBIG as on a full disk): exit 3 naming the checkpoint and the reason, no
 // staging folder left behind, no abort (LibTorch's archive writer used to abort and leave step-N.tmp).
 TEST_F(Hostile, AFailedCheckpointWriteCleansUpAndSaysWhy) {
-  gaft_test::write_bytes(dir.file("train.jsonl"), "{\"prompt\": \"Once\", \"response\": \"upon a time.\"}\n");
   const std::string out = dir.file("full");
-  gaft_test::write_bytes(dir.file("full.yaml"), "run: {output_dir: " + out + ", seed: 1, threads: 1}\n"
-                         "model: {path: " + kModel + "}\n"
-                         "data: {train: " + dir.file("train.jsonl") + ", max_prompt_tokens: 32, max_response_tokens: 32}\n"
-                         "objective: {kind: sft}\ntrain: {batch_size: 1, max_steps: 2}\n"
-                         "logging: {progress: off}\ncheckpoint: {every_steps: 1, keep_last: 1}\n");
+  const std::string config = sft_config("full", 1);
   // The model file is about 1 MB; 256 KiB of file size is room for everything but the weights.
   const std::string cmd = "sh -c \"trap '' XFSZ; ulimit -f 256; exec timeout -s KILL 120 " + gaft_test::gaft_bin() +
-                          " train --config " + dir.file("full.yaml") + "\" 2>&1";
+                          " train --config " + config + "\" 2>&1";
   std::FILE* p = ::popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string text;
