@@ -648,14 +648,21 @@ EvalConfig load_eval_config_text(const std::string& yaml, const std::string& nam
                                  const std::vector<std::string>& responses) {
   config::Diagnostics diag(name);
   return config::load<EvalConfig>(config::parse_yaml(yaml, name), diag, overrides, [&](EvalConfig& c) {
-    for (const std::string& r : responses) c.responses.push_back(EvalResponses{r});
+    for (const std::string& r : responses) {
+      EvalResponses spec;
+      spec.path = r;
+      c.responses.push_back(spec);
+    }
     if (!models.empty()) {
       c.models.clear();
       for (const std::string& m : models) {
         // NAME=DIR names the column; a plain DIR is named after its folder.
         const size_t eq = m.find('=');
         const bool named = eq != std::string::npos && eq > 0 && m.find('/') > eq;
-        c.models.push_back(named ? EvalModel{m.substr(0, eq), m.substr(eq + 1)} : EvalModel{"", m});
+        EvalModel model;
+        model.name = named ? m.substr(0, eq) : "";
+        model.path = named ? m.substr(eq + 1) : m;
+        c.models.push_back(model);
       }
     }
     // Default names: a model's folder name, or its last two path parts when two folders share a name
