@@ -18,7 +18,7 @@ constexpr int64_t kMaxConfigBytes = 16 * kMiB;       // config.json, adapter_con
 constexpr int64_t kMaxIndexBytes = 64 * kMiB;        // model.safetensors.index.json
 constexpr int64_t kMaxTokenizerBytes = 512 * kMiB;   // tokenizer.json, tokenizer.model, vocab.json, merges.txt
 constexpr int64_t kMaxDataBytes = int64_t{64} << 30; // training JSONL, eval suites, responses
-constexpr int64_t kMaxJsonLineBytes = 64 * kMiB;     // one record of a JSONL file
+constexpr int64_t kMaxJsonLineBytes = 16 * kMiB;     // one record of a JSONL file (128k tokens are ~0.5 MiB)
 constexpr int kMaxJsonDepth = 256;                   // nesting of objects and arrays
 
 // The bytes of `path`; DataError "cannot open 'path': <reason>" (with `hint`), "'path' is not a regular file

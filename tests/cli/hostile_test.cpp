@@ -249,3 +249,16 @@ TEST_F(Hostile, AFailedCheckpointWriteCleansUpAndSaysWhy) {
   EXPECT_FALSE(fs::exists(out + "/checkpoints/step-00000001.tmp"));
   EXPECT_FALSE(fs::exists(out + "/checkpoints/step-00000001"));
 }
+
+// A 20 MB training record (before: tokenised whole, 8 GB of memory for a 50 MB line, std::bad_alloc on smaller
+// machines): refused at once, naming the file and line.
+TEST_F(Hostile, OversizeJsonlRecordsAreRefused) {
+  const std::string data = dir.file("big.jsonl");
+  {
+    std::ofstream out(data);
+    out << "{\"prompt\": \"Once\", \"response\": \"upon a time.\"}\n";
+    out << "{\"prompt\": \"" << std::string(20u << 20, 'a') << "\", \"response\": \"b\"}\n";
+  }
+  const std::string cfg = sft_config("big", 1);
+  expect_clean_failure("train --config " + cfg + " data.train=" + data, 3, {data + ":2", "more than the 16 MiB a line may have"});
+}
