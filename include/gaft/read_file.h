@@ -32,6 +32,10 @@ void check_regular_file(const std::string& path, int64_t max_bytes, const std::s
 // levels". `where` names the file (and line); empty: no prefix (the caller adds the place).
 nlohmann::json parse_json(std::string_view text, const std::string& where, int max_depth = kMaxJsonDepth);
 
+// One record of a JSON-lines file: at most kMaxJsonLineBytes, parsed with parse_json, a JSON object. DataError
+// without a place (the caller adds "file:line: ").
+nlohmann::json parse_json_record(std::string_view line);
+
 // The parsed contents of `path` (read_text_file, then parse_json).
 nlohmann::json read_json_file(const std::string& path, const std::string& hint = "", int64_t max_bytes = kMaxConfigBytes);
 

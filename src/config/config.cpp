@@ -336,7 +336,7 @@ void describe(Schema& s, MetricsSection& c) {
            "content-word ROUGE-L with a correct answer is at least this and above that with every incorrect one.",
            Range::unit());
   s.flag("multiple_choice", &c.multiple_choice,
-            "qa items with incorrect answers: MC1 and MC2 from the log-likelihood of every listed answer.");
+         "qa items with incorrect answers: MC1 and MC2 from the log-likelihood of every listed answer.");
 }
 
 void describe(Schema& s, EvalResponses& c) {

@@ -54,14 +54,50 @@ std::vector<int64_t> prompt_ids(const EvalPolicy& p, const std::string& prompt, 
 
 // The first `n` response tokens of `text` as training renders an assistant reply to `prompt` (so the forced
 // start is tokenized as the model saw replies), without end-of-turn tokens.
-std::vector<int64_t> response_start(const EvalPolicy& p, const std::string& prompt, const std::string& text, int64_t n) {
+// `text` rendered as the assistant's reply to `prompt` (as training renders it), its trailing end-of-turn
+// tokens dropped while more than `keep` response tokens remain.
+Example reply_without_end_of_turn(const EvalPolicy& p, const std::string& prompt, const std::string& text, size_t keep) {
   Example ex;
   Renderer{p.tok, p.tmpl}.render({{"user", prompt}, {"assistant", text}}, &ex);
-  std::vector<int64_t> ids = ex.response_ids;
   const std::vector<int64_t> eot = end_of_turn_ids(*p.tok, p.tmpl);
-  while (!ids.empty() && std::find(eot.begin(), eot.end(), ids.back()) != eot.end()) ids.pop_back();
+  std::vector<int64_t>& ids = ex.response_ids;
+  while (ids.size() > keep && std::find(eot.begin(), eot.end(), ids.back()) != eot.end()) ids.pop_back();
+  return ex;
+}
+
+std::vector<int64_t> response_start(const EvalPolicy& p, const std::string& prompt, const std::string& text, int64_t n) {
+  std::vector<int64_t> ids = reply_without_end_of_turn(p, prompt, text, 0).response_ids;
   if (static_cast<int64_t>(ids.size()) > n) ids.resize(static_cast<size_t>(n));
   return ids;
+}
+
+// The teacher-forced sequence of `ex`, its response cut to the room the prompt leaves in the context (but at
+// least `min_tokens`); appends it to `seqs` and the number of response tokens it scores to `tokens`.
+void add_scored(const EvalPolicy& p, Example ex, int64_t min_tokens, std::vector<TrainSequence>* seqs,
+                std::vector<int64_t>* tokens) {
+  const int64_t room = p.model->config.max_position_embeddings - static_cast<int64_t>(ex.prompt_ids.size());
+  if (static_cast<int64_t>(ex.response_ids.size()) > room)
+    ex.response_ids.resize(static_cast<size_t>(std::max<int64_t>(room, min_tokens)));
+  tokens->push_back(static_cast<int64_t>(ex.response_ids.size()));
+  seqs->push_back(reference_sequence(ex));
+}
+
+// The summed NLL (nats) of each sequence's scored tokens (tokens[i] of them), in consecutive batches of
+// `batch_size` sequences.
+std::vector<double> summed_nll(EvalPolicy& p, const std::vector<TrainSequence>& seqs, const std::vector<int64_t>& tokens,
+                               int64_t batch_size) {
+  const int64_t pad = pad_id_for(p.model, *p.tok);
+  std::vector<double> out;
+  out.reserve(seqs.size());
+  for (size_t start = 0; start < seqs.size(); start += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(seqs.size(), start + static_cast<size_t>(batch_size));
+    const std::vector<TrainSequence> batch(seqs.begin() + static_cast<std::ptrdiff_t>(start),
+                                           seqs.begin() + static_cast<std::ptrdiff_t>(end));
+    const at::Tensor nll = reference_nll_entropy(p.model, batch, pad).first;  // [B] mean per token
+    for (size_t i = start; i < end; ++i)
+      out.push_back(nll[static_cast<int64_t>(i - start)].item<double>() * static_cast<double>(tokens[i]));
+  }
+  return out;
 }
 
 std::string apply_wrapper(const std::string& tmpl, const std::string& prompt) {
@@ -134,89 +170,52 @@ void generate_all(EvalPolicy& p, const LoadedSuite& suite, std::vector<Request>&
 void reference_losses(EvalPolicy& p, const LoadedSuite& suite, std::vector<ItemRecord>& records, const EvalConfig& cfg,
                       int64_t max_prompt) {
   const Renderer renderer{p.tok, p.tmpl};
-  const int64_t pad = pad_id_for(p.model, *p.tok);
-  std::vector<int64_t> which;
+  std::vector<size_t> which;
   std::vector<TrainSequence> seqs;
-  auto flush = [&] {
-    if (seqs.empty()) return;
-    const at::Tensor nll = reference_nll_entropy(p.model, seqs, pad).first;  // [B] mean per token
-    for (size_t i = 0; i < seqs.size(); ++i) {
-      ItemRecord& rec = records[which[i]];
-      rec.nll = nll[static_cast<int64_t>(i)].item<double>() * static_cast<double>(rec.reference_tokens);
-    }
-    which.clear();
-    seqs.clear();
-  };
+  std::vector<int64_t> tokens;
   for (size_t r = 0; r < records.size(); ++r) {
     const EvalItem& item = suite.items[records[r].item];
     if (records[r].attack != "plain" || item.kind != ItemKind::kTask) continue;
     Example ex;
     renderer.render({{"user", fit_prompt(p, item.prompt, max_prompt)}, {"assistant", item.reference}}, &ex);
-    const int64_t room = p.model->config.max_position_embeddings - static_cast<int64_t>(ex.prompt_ids.size());
-    if (static_cast<int64_t>(ex.response_ids.size()) > room) ex.response_ids.resize(static_cast<size_t>(std::max<int64_t>(room, 0)));
-    TrainSequence s = reference_sequence(ex);
-    records[r].reference_tokens = static_cast<int64_t>(ex.response_ids.size());
-    which.push_back(static_cast<int64_t>(r));
-    seqs.push_back(std::move(s));
-    if (static_cast<int64_t>(seqs.size()) >= cfg.generation.batch_size) flush();
+    add_scored(p, std::move(ex), 0, &seqs, &tokens);
+    which.push_back(r);
   }
-  flush();
+  const std::vector<double> nll = summed_nll(p, seqs, tokens, cfg.generation.batch_size);
+  for (size_t i = 0; i < which.size(); ++i) {
+    records[which[i]].reference_tokens = tokens[i];
+    records[which[i]].nll = nll[i];
+  }
 }
 
 // TruthfulQA's MC1 and MC2 for each plain qa record whose item lists incorrect answers (HaluEval's excepted,
-// below): the summed
-// log-likelihood of every answer as the model's reply to the item's prompt (its chat template, teacher forced).
+// below): the summed log-likelihood of every answer as the model's reply to the item's prompt (its chat
+// template, teacher forced; the end-of-turn token would score how the model ends a reply, not the answer).
 void multiple_choice_scores(EvalPolicy& p, const LoadedSuite& suite, std::vector<ItemRecord>& records,
                             const EvalConfig& cfg, int64_t max_prompt) {
-  const Renderer renderer{p.tok, p.tmpl};
-  const int64_t pad = pad_id_for(p.model, *p.tok);
-  struct Pending {
+  struct Scored {
     size_t record;
-    size_t answers;  // correct answers come first, then incorrect ones
-    std::vector<double> ll;
+    size_t correct;  // its sequences: `correct` correct answers, then the incorrect ones
+    size_t first, count;
   };
-  std::vector<Pending> items;
-  std::vector<std::pair<size_t, size_t>> owner;  // per sequence: (pending index, answer index)
+  std::vector<Scored> items;
   std::vector<TrainSequence> seqs;
-  std::vector<int64_t> lengths;
-  const auto flush = [&] {
-    if (seqs.empty()) return;
-    const at::Tensor nll = reference_nll_entropy(p.model, seqs, pad).first.to(at::kDouble).cpu().contiguous();  // [B]
-    for (size_t i = 0; i < seqs.size(); ++i)
-      items[owner[i].first].ll[owner[i].second] = -nll[static_cast<int64_t>(i)].item<double>() * static_cast<double>(lengths[i]);
-    seqs.clear();
-    owner.clear();
-    lengths.clear();
-  };
+  std::vector<int64_t> tokens;
   for (size_t r = 0; r < records.size(); ++r) {
     const EvalItem& item = suite.items[records[r].item];
     if (records[r].attack != "plain" || item.kind != ItemKind::kQa || item.incorrect_answers.empty()) continue;
     // Not HaluEval: its right answers are short and its hallucinated ones sentences, so the summed
     // likelihood picks the short one (a 260K-parameter story model scores MC1 0.94 there; chance is 0.5).
     if (suite.format == SuiteFormat::kHaluEval) continue;
-    std::vector<std::string> answers = item.answers;
-    answers.insert(answers.end(), item.incorrect_answers.begin(), item.incorrect_answers.end());
-    items.push_back({r, item.answers.size(), std::vector<double>(answers.size(), 0.0)});
     const std::string prompt = fit_prompt(p, item.prompt, max_prompt);
-    for (size_t a = 0; a < answers.size(); ++a) {
-      Example ex;
-      renderer.render({{"user", prompt}, {"assistant", answers[a]}}, &ex);
-      // The answer's own tokens: the end-of-turn token would score how the model ends a reply, not the answer.
-      const std::vector<int64_t> eot = end_of_turn_ids(*p.tok, p.tmpl);
-      while (ex.response_ids.size() > 1 && std::find(eot.begin(), eot.end(), ex.response_ids.back()) != eot.end())
-        ex.response_ids.pop_back();
-      const int64_t room = p.model->config.max_position_embeddings - static_cast<int64_t>(ex.prompt_ids.size());
-      if (static_cast<int64_t>(ex.response_ids.size()) > room) ex.response_ids.resize(static_cast<size_t>(std::max<int64_t>(room, 1)));
-      lengths.push_back(static_cast<int64_t>(ex.response_ids.size()));
-      seqs.push_back(reference_sequence(ex));
-      owner.emplace_back(items.size() - 1, a);
-      if (static_cast<int64_t>(seqs.size()) >= cfg.generation.batch_size) flush();
-    }
+    items.push_back({r, item.answers.size(), seqs.size(), item.answers.size() + item.incorrect_answers.size()});
+    for (const auto* list : {&item.answers, &item.incorrect_answers})
+      for (const std::string& answer : *list) add_scored(p, reply_without_end_of_turn(p, prompt, answer, 1), 1, &seqs, &tokens);
   }
-  flush();
-  for (const Pending& it : items) {
-    const std::vector<double> t(it.ll.begin(), it.ll.begin() + static_cast<std::ptrdiff_t>(it.answers));
-    const std::vector<double> f(it.ll.begin() + static_cast<std::ptrdiff_t>(it.answers), it.ll.end());
+  const std::vector<double> nll = summed_nll(p, seqs, tokens, cfg.generation.batch_size);
+  for (const Scored& it : items) {
+    std::vector<double> t, f;
+    for (size_t k = 0; k < it.count; ++k) (k < it.correct ? t : f).push_back(-nll[it.first + k]);
     const MultipleChoice mc = multiple_choice(t, f);
     ItemRecord& rec = records[it.record];
     rec.mc1 = mc.mc1;

@@ -188,12 +188,7 @@ void for_each_json_line(std::string_view text, const std::string& path, OnObject
     ++lineno;
     if (trim(line).empty()) continue;
     try {
-      if (static_cast<int64_t>(line.size()) > kMaxJsonLineBytes)
-        throw DataError("a record of " + std::to_string(line.size() >> 20) + " MiB, more than the " +
-                        std::to_string(kMaxJsonLineBytes >> 20) + " MiB a line may have");
-      const json j = parse_json(line, "");
-      if (!j.is_object()) throw DataError(std::string("expected a JSON object, got ") + j.type_name());
-      on_object(j, lineno);
+      on_object(parse_json_record(line), lineno);
     } catch (const DataError& e) {
       throw DataError(path + ":" + std::to_string(lineno) + ": " + e.what(), e.hint().empty() ? hint : e.hint());
     }

@@ -62,11 +62,7 @@ std::string string_field(const nlohmann::json& j, const char* key) {
 }
 
 Record parse_record(const std::string& line, const DatasetOptions& o) {
-  if (static_cast<int64_t>(line.size()) > kMaxJsonLineBytes)
-    throw DataError("a record of " + std::to_string(line.size() >> 20) + " MiB, more than the " +
-                    std::to_string(kMaxJsonLineBytes >> 20) + " MiB a line may have");
-  const nlohmann::json j = parse_json(line, "");
-  if (!j.is_object()) throw DataError(std::string("expected a JSON object, got ") + j.type_name());
+  const nlohmann::json j = parse_json_record(line);
   Record r;
   const bool has_messages = j.contains("messages"), has_pair = j.contains("prompt") || j.contains("response");
   const bool has_text = j.contains("text");

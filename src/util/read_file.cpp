@@ -75,6 +75,15 @@ nlohmann::json parse_json(std::string_view text, const std::string& where, int m
   }
 }
 
+nlohmann::json parse_json_record(std::string_view line) {
+  if (static_cast<int64_t>(line.size()) > kMaxJsonLineBytes)
+    throw DataError("a record of " + std::to_string(line.size() >> 20) + " MiB, more than the " +
+                    std::to_string(kMaxJsonLineBytes >> 20) + " MiB a line may have");
+  nlohmann::json j = parse_json(line, "");
+  if (!j.is_object()) throw DataError(std::string("expected a JSON object, got ") + j.type_name());
+  return j;
+}
+
 nlohmann::json read_json_file(const std::string& path, const std::string& hint, int64_t max_bytes) {
   return parse_json(read_text_file(path, hint, max_bytes), path);
 }
