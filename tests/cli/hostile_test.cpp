@@ -38,9 +38,8 @@ class Hostile : public ::testing::Test {
   static nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(gaft_test::read_bytes(path)); }
   // Runs gaft with a time limit; expects `code` (2 or 3) and every part in the output.
   static void expect_clean_failure(const std::string& args, int code, std::initializer_list<std::string> parts) {
-    const auto r = run_gaft(args, true, 60);
-    EXPECT_EQ(r.code, code) << args << "\n" << r.out;
-    for (const std::string& p : parts) EXPECT_NE(r.out.find(p), std::string::npos) << "'" << p << "' not in: " << r.out;
+    SCOPED_TRACE(args);
+    gaft_test::expect_exit(run_gaft(args, true, 60), code, parts);
   }
   static std::string generate(const std::string& model) { return "generate --model " + model + " --prompt Once --max-new-tokens 2"; }
   // An SFT run config (2 steps, a checkpoint each step) on two examples, writing to dir/<name>; its path.

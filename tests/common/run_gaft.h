@@ -36,4 +36,10 @@ inline RunResult run_gaft(const std::string& args, bool with_stderr = true, int 
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
+// Expects the run to have ended with `code` and its output to hold every one of `parts`.
+inline void expect_exit(const RunResult& r, int code, std::initializer_list<std::string> parts) {
+  EXPECT_EQ(r.code, code) << r.out;
+  for (const std::string& p : parts) EXPECT_NE(r.out.find(p), std::string::npos) << "'" << p << "' not in: " << r.out;
+}
+
 }  // namespace gaft_test

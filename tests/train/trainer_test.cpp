@@ -165,10 +165,7 @@ TEST_F(Train, ResumeIsExact) {
 }
 
 TEST_F(Train, BadInputsFailClearly) {
-  const auto expect_fail = [](const gaft_test::RunResult& r, int code, std::initializer_list<std::string> parts) {
-    EXPECT_EQ(r.code, code) << r.out;
-    for (const std::string& p : parts) EXPECT_NE(r.out.find(p), std::string::npos) << "'" << p << "' not in: " << r.out;
-  };
+  const auto expect_fail = gaft_test::expect_exit;
   gaft_test::write_bytes(dir_->file("empty.jsonl"), "");
   expect_fail(run_gaft("train --config " + config("bad1", "sft") + " data.train=" + dir_->file("empty.jsonl")), 3,
               {"empty.jsonl", "no usable example"});
