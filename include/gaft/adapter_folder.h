@@ -21,6 +21,12 @@ struct LoraOptions {
   double scale() const;
 };
 
+// Whether an adapter with these options wraps the module `module` (e.g. "model.layers.0.self_attn.q_proj"), by
+// PEFT's rule: a list entry matches a module whose name is the entry or ends with "." + entry; a regex must
+// match the whole name ("all-linear": every projection). DataError for a pattern PCRE2 refuses or cannot
+// match within its limits.
+bool lora_targets_module(const LoraOptions& o, const std::string& module);
+
 // The adapter half of adapter_config.json, plus where the base model is.
 struct AdapterConfig {
   LoraOptions lora;

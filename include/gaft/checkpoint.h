@@ -42,6 +42,20 @@ struct TrainerState {
   static TrainerState from_json(const nlohmann::json& j, const std::string& where);
 };
 
+// What a resumed state must fit: the run it continues.
+struct ResumeLimits {
+  int64_t total_steps = 0;        // optimizer steps of the run
+  int64_t epoch_size = 0;         // examples per epoch of the data now
+  int64_t batch_size = 0;         // train.batch_size
+  int64_t gate_features = 0;      // LearnedGate::kFeatures
+  int64_t batches_per_epoch() const { return (epoch_size + batch_size - 1) / batch_size; }
+};
+
+// Range checks of a checkpoint's trainer state against the run (step within the run, epoch >= 0, the same
+// examples per epoch, batch index inside an epoch, counters >= 0, a learned gate of the right length and
+// finite): DataError naming `where` and the field, saying what changed.
+void check_resumed_state(const TrainerState& s, const ResumeLimits& run, const std::string& where);
+
 // Writes checkpoints/step-<step>; removes the oldest beyond keep_last and stale step-*.tmp folders of
 // killed writers. Returns the directory. `dist` (may be null): called by every rank.
 std::string write_checkpoint(const std::string& output_dir, const TrainerState& state, Llama& policy,

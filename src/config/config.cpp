@@ -1,6 +1,7 @@
 // The run configuration's one table of keys, the command-line overrides and the cross-field rules.
 #include "gaft/config.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
@@ -595,6 +596,9 @@ Config load(const YAML::Node& parsed, Diagnostics& diag, const std::vector<std::
 YAML::Node parse_yaml(const std::string& yaml, const std::string& name) {
   try {
     return YAML::Load(yaml);
+  } catch (const YAML::DeepRecursion& e) {  // yaml-cpp's own guard; its message says only "bad file"
+    throw ConfigError({{name + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1),
+                        "(syntax)", "YAML nested more than " + std::to_string(e.depth() - 1) + " levels deep"}});
   } catch (const YAML::ParserException& e) {
     throw ConfigError({{name + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1),
                         "(syntax)", "not valid YAML: " + e.msg}});

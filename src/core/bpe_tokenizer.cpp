@@ -167,7 +167,7 @@ bool bool_field(const json& obj, const char* key, bool fallback, const std::stri
 
 bool mentions_byte_level(const json& pre) {
   if (!pre.is_object()) return false;
-  if (pre.value("type", "") == "ByteLevel") return true;
+  if (pre.contains("type") && pre["type"] == "ByteLevel") return true;
   if (pre.contains("pretokenizers") && pre["pretokenizers"].is_array())
     for (const json& p : pre["pretokenizers"])
       if (mentions_byte_level(p)) return true;
@@ -469,11 +469,14 @@ BpeTokenizer& BpeTokenizer::operator=(BpeTokenizer&&) noexcept = default;
 BpeTokenizer::~BpeTokenizer() = default;
 
 bool BpeTokenizer::is_byte_level_bpe(const json& j) {
-  return j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].value("type", "") == "BPE" &&
+  return j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].contains("type") &&
+         j["model"]["type"] == "BPE" &&
          j.contains("pre_tokenizer") && mentions_byte_level(j["pre_tokenizer"]);
 }
 
-BpeTokenizer BpeTokenizer::from_tokenizer_json(const json& j, const std::string& file) {
+// A function try block: a value of the wrong type or shape where the checks below do not look (e.g. "type": [1]
+// where a string belongs) is a DataError naming the file, not an escaped JSON exception.
+BpeTokenizer BpeTokenizer::from_tokenizer_json(const json& j, const std::string& file) try {
   BpeTokenizer t;
   State& s = *t.s_;
   s.path = file;
@@ -588,6 +591,8 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const json& j, const std::string&
     if (!name->empty() && t.token_to_id(*name) < 0)
       fail(file, "post_processor: special token \"" + *name + "\" is neither an added token nor in the vocabulary");
   return t;
+} catch (const json::exception& e) {
+  throw DataError(file + ": a value of the wrong type or shape: " + e.what());
 }
 
 BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_file, const std::string& merges_file) {

@@ -99,19 +99,6 @@ struct Pcre2Pattern {
   }
 };
 
-// PEFT's rule: a list entry matches a module whose name is the entry or ends with "." + entry; a string
-// is a regular expression that must match the whole module name ("all-linear": every projection).
-bool targeted(const LoraOptions& o, const std::string& module) {
-  if (!o.target_regex.empty())
-    return o.target_regex == "all-linear" ||
-           Pcre2Pattern(o.target_regex, "lora target_modules").full_match(module, "lora target_modules");
-  for (const std::string& t : o.targets)
-    if (module == t || (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
-                        module[module.size() - t.size() - 1] == '.'))
-      return true;
-  return false;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------
@@ -169,6 +156,17 @@ void LoraLinearImpl::merge_adapter() {
 // Adapters on a model
 // ---------------------------------------------------------------------------------------------------------
 
+bool lora_targets_module(const LoraOptions& o, const std::string& module) {
+  if (!o.target_regex.empty())
+    return o.target_regex == "all-linear" ||
+           Pcre2Pattern(o.target_regex, "lora target_modules").full_match(module, "lora target_modules");
+  for (const std::string& t : o.targets)
+    if (module == t || (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
+                        module[module.size() - t.size() - 1] == '.'))
+      return true;
+  return false;
+}
+
 const std::vector<std::string>& lora_target_names() {
   static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                  "gate_proj", "up_proj", "down_proj"};
@@ -186,7 +184,7 @@ int64_t add_lora(LlamaImpl& model, const LoraOptions& o, at::ScalarType dtype, u
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   int64_t n = 0;
   for (auto& [name, proj] : projections(model))
-    if (targeted(o, name)) {
+    if (lora_targets_module(o, name)) {
       proj->add_adapter(o.rank, o.scale(), o.dropout, dtype, gen);
       ++n;
     }
@@ -260,8 +258,9 @@ AdapterConfig read_adapter_config(const std::string& dir) {
   };
   const std::string type = text("peft_type", "");
   if (type != "LORA") fail("peft_type", "expected \"LORA\", got \"" + type + "\" (gaft reads LoRA adapters only)");
-  if (!j.contains("r") || !j["r"].is_number_integer() || j["r"].get<int64_t>() < 1)
-    fail("r", "expected a positive integer rank");
+  if (!j.contains("r") || !j["r"].is_number_integer() || j["r"].get<int64_t>() < 1 ||
+      j["r"].get<int64_t>() > (1 << 16))
+    fail("r", "expected an integer rank in [1, 65536] (the range of lora.rank)");
   out.lora.rank = j["r"].get<int64_t>();
   if (!j.contains("lora_alpha") || !j["lora_alpha"].is_number()) fail("lora_alpha", "expected a number");
   out.lora.alpha = j["lora_alpha"].get<double>();
@@ -332,7 +331,7 @@ void load_adapter(LlamaImpl& model, const std::string& dir, at::ScalarType dtype
   // Check every name and shape before the model changes.
   std::map<std::string, std::vector<int64_t>> expected;
   for (auto& [name, proj] : projections(model))
-    if (targeted(cfg.lora, name)) {
+    if (lora_targets_module(cfg.lora, name)) {
       expected[kPeftPrefix + name + ".lora_A.weight"] = {cfg.lora.rank, proj->in_features};
       expected[kPeftPrefix + name + ".lora_B.weight"] = {proj->out_features, cfg.lora.rank};
     }
@@ -397,7 +396,9 @@ void export_merged(const std::string& adapter_dir, const std::string& base_dir, 
   load_adapter(*model, adapter_dir, at::kFloat);
   merge_lora(*model);
   const std::string tok = tokenizer_dir_of(adapter_dir) == adapter_dir ? adapter_dir : base;
-  SaveOptions so{dtype.value_or(stored_dtype(config)), tok};
+  SaveOptions so;
+  so.dtype = dtype.value_or(stored_dtype(config));
+  so.tokenizer_dir = tok;
   // The scorers the adapter was trained against stay on record in the merged model (gaft eval warns on them).
   if (const fs::path rec = fs::path(adapter_dir) / kTrainingScorersFile; fs::exists(rec))
     so.extra_files[kTrainingScorersFile] = read_text_file(rec.string());

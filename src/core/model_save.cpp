@@ -11,6 +11,7 @@
 
 #include "gaft/atomic_file.h"
 #include "gaft/error.h"
+#include "gaft/read_file.h"
 #include "gaft/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -101,8 +102,13 @@ void save_folder(const std::string& dir_arg, const std::string& tokenizer_dir,
       const fs::path from = fs::is_directory(tokenizer_dir) ? fs::path(tokenizer_dir) : fs::path(tokenizer_dir).parent_path();
       for (const std::string& name : tokenizer_file_names()) {
         if (!fs::exists(from / name)) continue;
-        fs::copy_file(from / name, fs::path(staged) / name, fs::copy_options::overwrite_existing, ec);
-        if (ec) throw DataError("cannot copy '" + (from / name).string() + "' into '" + staged + "': " + ec.message());
+        // Read and written whole (flushed like every file of the folder): tokenizer files are at most tens of MB.
+        try {
+          write_file_atomic((fs::path(staged) / name).string(),
+                            read_text_file((from / name).string(), "", kMaxTokenizerBytes));
+        } catch (const DataError& e) {
+          throw DataError("cannot copy '" + (from / name).string() + "' into '" + staged + "': " + e.what());
+        }
       }
     }
     replace_dir(staged, dir);

@@ -110,9 +110,13 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       uint64_t numel = 1;
       if (!v["shape"].is_array()) throw DataError(where + ": shape must be an array");
       for (const auto& d : v["shape"]) {
-        if (!d.is_number_unsigned()) throw DataError(where + ": shape " + v["shape"].dump() + " has a negative or non-integer dimension");
+        if (!d.is_number_unsigned()) throw DataError(where + ": shape " + excerpt(v["shape"]) + " has a negative or non-integer dimension");
+        // Past 2^60 elements the byte count could wrap ([2^32, 2^32] wrapped to 0 elements, matching an empty
+        // byte range, and was accepted).
+        if (d.get<uint64_t>() > (uint64_t{1} << 60) || __builtin_mul_overflow(numel, d.get<uint64_t>(), &numel) ||
+            numel > (uint64_t{1} << 60))
+          throw DataError(where + ": shape " + excerpt(v["shape"]) + " has more elements than any file can hold");
         e.shape.push_back(d.get<int64_t>());
-        numel *= d.get<uint64_t>();
       }
       const auto& off = v["data_offsets"];
       if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())

@@ -130,7 +130,9 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-Tokenizer Tokenizer::load(const std::string& path_arg) {
+// A function try block: any value of the wrong type or shape that the JSON library meets in tokenizer.json,
+// tokenizer_config.json or vocab.json (e.g. "type": [1] where a string belongs) is a DataError naming the files.
+Tokenizer Tokenizer::load(const std::string& path_arg) try {
   const std::string path = fs::is_directory(path_arg) ? tokenizer_dir_of(path_arg) : path_arg;  // adapter: its base's
   Source src = locate(path);
   Tokenizer t;
@@ -203,6 +205,8 @@ Tokenizer Tokenizer::load(const std::string& path_arg) {
     for (int64_t id : {t.bos_id_, t.eos_id_, t.pad_id_})
       if (id >= 0) t.impl_->bpe->mark_special(id);
   return t;
+} catch (const nlohmann::json::exception& e) {
+  throw DataError("tokenizer files in '" + path_arg + "': a value of the wrong type or shape: " + e.what(), kWhatToPass);
 }
 
 std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_bos, bool add_eos) const {

@@ -36,21 +36,57 @@ nlohmann::json TrainerState::to_json() const {
           {"examples", examples}};
 }
 
+namespace {
+// A JSON integer that fits int64_t; DataError otherwise (a float such as 1e30 would convert with undefined
+// behaviour, an unsigned value past 2^63 - 1 would wrap).
+int64_t json_int64(const nlohmann::json& v, const std::string& what) {
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX}))
+    throw DataError(what + ": expected an integer of at most 64 bits, got " + excerpt(v));
+  return v.get<int64_t>();
+}
+}  // namespace
+
 TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string& where) {
   TrainerState s;
   try {
-    s.step = j.at("step").get<int64_t>();
-    s.epoch = j.at("epoch").get<int64_t>();
-    s.batch_in_epoch = j.at("batch_in_epoch").get<int64_t>();
-    s.nonfinite_in_row = j.at("nonfinite_in_row").get<int64_t>();
-    s.nonfinite_total = j.at("nonfinite_total").get<int64_t>();
-    s.tokens_trained = j.at("tokens_trained").get<int64_t>();
+    s.step = json_int64(j.at("step"), where + ": step");
+    s.epoch = json_int64(j.at("epoch"), where + ": epoch");
+    s.batch_in_epoch = json_int64(j.at("batch_in_epoch"), where + ": batch_in_epoch");
+    s.nonfinite_in_row = json_int64(j.at("nonfinite_in_row"), where + ": nonfinite_in_row");
+    s.nonfinite_total = json_int64(j.at("nonfinite_total"), where + ": nonfinite_total");
+    s.tokens_trained = json_int64(j.at("tokens_trained"), where + ": tokens_trained");
     s.learned_gate = j.at("learned_gate").get<std::vector<double>>();
-    s.examples = j.value("examples", int64_t{-1});
+    s.examples = j.contains("examples") ? json_int64(j["examples"], where + ": examples") : -1;
   } catch (const nlohmann::json::exception& e) {
     throw DataError(where + ": not a gaft trainer state: " + e.what());
   }
   return s;
+}
+
+void check_resumed_state(const TrainerState& s, const ResumeLimits& run, const std::string& where) {
+  const auto bad = [&](const std::string& what) {
+    throw DataError(where + ": " + what,
+                    "resume with the data and configuration the run started with, or start anew (checkpoint.resume: never)");
+  };
+  const int64_t batches = run.batches_per_epoch();
+  if (s.step < 0 || s.step > run.total_steps)
+    bad("step " + std::to_string(s.step) + " is outside 0.." + std::to_string(run.total_steps) + ", the steps of this run");
+  if (s.epoch < 0) bad("epoch " + std::to_string(s.epoch) + " is negative");
+  if (s.examples < -1) bad("examples " + std::to_string(s.examples) + " is negative");
+  if (s.examples >= 0 && s.examples != run.epoch_size)
+    bad("the checkpoint was trained on " + std::to_string(s.examples) + " examples per epoch, the data now has " +
+        std::to_string(run.epoch_size));
+  if (s.batch_in_epoch < 0 || s.batch_in_epoch >= batches)
+    bad("batch_in_epoch " + std::to_string(s.batch_in_epoch) + " is outside the " + std::to_string(batches) +
+        " batches of an epoch (" + std::to_string(run.epoch_size) + " examples, train.batch_size " +
+        std::to_string(run.batch_size) + "): the data or the batch size changed since the checkpoint");
+  if (s.nonfinite_in_row < 0 || s.nonfinite_total < 0 || s.tokens_trained < 0)
+    bad("negative counters (nonfinite_in_row, nonfinite_total, tokens_trained)");
+  if (!s.learned_gate.empty() && static_cast<int64_t>(s.learned_gate.size()) != run.gate_features)
+    bad("learned_gate has " + std::to_string(s.learned_gate.size()) + " weights, expected " +
+        std::to_string(run.gate_features));
+  for (const double w : s.learned_gate)
+    if (!std::isfinite(w)) bad("learned_gate holds a non-finite weight");
 }
 
 namespace {
@@ -158,7 +194,8 @@ void load_optimizer(torch::optim::Optimizer& optimizer, const fs::path& dir) {
       if (jg.at("params").get<size_t>() != params.size())
         bad(meta_file, "group " + std::to_string(g) + " has " + jg.at("params").dump() + " parameters, the model " +
                            std::to_string(params.size()) + ": the trainable parameters changed");
-      const auto steps = jg.at("steps").get<std::vector<int64_t>>();
+      std::vector<int64_t> steps;
+      for (const nlohmann::json& st : jg.at("steps")) steps.push_back(json_int64(st, meta_file + ": steps"));
       if (steps.size() != params.size()) bad(meta_file, "group " + std::to_string(g) + ": steps has the wrong length");
       const auto betas = jg.at("betas").get<std::vector<double>>();
       if (betas.size() != 2) bad(meta_file, "betas: expected two numbers");

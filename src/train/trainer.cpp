@@ -160,7 +160,6 @@ class Trainer {
   void filter_data();
   int64_t abstention_head_of(const at::Tensor& per_head_scores) const;  // [H] -> the head picking the template
   // DataError naming trainer_state.json when the resumed state does not fit this run's data and config.
-  void check_resumed_state(int64_t batches_per_epoch) const;
 };
 
 void Trainer::setup() {
@@ -357,34 +356,10 @@ void Trainer::setup() {
   total_steps_ = cfg_.train.max_steps > 0
                      ? cfg_.train.max_steps
                      : std::max<int64_t>(1, cfg_.train.epochs * batches_per_epoch / cfg_.train.grad_accum_steps);
-  if (!resumed_from_.empty()) check_resumed_state(batches_per_epoch);
+  if (!resumed_from_.empty())
+    check_resumed_state(state_, {total_steps_, data_->epoch_size(), cfg_.train.batch_size, LearnedGate::kFeatures},
+                        (fs::path(resumed_from_) / "trainer_state.json").string());
   state_.examples = data_->epoch_size();
-}
-
-void Trainer::check_resumed_state(int64_t batches_per_epoch) const {
-  const std::string where = (fs::path(resumed_from_) / "trainer_state.json").string();
-  const auto bad = [&](const std::string& what) {
-    throw DataError(where + ": " + what,
-                    "resume with the data and configuration the run started with, or start anew (checkpoint.resume: never)");
-  };
-  const TrainerState& s = state_;
-  if (s.step < 0 || s.step > total_steps_)
-    bad("step " + std::to_string(s.step) + " is outside 0.." + std::to_string(total_steps_) + ", the steps of this run");
-  if (s.epoch < 0) bad("epoch " + std::to_string(s.epoch) + " is negative");
-  if (s.examples >= 0 && s.examples != data_->epoch_size())
-    bad("the checkpoint was trained on " + std::to_string(s.examples) + " examples per epoch, the data now has " +
-        std::to_string(data_->epoch_size()));
-  if (s.batch_in_epoch < 0 || s.batch_in_epoch >= batches_per_epoch)
-    bad("batch_in_epoch " + std::to_string(s.batch_in_epoch) + " is outside the " + std::to_string(batches_per_epoch) +
-        " batches of an epoch (" + std::to_string(data_->epoch_size()) + " examples, train.batch_size " +
-        std::to_string(cfg_.train.batch_size) + "): the data or the batch size changed since the checkpoint");
-  if (s.nonfinite_in_row < 0 || s.nonfinite_total < 0 || s.tokens_trained < 0)
-    bad("negative counters (nonfinite_in_row, nonfinite_total, tokens_trained)");
-  if (!s.learned_gate.empty() && s.learned_gate.size() != LearnedGate::kFeatures)
-    bad("learned_gate has " + std::to_string(s.learned_gate.size()) + " weights, expected " +
-        std::to_string(LearnedGate::kFeatures));
-  for (const double w : s.learned_gate)
-    if (!std::isfinite(w)) bad("learned_gate holds a non-finite weight");
 }
 
 int64_t Trainer::abstention_head_of(const at::Tensor& per_head_scores) const {
@@ -771,7 +746,9 @@ TrainSummary Trainer::run() {
                                        : cfg_.logging.progress == Progress::kOff ? "off"
                                                                                  : "auto";
   ProgressReporter progress("train", total_steps_, ProgressReporter::mode_for(main ? progress_setting : "off"));
-  SaveOptions ckpt_save{master_, tok_path_};
+  SaveOptions ckpt_save;
+  ckpt_save.dtype = master_;
+  ckpt_save.tokenizer_dir = tok_path_;
   ckpt_save.lora = lora_;
   ckpt_save.base_model = fs::absolute(cfg_.model.path).lexically_normal().string();
   if (!training_scorers_.empty())  // gaft eval warns when one of these heads judges the model

@@ -22,11 +22,13 @@ inline std::string gaft_bin() {
 }
 
 // One thread: the test models are tiny and ctest runs tests side by side on few cores. timeout_s > 0: the
-// process is killed (SIGKILL, code -1 or 137) after that many seconds, so that a hang fails the test.
-inline RunResult run_gaft(const std::string& args, bool with_stderr = true, int timeout_s = 0) {
+// process is killed (SIGKILL, code -1 or 137) after that many seconds, so that a hang fails the test. `prefix`:
+// words before the command, VAR=value assignments and then a wrapper such as `prlimit --as=BYTES`.
+inline RunResult run_gaft(const std::string& args, bool with_stderr = true, int timeout_s = 0,
+                          const std::string& prefix = "") {
   const std::string limit = timeout_s > 0 ? "timeout -s KILL " + std::to_string(timeout_s) + " " : "";
-  const std::string cmd =
-      "OMP_NUM_THREADS=1 " + limit + gaft_bin() + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  const std::string cmd = "OMP_NUM_THREADS=1 " + prefix + (prefix.empty() ? "" : " ") + limit + gaft_bin() + " " +
+                          args + (with_stderr ? " 2>&1" : " 2>/dev/null");
   std::FILE* p = ::popen(cmd.c_str(), "r");
   EXPECT_NE(p, nullptr) << cmd;
   std::string out;

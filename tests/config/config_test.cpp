@@ -272,5 +272,23 @@ TEST(ConfigValid, ReferenceDocumentIsInSyncWithTheTable) {
     EXPECT_NE(committed.find(key), std::string::npos) << key;
 }
 
+// YAML nested 10^5 levels deep (flow or block) ends in a ConfigError naming the file and the depth, never a
+// stack overflow.
+TEST(ConfigMalformed, DeepNestingIsRefused) {
+  const std::string flow = "train: " + std::string(100000, '[') + "1" + std::string(100000, ']') + "\n";
+  std::string block;
+  for (int i = 0; i < 3000; ++i) block += std::string(2 * static_cast<size_t>(i), ' ') + "k:\n";
+  for (const std::string& yaml : {flow, block}) {
+    try {
+      load_config_text(yaml, "deep.yaml");
+      ADD_FAILURE() << "accepted";
+    } catch (const ConfigError& e) {
+      ASSERT_EQ(e.issues().size(), 1u);
+      EXPECT_EQ(e.issues()[0].where.rfind("deep.yaml:", 0), 0u) << e.issues()[0].where;
+      EXPECT_NE(e.issues()[0].message.find("levels deep"), std::string::npos) << e.issues()[0].message;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gaft

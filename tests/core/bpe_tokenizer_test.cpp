@@ -93,7 +93,9 @@ TEST(BpeTokenizer, DecodeKeepingSpecialTokensMatchesHuggingFace) {
   for (const std::string name : {"llama3", "qwen2"}) {
     const std::string file = kTokData + "/" + name + "/tokenizer.json";
     const auto bpe = gaft::BpeTokenizer::from_tokenizer_json(nlohmann::json::parse(gaft_test::read_bytes(file)), file);
-    for (const auto& c : fixture(name)["cases"]) {
+    const nlohmann::json cases = fixture(name)["cases"];  // (a range-for over fixture(name)["cases"] would read
+                                                          // a destroyed temporary: AddressSanitizer found it)
+    for (const auto& c : cases) {
       const auto ids = c["ids"].get<std::vector<int64_t>>();
       EXPECT_EQ(bpe.encode(c["text"].get<std::string>()), ids) << name;
       EXPECT_EQ(bpe.decode(ids, /*skip_special=*/false), c["decoded_all"].get<std::string>()) << name;

@@ -296,6 +296,34 @@ TEST_F(DataParallel, TwoProcessesEqualOneWithTheSameGlobalBatch) {
   }
 }
 
+// A stop while the models and data load (here: 100,000 records, seconds to tokenize) is answered once
+// they are loaded: nothing to save, exit 75, so that Slurm requeues the job (before: killed, exit 143).
+TEST_F(DataParallel, SigtermWhileLoadingExitsForRequeueWithNothingSaved) {
+  const std::string big = dir_->file("big.jsonl");
+  {
+    std::ofstream out(big);
+    for (int i = 0; i < 100000; ++i)
+      out << R"({"prompt": "Tell me about cat number )" << i << R"(.", "response": "The cat sat on the mat."})" << "\n";
+  }
+  const std::string cfg = config("early", "sft", 10);
+  start(1, "train --config " + cfg + " data.train=" + big, "early");
+  // The resolved config is written after the handlers are installed and before the data are read.
+  const std::string resolved = dir_->file("early/config.yaml");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!std::filesystem::exists(resolved) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(std::filesystem::exists(resolved)) << log("early", 0);
+  const int pid = read_int(file("early", "pid", 0));
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  const int code = exit_code("early", 0, 600);  // the data still load (minutes under AddressSanitizer)
+  const std::string out = log("early", 0);
+  ASSERT_EQ(code, gaft::kExitRequeue) << out;
+  EXPECT_NE(out.find("received before the first step: nothing to save"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir_->file("early/checkpoints/step-00000001"))) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir_->file("early/model"))) << out;
+}
+
 TEST_F(DataParallel, SigtermWritesACheckpointAndTheRunResumes) {
   // A long run, stopped by SIGTERM once a few steps are logged.
   const std::string cfg = config("term", "sft", 100000);

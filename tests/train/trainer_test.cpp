@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "common/run_gaft.h"
@@ -505,4 +507,58 @@ TEST_F(Train, ResumedMetricsHoldEachStepOnce) {
   for (const auto& m : read_metrics(dir_->file("rmetrics/metrics.jsonl")))
     if (m.contains("step") && m.contains("loss")) steps.push_back(m["step"].get<int64_t>());
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4}));
+}
+
+// A power cut must never leave a checkpoint that has its final name but not its contents: every file of
+// step-N is flushed before it takes its name, then the folder step-N.tmp before it is renamed to step-N, then
+// checkpoints/ after the rename (and the same for the final model folder). Seen through an LD_PRELOAD library
+// that logs fsync and rename calls in order (tests/common/syscall_log.cpp).
+TEST_F(Train, CheckpointFilesAndFoldersAreFlushedBeforeTheyTakeTheirNames) {
+  const std::string log = dir_->file("syscalls.log");
+  const std::string cfg = config("flushed", "sft") + " checkpoint.every_steps=2";
+  const auto r = run_gaft("train --config " + cfg + " train.max_steps=2 train.batch_size=2", true, 0,
+                          "LD_PRELOAD=" GAFT_SYSCALL_LOG_LIB " GAFT_SYSCALL_LOG=" + log);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string root = std::filesystem::canonical(dir_->file("flushed")).string();
+  // The folders to check: each must be complete on disk when it takes its name.
+  std::map<std::string, std::vector<std::string>> contents;  // final folder -> paths inside it (relative)
+  for (const std::string final_dir : {root + "/checkpoints/step-00000002", root + "/model"}) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(final_dir))
+      contents[final_dir].push_back(e.path().string().substr(final_dir.size()));
+    EXPECT_GE(contents[final_dir].size(), 4u) << final_dir;
+  }
+  // Replays the log: a flushed path stays flushed under the names renames give it (and its contents with a
+  // folder); at the rename of a checked folder every path inside must be flushed already, and its parent
+  // must be flushed after.
+  std::set<std::string> flushed;
+  std::map<std::string, bool> renamed, parent_flushed;
+  std::ifstream in(log);
+  ASSERT_TRUE(in.good()) << "nothing logged: LD_PRELOAD of " GAFT_SYSCALL_LOG_LIB " did not take";
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("fsync ", 0) == 0) {
+      const std::string path = line.substr(6);
+      flushed.insert(path);
+      for (auto& [final_dir, done] : renamed)
+        if (done && path == std::filesystem::path(final_dir).parent_path().string()) parent_flushed[final_dir] = true;
+      continue;
+    }
+    ASSERT_EQ(line.rfind("rename ", 0), 0u) << line;
+    const std::string rest = line.substr(7);
+    const size_t sp = rest.find(' ');  // the test's paths hold no spaces
+    const std::string from = rest.substr(0, sp), to = rest.substr(sp + 1);
+    if (contents.count(to)) {
+      for (const std::string& rel : contents[to])
+        EXPECT_TRUE(flushed.count(from + rel)) << from + rel << " not flushed before " << to << " took its name";
+      EXPECT_TRUE(flushed.count(from)) << "folder " << from << " not flushed before its rename";
+      renamed[to] = true;
+    }
+    std::set<std::string> moved;
+    for (const std::string& f : flushed)
+      moved.insert(f == from ? to : f.rfind(from + "/", 0) == 0 ? to + f.substr(from.size()) : f);
+    flushed.swap(moved);
+  }
+  for (const auto& [final_dir, rel] : contents) {
+    EXPECT_TRUE(renamed[final_dir]) << "no rename to " << final_dir;
+    EXPECT_TRUE(parent_flushed[final_dir]) << "the parent of " << final_dir << " not flushed after the rename";
+  }
 }
