@@ -1,9 +1,6 @@
 // Byte-level BPE in the Hugging Face format, the semantics of the `tokenizers` library. See gaft/bpe_tokenizer.h.
 #include "gaft/bpe_tokenizer.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <algorithm>
 #include <array>
 #include <fstream>
@@ -16,6 +13,7 @@
 
 #include "gaft/error.h"
 #include "gaft/read_file.h"
+#include "gaft/regex.h"
 #include "gaft/log.h"
 #include "gaft/utf8.h"
 
@@ -68,75 +66,35 @@ const ByteTable& byte_table() {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// A compiled PCRE2 pattern (UTF + UCP): the pre-tokenizer splits.
+// Pre-tokenizer patterns (gaft/regex.h): UTF + UCP, JIT-compiled, or a literal string.
 // ---------------------------------------------------------------------------------------------------
-class Regex {
- public:
-  // `literal`: the pattern is a plain string (tokenizer.json's Split {"String": ...}).
-  Regex(const std::string& pattern, bool literal, const std::string& file) {
-    int error = 0;
-    PCRE2_SIZE offset = 0;
-    const uint32_t options = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &error, &offset,
-                          nullptr);
-    if (code_ == nullptr)
-      fail(file, "pre-tokenizer pattern does not compile at offset " + std::to_string(offset) + ": " +
-                     message(error) + " (pattern: " + pattern + ")");
-    pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // when JIT is unavailable, pcre2_match interprets: same matches
-  }
-  Regex(const Regex&) = delete;
-  Regex& operator=(const Regex&) = delete;
-  ~Regex() { pcre2_code_free(code_); }
+std::shared_ptr<const Regex> compile_pattern(const std::string& text, bool literal, const std::string& file) {
+  Regex::Options o;
+  o.literal = literal;
+  o.ucp = !literal;
+  o.jit = true;
+  return std::make_shared<const Regex>(text, o, file + ": pre-tokenizer pattern");
+}
 
-  // Splits `piece` (valid UTF-8) into its matches and the gaps between them, in order, dropping empty ones:
-  // the "Isolated" behaviour of Hugging Face's Split. e.g. GPT-2's pattern: "Hi  you" -> "Hi", " ", " you".
-  void split(const std::string& piece, std::vector<std::string>* out) const {
-    struct MatchData {
-      pcre2_match_data* p;
-      ~MatchData() { pcre2_match_data_free(p); }
-    } md{pcre2_match_data_create_from_pattern(code_, nullptr)};
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
-    size_t pos = 0, emitted = 0;
-    while (pos < piece.size()) {
-      const int rc = pcre2_match(code_, subject, piece.size(), pos, PCRE2_NO_UTF_CHECK, md.p, nullptr);
-      if (rc == PCRE2_ERROR_NOMATCH) break;
-      if (rc < 0) throw DataError("pre-tokenizer regex failed on a text of " + std::to_string(piece.size()) +
-                                  " bytes: " + message(rc));
-      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.p);
-      const size_t begin = ov[0], end = ov[1];
-      if (end == begin) {  // an empty match: step over one character
-        pos = begin + 1;
-        while (pos < piece.size() && (static_cast<uint8_t>(piece[pos]) & 0xC0) == 0x80) ++pos;
-        continue;
-      }
-      if (begin > emitted) out->push_back(piece.substr(emitted, begin - emitted));
-      out->push_back(piece.substr(begin, end - begin));
-      emitted = pos = end;
-    }
-    if (emitted < piece.size()) out->push_back(piece.substr(emitted));
-  }
+// Splits `piece` (valid UTF-8) into its matches and the gaps between them, in order, dropping empty ones:
+// the "Isolated" behaviour of Hugging Face's Split. e.g. GPT-2's pattern: "Hi  you" -> "Hi", " ", " you".
+void split(const Regex& regex, const std::string& piece, std::vector<std::string>* out) {
+  size_t emitted = 0;
+  regex.for_each_match(piece, /*valid_utf8=*/true, [&](const Regex::Match& m) {
+    if (m.begin > emitted) out->push_back(piece.substr(emitted, m.begin - emitted));
+    out->push_back(piece.substr(m.begin, m.end - m.begin));
+    emitted = m.end;
+  });
+  if (emitted < piece.size()) out->push_back(piece.substr(emitted));
+}
 
-  // Whether the pattern matches the code point at text[pos] alone (anchored, one character long).
-  bool matches_char(const std::string& text, size_t pos) const {
-    size_t end = pos;
-    utf8::next(text, &end);
-    struct MatchData {
-      pcre2_match_data* p;
-      ~MatchData() { pcre2_match_data_free(p); }
-    } md{pcre2_match_data_create_from_pattern(code_, nullptr)};
-    const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(text.data() + pos), end - pos, 0,
-                               PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK, md.p, nullptr);
-    return rc > 0;
-  }
-
- private:
-  static std::string message(int code) {
-    PCRE2_UCHAR buf[256];
-    pcre2_get_error_message(code, buf, sizeof(buf));
-    return reinterpret_cast<const char*>(buf);
-  }
-  pcre2_code* code_ = nullptr;
-};
+// Whether `regex` matches the code point at text[pos] (valid UTF-8) alone.
+bool matches_char(const Regex& regex, const std::string& text, size_t pos) {
+  size_t end = pos;
+  utf8::next(text, &end);
+  return regex.find(std::string_view(text).substr(pos, end - pos), 0, /*anchored=*/true, /*valid_utf8=*/true)
+      .has_value();
+}
 
 // One step of the pre-tokenizer: a split by a pattern, or the final ByteLevel step.
 struct PreTokenizerStep {
@@ -187,15 +145,15 @@ void parse_pre_tokenizer(const json& pre, const std::string& file, const std::st
     PreTokenizerStep s;
     s.byte_level = true;
     s.add_prefix_space = bool_field(pre, "add_prefix_space", true, file, where);
-    if (bool_field(pre, "use_regex", true, file, where)) s.regex = std::make_shared<Regex>(kGpt2Pattern, false, file);
+    if (bool_field(pre, "use_regex", true, file, where)) s.regex = compile_pattern(kGpt2Pattern, false, file);
     steps->push_back(std::move(s));
   } else if (type == "Split") {
     const json& pattern = field(pre, "pattern", file, where);
     PreTokenizerStep s;
     if (pattern.is_object() && pattern.contains("Regex") && pattern["Regex"].is_string())
-      s.regex = std::make_shared<Regex>(pattern["Regex"].get<std::string>(), false, file);
+      s.regex = compile_pattern(pattern["Regex"].get<std::string>(), false, file);
     else if (pattern.is_object() && pattern.contains("String") && pattern["String"].is_string())
-      s.regex = std::make_shared<Regex>(pattern["String"].get<std::string>(), true, file);
+      s.regex = compile_pattern(pattern["String"].get<std::string>(), true, file);
     else
       fail(file, where + ".pattern: expected {\"Regex\": ...} or {\"String\": ...}, got " + pattern.dump());
     const std::string behavior = pre.value("behavior", "");
@@ -206,7 +164,7 @@ void parse_pre_tokenizer(const json& pre, const std::string& file, const std::st
   } else if (type == "Digits") {
     PreTokenizerStep s;
     const bool individual = bool_field(pre, "individual_digits", false, file, where);
-    s.regex = std::make_shared<Regex>(individual ? R"(\p{N})" : R"(\p{N}+)", false, file);
+    s.regex = compile_pattern(individual ? R"(\p{N})" : R"(\p{N}+)", false, file);
     steps->push_back(std::move(s));
   } else {
     fail(file, where + ": pre-tokenizer type \"" + type + "\" is not supported; expected ByteLevel, Split, Digits " +
@@ -276,7 +234,7 @@ struct BpeTokenizer::State {
   std::unordered_map<std::string, size_t> added_by_content;
   std::unordered_map<int64_t, size_t> added_by_id;
   std::array<std::array<std::vector<size_t>, 256>, 2> by_first_byte;  // indices, longest first
-  std::unique_ptr<Regex> word_char;                                   // \w, for single_word tokens
+  std::shared_ptr<const Regex> word_char;                                   // \w, for single_word tokens
 
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int64_t>> cache;  // piece bytes -> ids
@@ -348,8 +306,8 @@ struct BpeTokenizer::State {
         i = stop;
         if (start < start_offset) continue;  // inside the whitespace an rstrip took
         if (match->single_word) {
-          const bool word_before = start > p.begin && word_char->matches_char(text, char_start(text, start));
-          const bool word_after = stop < p.end && word_char->matches_char(text, stop);
+          const bool word_before = start > p.begin && matches_char(*word_char, text, char_start(text, start));
+          const bool word_after = stop < p.end && matches_char(*word_char, text, stop);
           if (word_before || word_after) continue;
         }
         if (match->lstrip)
@@ -480,7 +438,7 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const json& j, const std::string&
   BpeTokenizer t;
   State& s = *t.s_;
   s.path = file;
-  s.word_char = std::make_unique<Regex>(R"(\w)", false, file);
+  s.word_char = compile_pattern(R"(\w)", false, file);
   if (!j.is_object()) fail(file, std::string("expected a JSON object, got ") + j.type_name());
 
   // model
@@ -599,7 +557,7 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_file, cons
   BpeTokenizer t;
   State& s = *t.s_;
   s.path = vocab_file;
-  s.word_char = std::make_unique<Regex>(R"(\w)", false, vocab_file);
+  s.word_char = compile_pattern(R"(\w)", false, vocab_file);
   const json vocab = read_json_file(vocab_file, "", kMaxTokenizerBytes);
   if (!vocab.is_object()) fail(vocab_file, "expected an object of token -> id");
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
@@ -623,7 +581,7 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_file, cons
   }
   PreTokenizerStep byte_level;
   byte_level.byte_level = true;
-  byte_level.regex = std::make_shared<Regex>(kGpt2Pattern, false, vocab_file);
+  byte_level.regex = compile_pattern(kGpt2Pattern, false, vocab_file);
   s.steps.push_back(std::move(byte_level));
   return t;
 }
@@ -700,7 +658,7 @@ std::vector<int64_t> BpeTokenizer::encode(const std::string& text) const {
       for (std::string& w : words) {
         if (step.add_prefix_space && w.rfind(' ', 0) != 0) w.insert(0, " ");
         if (step.regex)
-          step.regex->split(w, &next);
+          split(*step.regex, w, &next);
         else
           next.push_back(std::move(w));
       }

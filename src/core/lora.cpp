@@ -1,9 +1,6 @@
 // LoRA adapters in PEFT's conventions. See gaft/lora.h.
 #include "gaft/lora.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
@@ -20,6 +17,7 @@
 #include "gaft/llama.h"
 #include "gaft/model_save.h"
 #include "gaft/read_file.h"
+#include "gaft/regex.h"
 #include "gaft/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -54,50 +52,17 @@ std::vector<std::pair<std::string, LoraLinearImpl*>> projections(LlamaImpl& mode
   return out;
 }
 
-// A target_modules regex (PEFT: re.fullmatch) on PCRE2, whose syntax is Python's for what adapter configs
-// use, with limits: at most kMaxPatternChars characters, PCRE2's nesting limit (250 groups) and a match budget,
-// so that a pattern from a downloaded adapter_config.json can neither crash (deep recursion) nor hang
-// (catastrophic backtracking). Errors are DataErrors; `where` names the file.
-constexpr size_t kMaxPatternChars = 4096;
-
-struct Pcre2Pattern {
-  pcre2_code* code = nullptr;
-  Pcre2Pattern(const std::string& pattern, const std::string& where) {
-    if (pattern.size() > kMaxPatternChars)
-      throw DataError(where + ": target_modules pattern of " + std::to_string(pattern.size()) + " characters, more than " +
-                      std::to_string(kMaxPatternChars));
-    int error = 0;
-    PCRE2_SIZE offset = 0;
-    code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                         PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &error, &offset, nullptr);
-    if (!code) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(error, msg, sizeof msg);
-      throw DataError(where + ": target_modules is not a valid regular expression at character " +
-                      std::to_string(offset) + ": " + reinterpret_cast<const char*>(msg));
-    }
-  }
-  ~Pcre2Pattern() { pcre2_code_free(code); }
-  Pcre2Pattern(const Pcre2Pattern&) = delete;
-  Pcre2Pattern& operator=(const Pcre2Pattern&) = delete;
-
-  bool full_match(const std::string& text, const std::string& where) const {
-    pcre2_match_context* ctx = pcre2_match_context_create(nullptr);
-    pcre2_set_match_limit(ctx, 1000000);
-    pcre2_set_depth_limit(ctx, 10000);
-    pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
-    const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, md, ctx);
-    pcre2_match_data_free(md);
-    pcre2_match_context_free(ctx);
-    if (rc >= 0) return true;
-    if (rc == PCRE2_ERROR_NOMATCH) return false;
-    PCRE2_UCHAR msg[256];
-    pcre2_get_error_message(rc, msg, sizeof msg);
-    throw DataError(where + ": target_modules could not be matched against '" + text + "': " +
-                        reinterpret_cast<const char*>(msg),
-                    "simplify the pattern (nested repetitions backtrack without end)");
-  }
-};
+// A target_modules regex (PEFT: re.fullmatch) on PCRE2, whose syntax is Python's for what adapter configs use,
+// with limits: at most 4096 characters, PCRE2's nesting limit (250 groups), a match budget of 10^6 steps and a
+// backtracking depth of 10^4, so that a pattern from a downloaded adapter_config.json can neither crash (deep
+// recursion) nor hang (catastrophic backtracking). Errors are DataErrors naming `where` (the file).
+std::unique_ptr<Regex> target_pattern(const std::string& pattern, const std::string& where) {
+  Regex::Options o;
+  o.max_pattern_chars = 4096;
+  o.match_limit = 1000000;
+  o.depth_limit = 10000;
+  return std::make_unique<Regex>(pattern, o, where + ": target_modules");
+}
 
 }  // namespace
 
@@ -158,8 +123,7 @@ void LoraLinearImpl::merge_adapter() {
 
 bool lora_targets_module(const LoraOptions& o, const std::string& module) {
   if (!o.target_regex.empty())
-    return o.target_regex == "all-linear" ||
-           Pcre2Pattern(o.target_regex, "lora target_modules").full_match(module, "lora target_modules");
+    return o.target_regex == "all-linear" || target_pattern(o.target_regex, "lora")->full_match(module);
   for (const std::string& t : o.targets)
     if (module == t || (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
                         module[module.size() - t.size() - 1] == '.'))
@@ -276,7 +240,7 @@ AdapterConfig read_adapter_config(const std::string& dir) {
   if (tm.is_string()) {
     out.lora.targets.clear();
     out.lora.target_regex = tm.get<std::string>();
-    if (out.lora.target_regex != "all-linear") Pcre2Pattern check(out.lora.target_regex, out.file);
+    if (out.lora.target_regex != "all-linear") target_pattern(out.lora.target_regex, out.file);
   } else if (tm.is_array() && !tm.empty()) {
     out.lora.targets.clear();
     for (const auto& t : tm) {

@@ -2,9 +2,6 @@
 // matching and the percentile bootstrap. Plain C++17 on UTF-8 byte strings. See gaft/eval_metrics.h.
 #include "gaft/eval_metrics.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -13,6 +10,9 @@
 #include <random>
 #include <set>
 #include <stdexcept>
+
+#include "gaft/regex.h"
+#include "gaft/utf8.h"
 
 namespace gaft::eval {
 
@@ -33,29 +33,13 @@ char ascii_lower(unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z
 bool word_char_at(const std::string& text, size_t pos) {
   const auto c = static_cast<unsigned char>(text[pos]);
   if (c < 0x80) return std::isalnum(c) != 0;
-  struct Pattern {
-    pcre2_code* code = nullptr;
-    Pattern() {
-      int error = 0;
-      PCRE2_SIZE offset = 0;
-      const char* p = "[\\p{L}\\p{N}\\p{M}]";
-      code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_ANCHORED, &error,
-                           &offset, nullptr);
-    }
-    ~Pattern() { pcre2_code_free(code); }
-  };
-  static const Pattern pattern;
-  TORCH_CHECK(pattern.code != nullptr, "the Unicode word-character pattern does not compile");
-  // The subject is this one code point (its lead byte's length): PCRE2 checks the UTF-8 of the subject it is
-  // given, so a bad byte elsewhere neither changes this answer nor makes each call cost the rest of the text.
-  const size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-  // Match data per call: the matcher is used from several threads (one pattern, no shared state).
-  pcre2_match_data* md = pcre2_match_data_create(1, nullptr);
-  const int rc = pcre2_match(pattern.code, reinterpret_cast<PCRE2_SPTR>(text.data() + pos), std::min(len, text.size() - pos),
-                             0, 0, md, nullptr);
-  pcre2_match_data_free(md);
-  if (rc >= 0) return true;
-  return rc != PCRE2_ERROR_NOMATCH;  // a UTF-8 error (cut or invalid character): a word character
+  static const Regex pattern("[\\p{L}\\p{N}\\p{M}]", Regex::Options{}, "the Unicode word-character pattern");
+  // The subject is this one code point (its lead byte's length), so that a bad byte elsewhere neither changes
+  // this answer nor makes each call cost the rest of the text. Regex is safe to use from several threads.
+  const size_t len = std::min<size_t>(c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1, text.size() - pos);
+  const std::string one = text.substr(pos, len);
+  if (utf8::first_invalid(one) != std::string::npos) return true;  // a cut or invalid character: a word character
+  return pattern.find(one, 0, /*anchored=*/true, /*valid_utf8=*/true).has_value();
 }
 
 // Start of the code point that ends just before `pos` (pos > 0).
