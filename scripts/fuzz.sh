@@ -16,15 +16,17 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/env.sh"
 seconds="${1:-600}"
 shift || true
-all=(safetensors model_config run_config tokenizer_json training_jsonl eval_file adapter_config trainer_state)
 harnesses=("$@")
-if [ ${#harnesses[@]} -eq 0 ]; then harnesses=("${all[@]}"); fi
-
 dir="${GAFT_SANITIZE_DIR:-$GAFT_ROOT/build-sanitize}"
-"$here/sanitize.sh" --build-only "${harnesses[@]/#/fuzz_}"
+out="$dir/fuzz"
+if [ ${#harnesses[@]} -eq 0 ]; then
+  "$here/sanitize.sh" --build-only fuzz  # every harness tests/CMakeLists.txt lists
+  for b in "$out"/fuzz_*; do harnesses+=("${b##*/fuzz_}"); done
+else
+  "$here/sanitize.sh" --build-only "${harnesses[@]/#/fuzz_}"
+fi
 export ASAN_OPTIONS="detect_container_overflow=0:protect_shadow_gap=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
-out="$dir/fuzz"
 mkdir -p "$out/logs"
 
 run_one() {

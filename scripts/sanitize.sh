@@ -2,7 +2,7 @@
 # Builds gaft with clang, AddressSanitizer, UndefinedBehaviorSanitizer and libFuzzer's coverage instrumentation
 # into a second build folder ($GAFT_SANITIZE_DIR, default ./build-sanitize; CUDA off), then runs the CPU test
 # suite there. The same folder holds the libFuzzer binaries that scripts/fuzz.sh runs. Not part of CI (a cold
-# build takes about 40 minutes on 2 cores and the instrumented suite about as long); it must pass.
+# build takes about 30 minutes on 2 cores and the instrumented suite 10 to 15); it must pass.
 #   ./scripts/sanitize.sh                          # every test but the demo-base recipe
 #   ./scripts/sanitize.sh -R Hostile               # extra arguments go to ctest
 #   ./scripts/sanitize.sh --build-only [TARGET...] # only build (scripts/fuzz.sh uses this)

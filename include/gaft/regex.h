@@ -47,8 +47,9 @@ class Regex {
   bool full_match(std::string_view subject) const;
 
  private:
-  // pcre2_match with these options; the ovector is in state's match data. NOMATCH or the match count.
-  int run(std::string_view subject, size_t start, uint32_t options, void* state) const;
+  struct MatchState;  // a match buffer and the limits (regex.cpp)
+  // pcre2_match with these options into m's buffer: PCRE2_ERROR_NOMATCH or the match count; DataError otherwise.
+  int run(std::string_view subject, size_t start, uint32_t options, MatchState& m) const;
 
   pcre2_real_code_8* code_ = nullptr;
   std::string what_;

@@ -234,7 +234,7 @@ struct BpeTokenizer::State {
   std::unordered_map<std::string, size_t> added_by_content;
   std::unordered_map<int64_t, size_t> added_by_id;
   std::array<std::array<std::vector<size_t>, 256>, 2> by_first_byte;  // indices, longest first
-  std::shared_ptr<const Regex> word_char;                                   // \w, for single_word tokens
+  std::shared_ptr<const Regex> word_char;                             // \w, for single_word tokens
 
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int64_t>> cache;  // piece bytes -> ids

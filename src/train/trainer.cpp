@@ -159,7 +159,6 @@ class Trainer {
   std::vector<TrainingScorer> training_scorers_;               // the heads this run optimises (gaft, filter)
   void filter_data();
   int64_t abstention_head_of(const at::Tensor& per_head_scores) const;  // [H] -> the head picking the template
-  // DataError naming trainer_state.json when the resumed state does not fit this run's data and config.
 };
 
 void Trainer::setup() {

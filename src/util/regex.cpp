@@ -14,8 +14,10 @@ std::string message(int code) {
   return reinterpret_cast<const char*>(buf);
 }
 
+}  // namespace
+
 // Match buffer and limits of one call (or one loop of calls): freed however the call ends.
-struct MatchState {
+struct Regex::MatchState {
   pcre2_match_data* data = nullptr;
   pcre2_match_context* context = nullptr;
   MatchState(const pcre2_code* code, uint32_t match_limit, uint32_t depth_limit)
@@ -33,8 +35,6 @@ struct MatchState {
   MatchState(const MatchState&) = delete;
   MatchState& operator=(const MatchState&) = delete;
 };
-
-}  // namespace
 
 Regex::Regex(std::string_view pattern, const Options& o, std::string what)
     : what_(std::move(what)), match_limit_(o.match_limit), depth_limit_(o.depth_limit) {
@@ -54,8 +54,7 @@ Regex::Regex(std::string_view pattern, const Options& o, std::string what)
 
 Regex::~Regex() { pcre2_code_free(code_); }
 
-int Regex::run(std::string_view subject, size_t start, uint32_t options, void* state) const {
-  auto& m = *static_cast<MatchState*>(state);
+int Regex::run(std::string_view subject, size_t start, uint32_t options, MatchState& m) const {
   const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), start, options,
                              m.data, m.context);
   if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
@@ -68,7 +67,7 @@ int Regex::run(std::string_view subject, size_t start, uint32_t options, void* s
 
 std::optional<Regex::Match> Regex::find(std::string_view subject, size_t start, bool anchored, bool valid_utf8) const {
   MatchState m(code_, match_limit_, depth_limit_);
-  if (run(subject, start, (anchored ? PCRE2_ANCHORED : 0) | (valid_utf8 ? PCRE2_NO_UTF_CHECK : 0), &m) < 0)
+  if (run(subject, start, (anchored ? PCRE2_ANCHORED : 0) | (valid_utf8 ? PCRE2_NO_UTF_CHECK : 0), m) < 0)
     return std::nullopt;
   const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(m.data);
   return Match{ov[0], ov[1]};
@@ -80,7 +79,7 @@ void Regex::for_each_match(std::string_view subject, bool valid_utf8,
   uint32_t options = valid_utf8 ? PCRE2_NO_UTF_CHECK : 0;
   size_t pos = 0;
   while (pos < subject.size()) {
-    if (run(subject, pos, options, &m) < 0) return;
+    if (run(subject, pos, options, m) < 0) return;
     options |= PCRE2_NO_UTF_CHECK;  // checked by the first call
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(m.data);
     const Match match{ov[0], ov[1]};
@@ -96,7 +95,7 @@ void Regex::for_each_match(std::string_view subject, bool valid_utf8,
 
 bool Regex::full_match(std::string_view subject) const {
   MatchState m(code_, match_limit_, depth_limit_);
-  return run(subject, 0, PCRE2_ANCHORED | PCRE2_ENDANCHORED, &m) >= 0;
+  return run(subject, 0, PCRE2_ANCHORED | PCRE2_ENDANCHORED, m) >= 0;
 }
 
 }  // namespace gaft
