@@ -121,10 +121,15 @@ WlpForward weighted_logprob_fwd(const at::Tensor& h, const at::Tensor& W, const 
   const bool want_dz = grad_h || grad_W;
 
   at::Tensor valid = targets != kIgnoreIndex;  // [N]
-  if (N > 0) {
-    at::Tensor in_range = (targets >= 0).logical_and(targets < V).logical_or(valid.logical_not());
-    TORCH_CHECK(in_range.all().item<bool>(), "weighted_logprob: targets must be in [0, ", V, ") or ",
-                kIgnoreIndex);
+  if (N > 0 && targets.is_cpu()) {  // read in place: no operator, no copy
+    const at::Tensor t = targets.contiguous();
+    const int64_t* y = t.data_ptr<int64_t>();
+    for (int64_t n = 0; n < N; ++n)
+      TORCH_CHECK(y[n] == kIgnoreIndex || (y[n] >= 0 && y[n] < V), "weighted_logprob: targets must be in [0, ", V,
+                  ") or ", kIgnoreIndex, ", got ", y[n], " at ", n);
+  } else if (N > 0) {  // checked on the device, without waiting for it
+    const at::Tensor in_range = (targets >= 0).logical_and(targets < V).logical_or(valid.logical_not());
+    at::_assert_async(in_range.all(), "weighted_logprob: targets must be in [0, vocabulary) or the ignore index");
   }
   at::Tensor w_acc = weights.to(acc);                                 // [N]
   at::Tensor mask = grad_w ? valid : valid.logical_and(w_acc != 0);   // [N] rows to compute
@@ -214,10 +219,14 @@ static WlpForward call_fwd(const at::Tensor& h, const at::Tensor& W, const at::T
   return op.call(h, W, targets, weights, chunk_tokens, grad_h, grad_W, grad_w);
 }
 
-// Gradient times the scalar grad_output, without a copy in the common case grad_output == 1.
+// Gradient times the scalar grad_output, without a copy in the common case grad_output == 1 (read in place
+// on the CPU; on a device the product is taken rather than waiting for the device to read the value).
 static at::Tensor scale_grad(const at::Tensor& g, const at::Tensor& grad_output) {
   if (!g.defined() || !grad_output.defined()) return at::Tensor();
-  if (grad_output.item<double>() == 1.0) return g;
+  if (grad_output.is_cpu() && grad_output.numel() == 1) {
+    const at::Tensor go = grad_output.to(at::kDouble);
+    if (*go.data_ptr<double>() == 1.0) return g;
+  }
   return g * grad_output.to(g.scalar_type());
 }
 

@@ -11,6 +11,10 @@
 // One warm-up run of each precedes the timed ones (median of --forward-repeats and --repeats runs). Prints one
 // JSON object per measurement.
 //
+// Rollouts (--rollout P,K): P prompts of --prompt tokens, K sampled continuations each (temperature 1, no
+// top-k/top-p, no stop token) through gaft::generate with num_samples K: each prompt prefilled once; the rate is
+// new tokens of all P * K rows per second.
+//
 // Eval throughput (--eval-file prompts.json, a JSON list of token-id lists): every prompt answered with
 // --new-tokens greedy tokens through gaft::eval::generate_batched, the batching of `gaft eval`, in batches of
 // --eval-batch; prints prompts per second (one timed run after a warm-up batch).
@@ -73,8 +77,9 @@ int main(int argc, char** argv) {
   app.add_option("--new-tokens", new_tokens, "decode: generated tokens per row")->check(CLI::PositiveNumber);
   app.add_option("--forward-repeats", forward_repeats, "timed forward runs (median)")->check(CLI::PositiveNumber);
   app.add_option("--repeats", repeats, "timed decode runs per batch size (median)")->check(CLI::PositiveNumber);
-  std::string eval_file;
+  std::string eval_file, rollout;
   int64_t eval_batch = 16;
+  app.add_option("--rollout", rollout, "rollouts: P,K = prompts and samples per prompt (empty = skip)");
   app.add_option("--eval-file", eval_file, "eval throughput: JSON list of prompts (token-id lists)");
   app.add_option("--eval-batch", eval_batch, "eval throughput: prompts per generation batch")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
@@ -115,6 +120,32 @@ int main(int argc, char** argv) {
                   "\"prompt\": %lld, \"tokens\": %lld, \"seconds\": %.4f, \"tokens_per_s\": %.1f}\n",
                   dtype.c_str(), torch::get_num_threads(), (long long)b, (long long)prompt, (long long)produced, s,
                   produced / s);
+      std::fflush(stdout);
+    }
+    if (!rollout.empty()) {
+      const std::vector<int64_t> pk = split_ints(rollout);
+      if (pk.size() != 2 || pk[0] < 1 || pk[1] < 1) throw gaft::UsageError("--rollout: expected P,K, got " + rollout);
+      std::vector<std::vector<int64_t>> prompts(static_cast<size_t>(pk[0]));
+      for (auto& p : prompts) {
+        const at::Tensor r = torch::randint(3, V, {prompt}, torch::kLong);
+        p.assign(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + prompt);
+      }
+      gaft::GenerationOptions o;
+      o.temperature = 1.0;
+      o.num_samples = pk[1];
+      o.max_new_tokens = 2;
+      gaft::generate(model, prompts, o);  // warm-up
+      o.max_new_tokens = new_tokens;
+      int64_t produced = 0, run = 0;
+      const double s = median_seconds(repeats, [&] {
+        produced = 0;
+        o.seed = static_cast<uint64_t>(run++);
+        for (const auto& row : gaft::generate(model, prompts, o)) produced += static_cast<int64_t>(row.size());
+      });
+      std::printf("{\"impl\": \"gaft\", \"what\": \"rollout\", \"dtype\": \"%s\", \"threads\": %d, \"batch\": %lld, "
+                  "\"samples\": %lld, \"prompt\": %lld, \"tokens\": %lld, \"seconds\": %.4f, \"tokens_per_s\": %.1f}\n",
+                  dtype.c_str(), torch::get_num_threads(), (long long)pk[0], (long long)pk[1], (long long)prompt,
+                  (long long)produced, s, produced / s);
       std::fflush(stdout);
     }
     if (!eval_file.empty()) {

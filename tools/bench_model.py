@@ -19,6 +19,7 @@ import argparse
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,21 @@ def bench_transformers(folder, dtype, args):
 
         s = median_seconds(args.repeats, run)
         out.append(dict(what="decode", batch=b, tokens=produced["n"], seconds=s, tokens_per_s=produced["n"] / s))
+    if args.rollout:
+        n_prompts, k = args.rollout
+        ids = torch.randint(3, vocab, (n_prompts, args.prompt), generator=g)
+        kw = dict(attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                  num_return_sequences=k, eos_token_id=None, pad_token_id=0)
+        model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kw)  # warm-up
+        produced = {}
+
+        def run():
+            gen = model.generate(ids, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, **kw)
+            produced["n"] = (gen.shape[1] - args.prompt) * gen.shape[0]
+
+        s = median_seconds(args.repeats, run)
+        out.append(dict(what="rollout", batch=n_prompts, samples=k, tokens=produced["n"], seconds=s,
+                        tokens_per_s=produced["n"] / s))
     if args.eval_prompts:
         prompts = eval_prompts(args, vocab)
         def run_eval(prompts, new_tokens):
@@ -123,6 +139,8 @@ def bench_gaft(folder, dtype, args):
            str(args.batch), "--seq", str(seq_for(dtype, args)), "--decode-batch", ",".join(map(str, args.decode_batches)),
            "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats),
            "--forward-repeats", str(args.forward_repeats)]
+    if args.rollout:
+        cmd += ["--rollout", ",".join(map(str, args.rollout))]
     if args.eval_prompts:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             vocab = json.load(open(os.path.join(folder, "config.json")))["vocab_size"]
@@ -151,6 +169,10 @@ def main():
     p.add_argument("--new-tokens", type=int, default=32, help="decode: new tokens per row")
     p.add_argument("--forward-repeats", type=int, default=1, help="timed forward runs (median)")
     p.add_argument("--repeats", type=int, default=3, help="timed decode runs per batch size (median)")
+    p.add_argument("--rollout", default="8,4", help="rollouts: P,K = P prompts, K sampled continuations each "
+                   "(temperature 1; transformers: num_return_sequences K); empty: skip")
+    p.add_argument("--runs", type=int, default=3, help="whole comparisons (transformers then gaft) per model and "
+                   "dtype; the table gives medians and the ratio's median [min-max] over them")
     p.add_argument("--eval-prompts", type=int, default=0, help="eval throughput: prompts (0: skip)")
     p.add_argument("--eval-batch", type=int, default=16, help="eval throughput: prompts per batch")
     p.add_argument("--eval-min", type=int, default=8, help="eval throughput: shortest prompt")
@@ -158,6 +180,7 @@ def main():
     p.add_argument("--keep", help="create the models here (and keep them) instead of a temporary folder")
     args = p.parse_args()
     args.decode_batches = [int(b) for b in args.decode_batches.split(",") if b]
+    args.rollout = [int(x) for x in args.rollout.split(",")] if args.rollout else None
     if not os.path.exists(args.bin):
         sys.exit(f"{args.bin} not found: build it first (scripts/build.sh)")
 
@@ -171,34 +194,47 @@ def main():
                 n = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_pretrained(folder).parameters())
             for dtype in args.dtypes.split(","):
                 t0 = time.perf_counter()
-                hf = bench_transformers(folder, dtype, args)
-                ours = bench_gaft(folder, dtype, args)
-                for a, b in zip(hf, ours):
-                    assert (a["what"], a["batch"]) == (b["what"], b["batch"]), (a, b)
-                    rows.append((size, n, dtype, a, b))
+                runs = []  # per run: list of (transformers, gaft) measurement pairs
+                for _ in range(args.runs):
+                    hf = bench_transformers(folder, dtype, args)
+                    ours = bench_gaft(folder, dtype, args)
+                    for a, b in zip(hf, ours):
+                        assert (a["what"], a["batch"]) == (b["what"], b["batch"]), (a, b)
+                    runs.append(list(zip(hf, ours)))
+                for i in range(len(runs[0])):
+                    rows.append((size, n, dtype, [r[i] for r in runs]))
                 print(f"# {size} {dtype}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, {args.threads} thread(s); forward "
           f"{args.batch} rows; decode {args.new_tokens} new tokens after a {args.prompt}-token prompt "
-          f"per row (greedy, prefill included); median of {args.forward_repeats} forward and {args.repeats} decode "
-          f"run(s)\n")
+          f"per row (greedy, prefill included); rollout: P prompts x K samples, temperature 1; median of "
+          f"{args.forward_repeats} forward and {args.repeats} decode run(s) inside each of {args.runs} comparison(s); "
+          f"tok/s: median over the comparisons; ratio: median [min-max] of the comparisons' ratios\n")
     print("| model | params | dtype | measure | transformers tok/s | gaft tok/s | gaft / transformers |")
     print("|---|---|---|---|---|---|---|")
-    for size, n, dtype, a, b in rows:
+    for size, n, dtype, pairs in rows:
+        a = pairs[0][0]
         if a["what"] == "eval":
             continue
-        what = f"forward {a['batch']}x{a['tokens']}" if a["what"] == "forward" else f"decode batch {a['batch']}"
-        print(f"| llama {size} | {n / 1e6:.1f}M | {dtype} | {what} | {a['tokens_per_s']:.1f} | "
-              f"{b['tokens_per_s']:.1f} | {b['tokens_per_s'] / a['tokens_per_s']:.2f} |")
-    evals = [r for r in rows if r[3]["what"] == "eval"]
+        what = {"forward": f"forward {a['batch']}x{a['tokens']}", "decode": f"decode batch {a['batch']}",
+                "rollout": f"rollout {a['batch']} prompts x {a.get('samples')}"}[a["what"]]
+        hf_rate = statistics.median(x["tokens_per_s"] for x, _ in pairs)
+        our_rate = statistics.median(y["tokens_per_s"] for _, y in pairs)
+        ratios = [y["tokens_per_s"] / x["tokens_per_s"] for x, y in pairs]
+        print(f"| llama {size} | {n / 1e6:.1f}M | {dtype} | {what} | {hf_rate:.1f} | {our_rate:.1f} | "
+              f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] |")
+    evals = [r for r in rows if r[3][0][0]["what"] == "eval"]
     if evals:
         print(f"\nEval throughput: {args.eval_prompts} prompts of {args.eval_min}-{args.eval_max} tokens, sorted by "
               f"length, batches of {args.eval_batch}, {args.new_tokens} new tokens each (greedy)\n")
         print("| model | params | dtype | transformers prompts/s | gaft prompts/s | gaft / transformers |")
         print("|---|---|---|---|---|---|")
-        for size, n, dtype, a, b in evals:
-            print(f"| llama {size} | {n / 1e6:.1f}M | {dtype} | {a['prompts_per_s']:.2f} | {b['prompts_per_s']:.2f} | "
-                  f"{b['prompts_per_s'] / a['prompts_per_s']:.2f} |")
+        for size, n, dtype, pairs in evals:
+            ratios = [y["prompts_per_s"] / x["prompts_per_s"] for x, y in pairs]
+            print(f"| llama {size} | {n / 1e6:.1f}M | {dtype} | "
+                  f"{statistics.median(x['prompts_per_s'] for x, _ in pairs):.2f} | "
+                  f"{statistics.median(y['prompts_per_s'] for _, y in pairs):.2f} | "
+                  f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] |")
 
 
 if __name__ == "__main__":

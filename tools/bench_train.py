@@ -31,12 +31,19 @@ PHASES (what each column holds):
     on_step_begin to on_step_end minus those (advantages, logging metrics inside the step, grad clip, AdamW step,
     lr scheduler, zero_grad).
 
-Run (2-3 minutes per round on 2 CPU cores; --rounds 2 alternates gaft, TRL, gaft, TRL):
-  /root/.cache/gaft/torch-2.11.0/bin/python tools/bench_train.py --gaft build/gaft --threads 1 --rounds 2
-  /root/.cache/gaft/torch-2.11.0/bin/python tools/bench_train.py --gaft build/gaft --threads 1 --rounds 2 --preset v512
-Besides wall time it reports CPU seconds per step (user + system of the process, all threads: /proc/<pid>/stat
-for gaft, time.process_time() for TRL), which other load on the machine disturbs less.
-Needs: torch, transformers, trl, datasets, accelerate, safetensors (pip install trl datasets accelerate).
+With --objective sft it times `gaft train` (objective sft) against the loop a transformers user writes instead
+(LlamaForCausalLM(labels=...), backward, clip_grad_norm_, torch.optim.AdamW, zero_grad): --sft-batch sequences of
+~--sft-seq tokens per step, the same model, lr, grad clip and threads.
+
+Run (2-3 minutes per round on 2 CPU cores; --rounds 3 alternates gaft, peer, gaft, peer, gaft, peer; the table
+gives the speed-up of each round and their median and range):
+  ./scripts/setup_tools.sh   # once: the pinned peers of tools/requirements.txt into gaft's torch venv
+  $GAFT_VENV/bin/python tools/bench_train.py --gaft build/gaft --threads 1 --rounds 3
+  $GAFT_VENV/bin/python tools/bench_train.py --gaft build/gaft --threads 1 --rounds 3 --preset v512
+  $GAFT_VENV/bin/python tools/bench_train.py --gaft build/gaft --threads 1 --rounds 3 --objective sft
+($GAFT_VENV: ~/.cache/gaft/torch-<version>, scripts/env.sh.) Besides wall time it reports CPU seconds per step
+(user + system of the process, all threads: /proc/<pid>/stat for gaft, time.process_time() for the peer), which
+other load on the machine disturbs less.
 """
 import argparse
 import json
@@ -94,7 +101,12 @@ def parse_args():
     p.add_argument("--examples", type=int, default=64)
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute layers in backward, both sides")
     p.add_argument("--tokenizer", help="a Llama SentencePiece tokenizer.model, or a folder holding one; sets the vocab")
-    p.add_argument("--only", choices=["gaft", "trl"], help="run one side only")
+    p.add_argument("--objective", choices=["gaft", "sft"], default="gaft",
+                   help="gaft: gaft train (objective gaft) against TRL's RLOOTrainer; sft: gaft train (objective sft) "
+                        "against a transformers + torch.optim.AdamW loop (forward with labels, backward, clip, step)")
+    p.add_argument("--sft-batch", type=int, default=8, help="sft: sequences per step")
+    p.add_argument("--sft-seq", type=int, default=256, help="sft: tokens per sequence (prompt + response)")
+    p.add_argument("--only", choices=["gaft", "trl"], help="run one side only (trl: the peer, TRL or transformers)")
     p.add_argument("--keep", help="work in this folder and keep it (default: a temp dir, removed)")
     p.add_argument("--json", help="also write the per-step timings here")
     args = p.parse_args()
@@ -162,6 +174,22 @@ def make_data(args, work):
     return path, rows
 
 
+def make_sft_data(args, work):
+    """Prompts of ~15 tokens and responses long enough to be cut at --sft-seq - 32 tokens: every sequence of a
+    step has about --sft-seq tokens on both sides."""
+    rows = []
+    for i in range(args.examples):
+        s = SUBJECTS[i % 8]
+        story = " ".join(f"{SUBJECTS[(i + j) % 8]} {ACTIONS[(i * 5 + j) % 8]} {ENDINGS[(i + 3 * j) % 8]}"
+                         for j in range(args.sft_seq // 8))
+        rows.append({"prompt": f"Tell me a story about {s.lower() if s.startswith('The') else s}.", "response": story})
+    path = os.path.join(work, "train_sft.jsonl")
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return path, rows
+
+
 # ---------------------------------------------------------------- gaft
 
 def run_gaft(args, dirs, data_path, work):
@@ -176,6 +204,19 @@ objective: {{kind: gaft, lambda: 1.0, advantage: rloo, kl: none}}
 rollout: {{num_samples: {args.k}, temperature: 1.0, top_p: 1.0, top_k: 0, max_new_tokens: {args.max_new_tokens}}}
 gate: {{mode: uncertainty}}
 train: {{batch_size: {args.batch}, grad_accum_steps: 1, max_steps: {args.steps}}}
+optimizer: {{lr: {args.lr}, weight_decay: 0.0, grad_clip: 1.0}}
+schedule: {{kind: constant, warmup_steps: 0}}
+precision: {{compute: float32, master: float32}}
+checkpoint: {{every_steps: 0, keep_last: 1, resume: never}}
+logging: {{every_steps: 1, progress: off}}
+"""
+    if args.objective == "sft":
+        cfg = f"""run: {{name: bench, output_dir: {out}, seed: 1, device: cpu, threads: {args.threads}}}
+model: {{path: {dirs['policy']}, dtype: float32, gradient_checkpointing: {str(args.gradient_checkpointing).lower()}}}
+tokenizer: {{chat_template: none, max_length: {args.sft_seq + 8}}}
+data: {{train: {data_path}, format: prompt_response, max_prompt_tokens: 32, max_response_tokens: {args.sft_seq - 32}, shuffle: true, bucket_by_length: false}}
+objective: {{kind: sft, kl: none}}
+train: {{batch_size: {args.sft_batch}, grad_accum_steps: 1, max_steps: {args.steps}}}
 optimizer: {{lr: {args.lr}, weight_decay: 0.0, grad_clip: 1.0}}
 schedule: {{kind: constant, warmup_steps: 0}}
 precision: {{compute: float32, master: float32}}
@@ -212,9 +253,10 @@ logging: {{every_steps: 1, progress: off}}
             if "step_s" not in m:
                 continue
             s = m["step_s"]
-            rollout, score, fb = m["rollout_share"] * s, m["score_share"] * s, m["fwd_bwd_share"] * s
+            rollout, score, fb = m.get("rollout_share", 0.0) * s, m.get("score_share", 0.0) * s, m["fwd_bwd_share"] * s
             steps.append({"step": s, "rollout": rollout, "score": score, "old_logp": 0.0, "fwd_bwd": fb,
-                          "other": s - rollout - score - fb, "generated": m.get("rollout_tokens")})
+                          "other": s - rollout - score - fb, "generated": m.get("rollout_tokens"),
+                          "tokens": m.get("tokens"), "host_syncs": m.get("host_syncs")})
     for i, st in enumerate(steps):  # the first step's CPU time includes the start-up (it is a warm-up step)
         if i < len(cpu_at_step):
             st["cpu"] = cpu_at_step[i] - (cpu_at_step[i - 1] if i > 0 else 0.0)
@@ -325,6 +367,55 @@ def run_trl(args, dirs, rows, work):
     return steps, wall
 
 
+# ---------------------------------------------------------------- transformers + AdamW (the sft peer)
+
+def run_hf_sft(args, dirs, rows, work):
+    """The loop a transformers user writes for SFT: LlamaForCausalLM(labels=...) (logits of every position, cross
+    entropy on the response tokens), backward, clip_grad_norm_ 1.0, torch.optim.AdamW (its default
+    implementation on the CPU), zero_grad. Same model, lengths, batch, lr and thread count as gaft's run."""
+    import sentencepiece
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    sp = sentencepiece.SentencePieceProcessor(model_file=os.path.join(dirs["policy"], "tokenizer.model"))
+    model = LlamaForCausalLM.from_pretrained(dirs["policy"], dtype=torch.float32)
+    model.train()
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    seqs = []
+    for r in rows:  # as gaft's prompt_response format without a chat template: BOS prompt response EOS
+        prompt = [1] + sp.encode(r["prompt"])[:31]
+        response = (sp.encode(r["response"]) + [2])[:args.sft_seq - 32]
+        seqs.append((prompt, response))
+    order = torch.randperm(len(seqs)).tolist()
+    steps = []
+    for step in range(args.steps):
+        batch = [seqs[order[(step * args.sft_batch + j) % len(seqs)]] for j in range(args.sft_batch)]
+        width = max(len(p) + len(y) for p, y in batch)
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        for b, (p, y) in enumerate(batch):
+            n = len(p) + len(y)
+            ids[b, :n] = torch.tensor(p + y)
+            mask[b, :n] = 1
+            labels[b, len(p):n] = torch.tensor(y)
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        t_fb = time.perf_counter() - t0
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        s = time.perf_counter() - t0
+        steps.append({"step": s, "rollout": 0.0, "score": 0.0, "old_logp": 0.0, "fwd_bwd": t_fb, "other": s - t_fb,
+                      "cpu": time.process_time() - cpu0, "tokens": int((labels != -100).sum()), "generated": None})
+    return steps, sum(x["step"] for x in steps)
+
+
 # ---------------------------------------------------------------- report
 
 COLUMNS = [("step", "step s"), ("rollout", "rollout s"), ("score", "score s"), ("old_logp", "old-logp fwd s"),
@@ -348,14 +439,28 @@ def table(results, args):
         cells.append(f"{mean(steps, 'cpu', args.warmup):.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if len(results) == 2:
-        g, t = (mean(results[n], "step", args.warmup) for n in results)
-        gc, tc = (mean(results[n], "cpu", args.warmup) for n in results)
+        peer = [n for n in results if n != "gaft"][0]
+        g, t = mean(results["gaft"], "step", args.warmup), mean(results[peer], "step", args.warmup)
+        gc, tc = mean(results["gaft"], "cpu", args.warmup), mean(results[peer], "cpu", args.warmup)
         lines.append("")
-        lines.append(f"speed-up (TRL step / gaft step): {t / g:.2f}x wall, {tc / gc:.2f}x CPU time (target >= 2x)")
+        lines.append(f"speed-up ({peer} step / gaft step), all rounds pooled: {t / g:.2f}x wall, {tc / gc:.2f}x CPU time")
+        # One ratio per round (each round runs both sides back to back): median and range.
+        ratios, cpu_ratios = [], []
+        for r in sorted({x["round"] for x in results["gaft"]}):
+            pick = lambda n, key: mean([x for x in results[n] if x["round"] == r], key, args.warmup)
+            ratios.append(pick(peer, "step") / pick("gaft", "step"))
+            cpu_ratios.append(pick(peer, "cpu") / pick("gaft", "cpu"))
+        lines.append(f"speed-up per round: wall median {statistics.median(ratios):.2f}x "
+                     f"[{min(ratios):.2f}-{max(ratios):.2f}] over {len(ratios)} round(s) "
+                     f"({', '.join(f'{x:.2f}' for x in ratios)}); CPU median {statistics.median(cpu_ratios):.2f}x "
+                     f"[{min(cpu_ratios):.2f}-{max(cpu_ratios):.2f}]")
         for key, label in COLUMNS[1:]:
-            gk, tk = mean(results["gaft"], key, args.warmup), mean(results["trl RLOOTrainer"], key, args.warmup)
-            if gk > 0:
-                lines.append(f"  {label}: TRL / gaft = {tk / gk:.2f}x")
+            gk, tk = mean(results["gaft"], key, args.warmup), mean(results[peer], key, args.warmup)
+            if gk > 0 and tk > 0:
+                lines.append(f"  {label}: {peer} / gaft = {tk / gk:.2f}x")
+        gt, tt = mean(results["gaft"], "tokens", args.warmup), mean(results[peer], "tokens", args.warmup)
+        if gt == gt and tt == tt:  # not NaN
+            lines.append(f"  trained tokens per step: gaft {gt:.0f}, {peer} {tt:.0f}")
     return "\n".join(lines)
 
 
@@ -365,7 +470,6 @@ def main():
     warnings.filterwarnings("ignore", category=FutureWarning)
     import torch
     import transformers
-    import trl
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     if args.only != "trl" and not os.access(args.gaft, os.X_OK):
@@ -374,14 +478,20 @@ def main():
     os.makedirs(work, exist_ok=True)
     try:
         dirs, n_policy, n_reward, vocab = make_models(args, work)
-        data_path, rows = make_data(args, work)
+        sft = args.objective == "sft"
+        data_path, rows = make_sft_data(args, work) if sft else make_data(args, work)
+        peer = "transformers + AdamW" if sft else "trl RLOOTrainer"
+        if not sft:
+            import trl
+        work_desc = (f"sft: {args.sft_batch} sequences of ~{args.sft_seq} tokens per step" if sft else
+                     f"B={args.batch} prompts, K={args.k}, max_new_tokens {args.max_new_tokens}")
         print(f"policy {n_policy / 1e6:.1f}M params ({args.layers} layers, hidden {args.hidden}), reward model "
-              f"{n_reward / 1e6:.1f}M, vocab {vocab}; B={args.batch} prompts, K={args.k}, max_new_tokens "
-              f"{args.max_new_tokens}, {args.steps} steps ({args.warmup} warm-up), {args.threads} threads, fp32, CPU")
-        print(f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}; "
+              f"{n_reward / 1e6:.1f}M, vocab {vocab}; {work_desc}, {args.steps} steps ({args.warmup} warm-up), "
+              f"{args.threads} threads, fp32, CPU")
+        print(f"torch {torch.__version__}, transformers {transformers.__version__}"
+              f"{'' if sft else ', trl ' + trl.__version__}; "
               f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
-        results = {"gaft": [], "trl RLOOTrainer": []} if not args.only else {
-            "gaft" if args.only == "gaft" else "trl RLOOTrainer": []}
+        results = {"gaft": [], peer: []} if not args.only else {"gaft" if args.only == "gaft" else peer: []}
         walls = []
         for r in range(args.rounds):
             if args.only != "trl":
@@ -391,11 +501,11 @@ def main():
                 print(f"round {r + 1} gaft: {len(steps)} steps, process wall {wall:.1f} s, rollout tokens per step "
                       f"{[st['generated'] for st in steps]}", flush=True)
             if args.only != "gaft":
-                steps, wall = run_trl(args, dirs, rows, work)
-                results["trl RLOOTrainer"] += [dict(st, index=i, round=r) for i, st in enumerate(steps)]
-                walls.append(("trl", r, wall))
-                print(f"round {r + 1} trl: {len(steps)} steps, train() wall {wall:.1f} s, completion tokens per step "
-                      f"{[st['generated'] for st in steps]}", flush=True)
+                steps, wall = run_hf_sft(args, dirs, rows, work) if sft else run_trl(args, dirs, rows, work)
+                results[peer] += [dict(st, index=i, round=r) for i, st in enumerate(steps)]
+                walls.append((peer, r, wall))
+                print(f"round {r + 1} {peer}: {len(steps)} steps, wall {wall:.1f} s, generated / trained tokens per "
+                      f"step {[st['generated'] or st.get('tokens') for st in steps]}", flush=True)
         print(f"load average at end {os.getloadavg()[0]:.1f}")
         for name, steps in results.items():
             print(f"{name} per step: wall s " + ", ".join(f"{s['step']:.2f}" for s in steps) +

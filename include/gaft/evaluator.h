@@ -141,7 +141,8 @@ std::vector<ModelResult> judge_responses(const std::vector<LoadedResponses>& res
 std::vector<Agreement> agreement(const LoadedSuite& suite, const std::vector<ItemRecord>& records, const Judges& judges);
 
 // New tokens of each prompt, generated in batches of `batch_size` prompts of similar length (longest first,
-// so that little padding is computed); batch b samples with mix_seed(options.seed, "eval", b). Order kept.
+// so that little padding is computed). Prompt i samples from stream options.streams[i] (default: i), so its
+// response does not depend on batch_size or on the other prompts. Order kept.
 std::vector<std::vector<int64_t>> generate_batched(Llama& model, const std::vector<std::vector<int64_t>>& prompts,
                                                    GenerationOptions options, int64_t batch_size);
 

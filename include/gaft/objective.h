@@ -42,6 +42,7 @@ struct ObjectiveParams {
 
 struct LossResult {
   at::Tensor loss;            // [] f32, differentiable: L of METHOD.md for this micro-batch
+  double loss_value = 0.0;    // its value (read back with the parts below in one host copy)
   double loss_sft = 0.0;      // reference-token part of L
   double loss_pg = 0.0;       // rollout-token part of L (KL loss term included)
   double kl = 0.0;            // mean over rollouts of sum_t (log pi - log pi_ref); 0 without KL
@@ -56,7 +57,9 @@ struct LossResult {
 ops::GateOutputs decide_gate(const MicroBatch& mb, const ops::GateParams& params);
 
 // The loss of a micro-batch. `reference`: the frozen initial policy, needed when params.kl != kNone; under
-// LoRA it is `policy` itself, whose base (adapters disabled) is the initial policy.
+// LoRA it is `policy` itself, whose base (adapters disabled) is the initial policy. Host reads (gaft/host_sync.h):
+// one copy of the loss and its parts, plus the fused op's one (it sizes its work by the non-zero weights);
+// the KL term adds one copy of the rollout log-probabilities (kl: reward or loss).
 LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, const ops::GateOutputs& decision,
                         const ObjectiveParams& params);
 

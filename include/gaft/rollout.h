@@ -30,10 +30,12 @@ struct Rollouts {
   std::vector<std::string> texts;  // [B * K] decoded responses, without the stop token
   std::vector<bool> present;       // [B * K] false for skipped prompts
   int64_t generated_tokens = 0;
+  int64_t decode_steps = 0;        // sampling steps of the generation calls
 };
 
 // `prompts` [B] token ids; skip[i] = true leaves prompt i without rollouts. Generation runs in eval mode
-// under no_grad; the sample of (prompt i, k) depends only on `seed` and the batch, not on timing.
+// under no_grad; each prompt is prefilled once for its K samples; the sample of (prompt i, k) depends only on
+// `seed`, i and k, not on rollout.batch_size, skipped prompts or timing.
 Rollouts sample_rollouts(Llama& policy, const Tokenizer& tok, const std::vector<std::vector<int64_t>>& prompts,
                          const std::vector<bool>& skip, const RolloutOptions& options, uint64_t seed);
 

@@ -20,6 +20,7 @@
 
 namespace gaft {
 
+// On the CPU: a call copies its scores from the device once, at its end.
 struct ScoreResult {
   at::Tensor combined;     // [N] f32 a(x, y)
   at::Tensor per_head;     // [H, N] f32
@@ -30,9 +31,13 @@ struct ScoreResult {
 class ScorerHeadModel {
  public:
   virtual ~ScorerHeadModel() = default;
-  // P(aligned) [N] and normalised entropy [N] of each (prompt, response) pair.
+  // P(aligned) [N] and normalised entropy [N] of each (prompt, response) pair, on the head's device: inputs
+  // run in batches of batch_size, longest first (similar lengths share a batch, so little padding is computed).
   virtual std::pair<at::Tensor, at::Tensor> score(const std::vector<std::string>& prompts,
                                                   const std::vector<std::string>& responses, int64_t batch_size) = 0;
+  // Heads with the same non-empty key give the same scores (one folder configured under several names or
+  // categories): the scorer runs the first of them only.
+  virtual std::string shared_key() const { return ""; }
   ScorerHead spec;
 };
 
@@ -45,7 +50,7 @@ class Scorer {
   void add(std::unique_ptr<ScorerHeadModel> head) { heads_.push_back(std::move(head)); }
 
   ScoreResult score(const std::vector<std::string>& prompts, const std::vector<std::string>& responses);
-  // P(aligned) [N] of head `h` alone (gaft eval's judges run each head only where it is needed).
+  // P(aligned) [N] of head `h` alone on the CPU (gaft eval's judges run each head only where it is needed).
   at::Tensor score_head(int64_t h, const std::vector<std::string>& prompts, const std::vector<std::string>& responses);
   // a(x, y) [N] from per-head scores [H, N] by `combine`.
   at::Tensor combine_heads(const at::Tensor& per_head) const;

@@ -1,40 +1,90 @@
 // Batched KV-cached generation with left padding. See gaft/generate.h.
 #include "gaft/generate.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <algorithm>
 #include <sstream>
 
 #include "gaft/chat.h"
 #include "gaft/error.h"
+#include "gaft/host_sync.h"
 #include "gaft/tokenizer.h"
 
 namespace gaft {
 
-at::Tensor sample_next(const at::Tensor& logits, const GenerationOptions& o, at::Generator& generator) {
-  at::Tensor l = logits.to(at::kCPU).to(at::kFloat);  // [B, V]
-  if (o.temperature <= 0) return l.argmax(-1);         // [B]
-  l = l / o.temperature;
-  const int64_t V = l.size(-1);
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// The rows of the decoding batch: which output row each one fills, and its sampling stream.
+struct LiveRows {
+  std::vector<int64_t> out_row;  // [R] index into the B * K output rows
+  std::vector<uint64_t> stream;  // [R]
+};
+
+}  // namespace
+
+double counter_uniform(uint64_t seed, uint64_t stream, uint64_t counter) {
+  const uint64_t x = splitmix64(splitmix64(splitmix64(seed) ^ stream) ^ counter);
+  return static_cast<double>(x >> 11) * 0x1.0p-53;
+}
+
+at::Tensor sample_tokens(const at::Tensor& logits, const GenerationOptions& o, const std::vector<uint64_t>& streams,
+                         int64_t step) {
+  TORCH_CHECK(logits.dim() == 2 && static_cast<int64_t>(streams.size()) == logits.size(0),
+              "sample_tokens: expected logits [R, V] and R streams, got ", logits.sizes(), " and ", streams.size());
+  const int64_t R = logits.size(0), V = logits.size(1);
+  if (o.temperature <= 0) return to_host(logits.argmax(-1).to(at::kLong));  // [R], the step's one host read
+  const at::Tensor l = logits.to(at::kFloat) / o.temperature;                 // [R, V]
+  // Candidates: values [R, C] (C <= V) with probabilities under the normaliser the rules use, and their ids
+  // (undefined: the candidates are the whole vocabulary, in vocabulary order).
+  at::Tensor probs, ids;
   if (o.top_k > 0 && o.top_k < V) {
-    const at::Tensor kth = std::get<0>(l.topk(o.top_k, -1)).narrow(-1, o.top_k - 1, 1);  // [B, 1]
-    l = l.masked_fill(l < kth, -std::numeric_limits<float>::infinity());
+    // HF order: top-k first, then top-p over the softmax of the k survivors.
+    auto [vals, idx] = l.topk(o.top_k, -1);  // [R, k] sorted descending
+    probs = vals.softmax(-1);
+    ids = idx;
+  } else if (o.top_p < 1.0) {
+    // Top-p by a growing partial sort: the smallest prefix of the sorted distribution whose mass reaches
+    // top_p is usually a few dozen tokens, so topk of 64, 256, ... stops long before a sort of V.
+    const at::Tensor full = l.softmax(-1);  // [R, V]
+    for (int64_t k = std::min<int64_t>(V, 64);; k = std::min<int64_t>(V, 4 * k)) {
+      auto [vals, idx] = full.topk(k, -1);  // [R, k]
+      // One host read per widening (a row whose top k hold less than top_p needs a wider k).
+      if (k == V || *to_host(vals.sum(-1).min().to(at::kDouble)).data_ptr<double>() >= o.top_p) {
+        probs = vals;
+        ids = idx;
+        break;
+      }
+    }
+  } else {
+    probs = l.softmax(-1);  // [R, V]
   }
   if (o.top_p < 1.0) {
-    const auto [sorted, order] = l.sort(-1, /*descending=*/true);  // [B, V]
-    const at::Tensor probs = sorted.softmax(-1);
-    // Drop a token when the tokens before it already hold top_p of the mass; the first always stays.
-    const at::Tensor drop = (probs.cumsum(-1) - probs) > o.top_p;
-    l = l.scatter(-1, order, sorted.masked_fill(drop, -std::numeric_limits<float>::infinity()));
+    // Drop a candidate when the candidates before it already hold top_p of the mass; the first always stays.
+    const at::Tensor before = probs.cumsum(-1) - probs;
+    probs = probs.masked_fill(before > o.top_p, 0.0);
   }
-  return at::multinomial(l.softmax(-1), 1, false, generator).squeeze(-1);  // [B]
+  // Inverse CDF: the first candidate whose cumulative mass exceeds u times the kept mass. A zero-probability
+  // candidate never has a cumulative mass above its predecessor's, so it is never chosen.
+  std::vector<double> u(static_cast<size_t>(R));
+  for (int64_t r = 0; r < R; ++r) u[r] = counter_uniform(o.seed, streams[r], static_cast<uint64_t>(step));
+  const at::Tensor cdf = probs.to(at::kDouble).cumsum(-1);                                   // [R, C]
+  const at::Tensor target = at::tensor(u, at::kDouble).to(cdf.device()).unsqueeze(1) * cdf.narrow(1, cdf.size(1) - 1, 1);
+  at::Tensor pick = at::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true).clamp_max(cdf.size(1) - 1);  // [R, 1]
+  if (ids.defined()) pick = ids.gather(1, pick);
+  return to_host(pick.squeeze(1).to(at::kLong));  // [R], the step's one host read
 }
 
 std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::vector<int64_t>>& prompts,
                                            const GenerationOptions& o) {
   TORCH_CHECK(!prompts.empty(), "generate: no prompts");
-  const int64_t B = static_cast<int64_t>(prompts.size());
+  TORCH_CHECK(o.num_samples >= 1, "generate: num_samples must be at least 1");
+  const int64_t B = static_cast<int64_t>(prompts.size()), K = o.num_samples;
   int64_t longest = 0;
   for (const auto& p : prompts) {
     TORCH_CHECK(!p.empty(), "generate: every prompt needs at least one token (e.g. BOS)");
@@ -47,7 +97,10 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
   if (!o.max_new_tokens_per_row.empty() && static_cast<int64_t>(o.max_new_tokens_per_row.size()) != B)
     throw UsageError("generate: " + std::to_string(o.max_new_tokens_per_row.size()) + " token budgets for " +
                      std::to_string(B) + " prompts");
-  // Each row's budget; positions count a row's own tokens (left padding does not shift them), so a short
+  if (!o.streams.empty() && static_cast<int64_t>(o.streams.size()) != B)
+    throw UsageError("generate: " + std::to_string(o.streams.size()) + " sampling streams for " + std::to_string(B) +
+                     " prompts");
+  // Each prompt's budget; positions count a row's own tokens (left padding does not shift them), so a short
   // prompt keeps its room even beside a long one.
   std::vector<int64_t> budget(B);
   int64_t steps = 0;
@@ -56,49 +109,107 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
     budget[b] = std::max<int64_t>(0, std::min(want, max_len - static_cast<int64_t>(prompts[b].size())));
     steps = std::max(steps, budget[b]);
   }
-  if (steps == 0) return std::vector<std::vector<int64_t>>(B);
+  std::vector<std::vector<int64_t>> out(B * K);
+  if (steps == 0) return out;
 
   // Left padding: [pad ... pad prompt].
   at::Tensor ids = at::full({B, longest}, o.pad_id, at::kLong);  // [B, T0]
   at::Tensor mask = at::zeros({B, longest}, at::kLong);          // [B, T0]
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = static_cast<int64_t>(prompts[b].size());
-    for (int64_t t = 0; t < n; ++t) ids[b][longest - n + t] = prompts[b][t];
+    std::copy(prompts[b].begin(), prompts[b].end(), ids.data_ptr<int64_t>() + b * longest + (longest - n));
     mask.narrow(0, b, 1).narrow(1, longest - n, n).fill_(1);
   }
-  const bool padded = mask.min().item<int64_t>() == 0;
+  const bool padded = std::any_of(prompts.begin(), prompts.end(),
+                                  [&](const std::vector<int64_t>& p) { return static_cast<int64_t>(p.size()) < longest; });
   const auto device = model->model->embed_tokens->weight.device();
 
-  at::Generator generator = at::detail::createCPUGenerator(o.seed);
   torch::NoGradGuard no_grad;
   KVCache cache = model->make_cache();
   cache.reserve = longest + steps;
-  std::vector<std::vector<int64_t>> out(B);
-  std::vector<bool> done(B, false);
-  for (int64_t b = 0; b < B; ++b) done[b] = budget[b] == 0;
-  at::Tensor input = ids.to(device);
   // The padding mask of every position there will be: prompt columns as given, generated ones all 1.
-  const at::Tensor full_mask = at::cat({mask, at::ones({B, steps}, mask.options())}, 1).to(device);  // [B, T0 + steps]
-  std::vector<int64_t> fed(B);
-  for (int64_t step = 0; step < steps; ++step) {
-    const at::Tensor attended = padded ? full_mask.narrow(1, 0, cache.length() + input.size(1)) : at::Tensor();
-    const at::Tensor hidden = model->forward(input, attended, &cache);                           // [B, T, H]
-    const at::Tensor last = model->logits(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1);   // [B, V]
-    const at::Tensor next = sample_next(last, o, generator).to(at::kCPU, at::kLong).contiguous();  // [B]
-    const int64_t* tokens = next.data_ptr<int64_t>();
-    bool all_done = true;
-    for (int64_t b = 0; b < B; ++b) {
-      if (!done[b]) {
-        const int64_t tok = tokens[b];
-        if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), tok) != o.stop_tokens.end()) done[b] = true;
-        else out[b].push_back(tok);
-        if (static_cast<int64_t>(out[b].size()) >= budget[b]) done[b] = true;
-      }
-      fed[b] = done[b] ? o.pad_id : tokens[b];  // finished rows keep running on filler; their output is ignored
-      all_done = all_done && done[b];
+  at::Tensor full_mask = at::cat({mask, at::ones({B, steps}, mask.options())}, 1).to(device);  // [B, T0 + steps]
+
+  // Prefill once per prompt; its last logits and its cache are then repeated for the K continuations (one copy
+  // of the prompt's keys and values per continuation, made once, which each continuation's new tokens extend).
+  at::Tensor last;  // [R, V]
+  {
+    const at::Tensor hidden = model->forward(ids.to(device), padded ? full_mask.narrow(1, 0, longest) : at::Tensor(),
+                                             &cache);  // [B, T0, H]
+    last = model->logits(hidden.narrow(1, longest - 1, 1)).squeeze(1);  // [B, V]
+  }
+  LiveRows live;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k < K; ++k) {
+      live.out_row.push_back(b * K + k);
+      live.stream.push_back(splitmix64((o.streams.empty() ? static_cast<uint64_t>(b) : o.streams[b]) ^ splitmix64(k)));
     }
-    if (all_done) break;
-    input = at::tensor(fed, at::kLong).view({B, 1}).to(device);  // [B, 1]
+  // Rows with no budget leave before the first step.
+  std::vector<int64_t> keep;
+  for (int64_t r = 0; r < B * K; ++r)
+    if (budget[r / K] > 0) keep.push_back(r);
+  // Keeps batch rows `rows`, numbered as if each current row were repeated `repeat` times (one copy).
+  const auto select_rows = [&](const std::vector<int64_t>& rows, int64_t repeat) {
+    std::vector<int64_t> source(rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) source[i] = rows[i] / repeat;
+    const at::Tensor index = at::tensor(source, at::kLong).to(device);
+    for (size_t i = 0; i < cache.keys.size(); ++i) {
+      cache.keys[i] = cache.keys[i].index_select(0, index);
+      cache.values[i] = cache.values[i].index_select(0, index);
+    }
+    full_mask = full_mask.index_select(0, index);
+    last = last.index_select(0, index);
+  };
+  if (K > 1 || static_cast<int64_t>(keep.size()) < B * K) {
+    select_rows(keep, K);
+    LiveRows kept;
+    for (int64_t r : keep) {
+      kept.out_row.push_back(live.out_row[r]);
+      kept.stream.push_back(live.stream[r]);
+    }
+    live = std::move(kept);
+  }
+
+  std::vector<int64_t> fed;
+  std::vector<bool> finished(live.out_row.size(), false);  // [R] rows that are done but still in the batch
+  for (int64_t step = 0; !live.out_row.empty(); ++step) {
+    const int64_t R = static_cast<int64_t>(live.out_row.size());
+    const at::Tensor next = sample_tokens(last, o, live.stream, step).contiguous();  // [R] CPU
+    if (o.decode_steps) ++*o.decode_steps;
+    const int64_t* tokens = next.data_ptr<int64_t>();
+    std::vector<int64_t> still;  // rows that continue
+    fed.assign(static_cast<size_t>(R), o.pad_id);  // a finished row that stays decodes filler, never read
+    for (int64_t r = 0; r < R; ++r) {
+      if (finished[r]) continue;
+      std::vector<int64_t>& row = out[live.out_row[r]];
+      const int64_t tok = tokens[r];
+      bool done = std::find(o.stop_tokens.begin(), o.stop_tokens.end(), tok) != o.stop_tokens.end();
+      if (!done) row.push_back(tok);
+      done = done || static_cast<int64_t>(row.size()) >= budget[live.out_row[r] / K];
+      finished[r] = done;
+      if (!done) {
+        still.push_back(r);
+        fed[r] = tok;
+      }
+    }
+    if (still.empty()) break;
+    at::Tensor input = at::tensor(fed, at::kLong).view({R, 1});  // [R, 1]
+    // Finished rows leave the batch once they are a quarter of it: the cache is compacted (one copy of the
+    // live rows' keys and values), so that later steps compute live sequences only.
+    if (static_cast<int64_t>(still.size()) * 4 <= R * 3) {
+      select_rows(still, 1);
+      input = input.index_select(0, at::tensor(still, at::kLong));
+      LiveRows kept;
+      for (int64_t r : still) {
+        kept.out_row.push_back(live.out_row[r]);
+        kept.stream.push_back(live.stream[r]);
+      }
+      live = std::move(kept);
+      finished.assign(live.out_row.size(), false);
+    }
+    const at::Tensor attended = padded ? full_mask.narrow(1, 0, cache.length() + 1) : at::Tensor();
+    const at::Tensor hidden = model->forward(input.to(device), attended, &cache);  // [R', 1, H]
+    last = model->logits(hidden).squeeze(1);                                        // [R', V]
   }
   return out;
 }

@@ -138,6 +138,9 @@ void generate_all(EvalPolicy& p, const LoadedSuite& suite, std::vector<Request>&
     rec.budget = std::min(g.max_new_tokens, room);
     rec.cut_short = rec.budget < g.max_new_tokens;
     opt.max_new_tokens_per_row.push_back(rec.budget);
+    // A sampled response depends on its item and attack alone, not on the batch it lands in.
+    opt.streams.push_back(
+        fnv1a(std::to_string(rec.item) + "\n" + suite.items[static_cast<size_t>(rec.item)].id + "\n" + rec.attack));
   }
   const auto t0 = Clock::now();
   const std::vector<std::vector<int64_t>> out = generate_batched(p.model, prompts, opt, g.batch_size);
@@ -340,19 +343,21 @@ std::vector<std::vector<int64_t>> generate_batched(Llama& model, const std::vect
   if (!options.max_new_tokens_per_row.empty() && options.max_new_tokens_per_row.size() != prompts.size())
     throw UsageError("generate_batched: " + std::to_string(options.max_new_tokens_per_row.size()) + " token budgets for " +
                      std::to_string(prompts.size()) + " prompts");
+  if (!options.streams.empty() && options.streams.size() != prompts.size())
+    throw UsageError("generate_batched: " + std::to_string(options.streams.size()) + " sampling streams for " +
+                     std::to_string(prompts.size()) + " prompts");
   std::vector<std::vector<int64_t>> out(prompts.size());
-  const uint64_t seed = options.seed;
-  int64_t batch_index = 0;
-  for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size), ++batch_index) {
+  for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(order.size(), start + static_cast<size_t>(batch_size));
     std::vector<std::vector<int64_t>> batch;
     GenerationOptions o = options;
     o.max_new_tokens_per_row.clear();
+    o.streams.clear();
     for (size_t i = start; i < end; ++i) {
       batch.push_back(prompts[order[i]]);
       if (!options.max_new_tokens_per_row.empty()) o.max_new_tokens_per_row.push_back(options.max_new_tokens_per_row[order[i]]);
+      o.streams.push_back(options.streams.empty() ? static_cast<uint64_t>(order[i]) : options.streams[order[i]]);
     }
-    o.seed = mix_seed(seed, 0x6576616cULL, static_cast<uint64_t>(batch_index));
     std::vector<std::vector<int64_t>> got = generate(model, batch, o);
     for (size_t i = start; i < end; ++i) out[order[i]] = std::move(got[i - start]);
   }

@@ -1,5 +1,6 @@
 // Launch environment and the c10d process group. See gaft/distributed.h.
 #include "gaft/distributed.h"
+#include "gaft/host_sync.h"
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -231,7 +232,7 @@ std::vector<double> Dist::sum(std::vector<double> values) {
   if (!active() || values.empty()) return values;
   std::vector<at::Tensor> t = {at::tensor(values, at::kDouble).to(device_)};
   impl_->group->allreduce(t)->wait();
-  const at::Tensor c = t[0].cpu();
+  const at::Tensor c = to_host(t[0]);
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
@@ -241,7 +242,7 @@ double Dist::max(double value) {
   c10d::AllreduceOptions o;
   o.reduceOp = c10d::ReduceOp::MAX;
   impl_->group->allreduce(t, o)->wait();
-  return t[0].item<double>();
+  return *to_host(t[0]).data_ptr<double>();
 }
 
 std::vector<double> Dist::gather(const std::vector<double>& values) {
@@ -256,9 +257,9 @@ std::vector<double> Dist::gather(const std::vector<double>& values) {
   for (int64_t r = 0; r < world_size(); ++r) out[0].push_back(at::empty_like(in[0]));
   impl_->group->allgather(out, in)->wait();
   std::vector<double> all;
-  for (const at::Tensor& t : out[0]) {
-    const at::Tensor c = t.cpu();
-    const double* p = c.data_ptr<double>();
+  const at::Tensor c = to_host(at::stack(out[0]));  // [world_size, 1 + longest], one copy
+  for (int64_t r = 0; r < world_size(); ++r) {
+    const double* p = c.data_ptr<double>() + r * (1 + longest);
     all.insert(all.end(), p + 1, p + 1 + static_cast<int64_t>(p[0]));
   }
   return all;

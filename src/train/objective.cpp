@@ -6,6 +6,7 @@
 #include <cmath>
 #include <optional>
 
+#include "gaft/host_sync.h"
 #include "gaft/scorer.h"
 
 namespace gaft {
@@ -177,7 +178,7 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
   if (rows.empty()) {
     out.loss = (W.sum() * 0.0).to(at::kFloat);  // keeps backward valid: every gradient is 0
     out.gate = decision;
-    return out;
+    return out;  // loss_value 0
   }
   const Packed p = pack(rows, seq_ids, params.pad_id);
   const auto dev = W.device();
@@ -198,11 +199,15 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
   const at::Tensor is_rollout = p.token_seq >= B;  // [N] bool
   if (with_kl) {
     torch::NoGradGuard no_grad;
-    const at::Tensor sel = is_rollout.nonzero().squeeze(1);  // rollout tokens, CPU
+    std::vector<int64_t> rollout_tokens;  // indices of the rollout tokens, read on the host
+    const int64_t* ts = p.token_seq.data_ptr<int64_t>();
+    for (int64_t n = 0; n < p.token_seq.size(0); ++n)
+      if (ts[n] >= B) rollout_tokens.push_back(n);
+    const at::Tensor sel = at::tensor(rollout_tokens, at::kLong);  // [Nr]
     const at::Tensor sel_dev = sel.to(dev);
     const at::Tensor rollout_targets = targets.index_select(0, sel_dev);
     const at::Tensor logp =
-        ops::token_logprob(h.detach().index_select(0, sel_dev), Wc.detach(), rollout_targets).logp.to(at::kFloat).cpu();
+        ops::token_logprob(h.detach().index_select(0, sel_dev), Wc.detach(), rollout_targets).logp.to(at::kFloat);
     // The reference is the policy itself under LoRA: its base, with the adapters off for this forward.
     std::optional<AdaptersDisabled> base_only;
     if (reference->get() == policy.get()) base_only.emplace(**reference);
@@ -212,14 +217,22 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
     const at::Tensor ref_logp =
         ops::token_logprob(ref_h, ref_W.scalar_type() == ref_h.scalar_type() ? ref_W : ref_W.to(ref_h.scalar_type()),
                            rollout_targets)
-            .logp.to(at::kFloat)
-            .cpu();
-    const at::Tensor diff = logp - ref_logp;                                          // [Nr] log pi - log pi_ref
+            .logp.to(at::kFloat);
+    // The per-token weights are built on the host: one copy of both log-probabilities.
+    const at::Tensor both = to_host(at::stack({logp, ref_logp}));  // [2, Nr]
+    const at::Tensor diff = both[0] - both[1];                       // [Nr] log pi - log pi_ref
     const at::Tensor seq = p.token_seq.index_select(0, sel) - B;                      // [Nr] i * K + k
     const at::Tensor kl_seq = at::zeros({B * K}).index_add_(0, seq, diff).view({B, K});  // [B, K]
-    const at::Tensor valid = mb.rollout_scores.isfinite();
-    const int64_t n_valid = valid.sum().item<int64_t>();
-    out.kl = n_valid > 0 ? kl_seq.masked_select(valid).sum().item<double>() / static_cast<double>(n_valid) : 0.0;
+    const at::Tensor valid = mb.rollout_scores.isfinite();  // [B, K] host
+    {
+      const bool* v = valid.data_ptr<bool>();
+      const float* kls = kl_seq.data_ptr<float>();
+      double sum = 0.0;
+      int64_t n_valid = 0;
+      for (int64_t j = 0; j < B * K; ++j)
+        if (v[j]) sum += kls[j], ++n_valid;
+      out.kl = n_valid > 0 ? sum / static_cast<double>(n_valid) : 0.0;
+    }
     if (params.kl == KlMode::kReward) {
       // r' = r - beta * KL(i, k); advantages from r', with the gate and SFT coefficients of the plain scores.
       MicroBatch shaped = mb;
@@ -247,8 +260,10 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
 
   ops::WeightedLogprobOptions wo;
   wo.want_logp = true;
-  const ops::WeightedLogprob wl = ops::weighted_logprob(h, Wc, targets, weights.to(dev), wo);
+  const at::Tensor weights_dev = weights.to(dev);
+  const ops::WeightedLogprob wl = ops::weighted_logprob(h, Wc, targets, weights_dev, wo);
   out.loss = wl.loss.to(at::kFloat);
+  at::Tensor kl_sum, a_sum;  // vocab KL: its sum and the weights' sum, read back with the loss
   if (with_vocab_kl) {
     // beta * sum_n a_n KL(pi(.|n) || pi_ref(.|n)) over the trained reference tokens, each token weighted as the
     // SFT term normalises it (a_n = -w_n: 1/(B |y_i|) or 1/T), so that the term is a per-token mean like it.
@@ -260,17 +275,25 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
       ref_h = (*reference)->forward(ids, mask).reshape({-1, H}).index_select(0, positions);  // [N, H]
       ref_W = (*reference)->lm_head_weight();
     }
-    const at::Tensor a = (-weights).clamp_min(0.0).to(dev);  // [N]
-    const at::Tensor kl_sum = vocab_kl(h, Wc, ref_h, ref_W.to(ref_h.scalar_type()), a);
+    const at::Tensor a = (-weights_dev).clamp_min(0.0);  // [N]
+    kl_sum = vocab_kl(h, Wc, ref_h, ref_W.to(ref_h.scalar_type()), a);
     out.loss = out.loss + params.kl_beta * kl_sum;
-    const double a_sum = a.sum().item<double>();
-    out.kl = a_sum > 0 ? kl_sum.item<double>() / a_sum : 0.0;
+    a_sum = a.sum();
   }
   {
+    // One host copy per micro-batch: the loss, its rollout part, its total, and the vocab KL's two sums.
     torch::NoGradGuard no_grad;
-    const at::Tensor contrib = (weights.to(at::kDouble) * wl.logp.to(at::kDouble).cpu());  // [N]
-    out.loss_pg = contrib.masked_select(is_rollout).sum().item<double>();
-    out.loss_sft = contrib.sum().item<double>() - out.loss_pg;
+    const at::Tensor contrib = weights_dev.to(at::kDouble) * wl.logp.to(at::kDouble);  // [N]
+    const at::Tensor zero = at::zeros({}, contrib.options());
+    const at::Tensor stats = to_host(at::stack({out.loss.detach().to(at::kDouble),
+                                                (contrib * is_rollout.to(dev)).sum(), contrib.sum(),
+                                                kl_sum.defined() ? kl_sum.detach().to(at::kDouble) : zero,
+                                                a_sum.defined() ? a_sum.to(at::kDouble) : zero}));  // [5]
+    const double* v = stats.data_ptr<double>();
+    out.loss_value = v[0];
+    out.loss_pg = v[1];
+    out.loss_sft = v[2] - v[1];
+    if (with_vocab_kl) out.kl = v[4] > 0 ? v[3] / v[4] : 0.0;
   }
   return out;
 }
@@ -327,8 +350,9 @@ std::pair<at::Tensor, at::Tensor> reference_nll_entropy(Llama& policy, const std
   const ops::TokenLogprob t = ops::token_logprob(h, W.to(h.scalar_type()), p.targets.to(dev), /*want_entropy=*/true);
   const int64_t B = static_cast<int64_t>(refs.size());
   const at::Tensor count = at::zeros({B}).index_add_(0, p.token_seq, at::ones({p.token_seq.size(0)})).clamp_min(1);
-  const at::Tensor nll = at::zeros({B}).index_add_(0, p.token_seq, -t.logp.to(at::kFloat).cpu()) / count;
-  const at::Tensor ent = at::zeros({B}).index_add_(0, p.token_seq, t.entropy.to(at::kFloat).cpu()) / count;
+  const at::Tensor both = to_host(at::stack({t.logp.to(at::kFloat), t.entropy.to(at::kFloat)}));  // [2, N], one copy
+  const at::Tensor nll = at::zeros({B}).index_add_(0, p.token_seq, -both[0]) / count;
+  const at::Tensor ent = at::zeros({B}).index_add_(0, p.token_seq, both[1]) / count;
   return {nll, ent};
 }
 

@@ -1,10 +1,14 @@
 // Scorer heads (classifier, LM judge) and their combination. See gaft/scorer.h.
 #include "gaft/scorer.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
+#include <numeric>
 
 #include "gaft/chat.h"
 #include "gaft/error.h"
+#include "gaft/host_sync.h"
 
 namespace gaft {
 
@@ -56,20 +60,27 @@ at::Tensor normalised_entropy(const at::Tensor& probs) {
   return h / std::log(static_cast<double>(probs.size(-1)));
 }
 
-// Label probabilities [N, C] of N inputs, in batches: ids_of(i) gives input i's ids, probs_of(ids, mask) the
-// probabilities of a right-padded batch ([b, T] -> [b, C]).
+// Label probabilities [N, C] of N inputs on the model's device, in batches of batch_size taken longest first:
+// ids_of(i) gives input i's ids, probs_of(ids, mask) the probabilities of a right-padded batch ([b, T] -> [b, C]).
 template <typename IdsOf, typename ProbsOf>
 at::Tensor batched_probs(const Llama& model, int64_t pad, int64_t N, int64_t batch_size, IdsOf ids_of, ProbsOf probs_of) {
   torch::NoGradGuard no_grad;
   const auto dev = model->model->embed_tokens->weight.device();
+  std::vector<std::vector<int64_t>> inputs(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) inputs[i] = ids_of(i);
+  std::vector<int64_t> order(static_cast<size_t>(N));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return inputs[a].size() > inputs[b].size(); });
   std::vector<at::Tensor> probs;
   for (int64_t start = 0; start < N; start += batch_size) {
     std::vector<std::vector<int64_t>> rows;
-    for (int64_t i = start; i < std::min(N, start + batch_size); ++i) rows.push_back(ids_of(i));
+    for (int64_t j = start; j < std::min(N, start + batch_size); ++j) rows.push_back(std::move(inputs[order[j]]));
     auto [ids, mask] = pad_right(rows, pad);
-    probs.push_back(probs_of(ids.to(dev), mask.to(dev)).to(at::kFloat).cpu());
+    probs.push_back(probs_of(ids.to(dev), mask.to(dev)).to(at::kFloat));
   }
-  return at::cat(probs);
+  // Back to input order: row order[j] of the result is row j of the sorted batches.
+  const at::Tensor sorted = at::cat(probs);  // [N, C]
+  return at::empty_like(sorted).index_copy_(0, at::tensor(order, at::kLong).to(dev), sorted);
 }
 
 class ClassifierHead : public ScorerHeadModel {
@@ -93,6 +104,11 @@ class ClassifierHead : public ScorerHeadModel {
           return model_->classify(model_->forward(ids, mask), mask).to(at::kFloat).softmax(-1);  // [b, C]
         });
     return {p.select(1, spec.aligned_label).contiguous(), normalised_entropy(p)};
+  }
+
+  std::string shared_key() const override {
+    return "classifier\n" + spec.path + "\n" + std::to_string(spec.aligned_label) + "\n" +
+           std::to_string(spec.max_length) + "\n" + std::to_string(static_cast<int>(tmpl_));
   }
 
  private:
@@ -142,6 +158,11 @@ class JudgeHead : public ScorerHeadModel {
     return {p.select(1, 0).contiguous(), normalised_entropy(p)};
   }
 
+  std::string shared_key() const override {
+    return "lm_judge\n" + spec.path + "\n" + spec.prompt_template + "\n" + spec.safe_token + "\n" +
+           spec.unsafe_token + "\n" + std::to_string(spec.max_length);
+  }
+
  private:
   Llama model_;
   Tokenizer tok_;
@@ -172,13 +193,19 @@ Scorer Scorer::load(const ScorerSection& section, at::Device device, at::ScalarT
   Scorer s;
   s.combine = section.combine;
   s.batch_size = section.batch_size;
+  std::map<std::string, Llama> loaded;  // a folder named by several heads is loaded once
   for (size_t i = 0; i < section.heads.size(); ++i) {
     const ScorerHead& h = section.heads[i];
     const std::string key = "scorer.heads." + std::to_string(i) + ".path";
     if (!std::filesystem::is_directory(h.path))
       throw DataError(key + ": scorer folder '" + h.path + "' does not exist");
-    Llama model = load_llama(h.path, LoadOptions{dtype, device});
-    for (auto& p : model->parameters()) p.set_requires_grad(false);
+    auto it = loaded.find(h.path);
+    if (it == loaded.end()) {
+      Llama model = load_llama(h.path, LoadOptions{dtype, device});
+      for (auto& p : model->parameters()) p.set_requires_grad(false);
+      it = loaded.emplace(h.path, model).first;
+    }
+    Llama model = it->second;
     Tokenizer tok = Tokenizer::load(h.path);
     if (h.kind == ScorerKind::kClassifier) {
       if (model->config.head != ModelHead::kSequenceClassification)
@@ -199,7 +226,7 @@ at::Tensor Scorer::score_head(int64_t h, const std::vector<std::string>& prompts
   TORCH_CHECK(h >= 0 && h < num_heads(), "score_head: no head ", h);
   TORCH_CHECK(prompts.size() == responses.size(), "score_head: prompts and responses differ in number");
   if (prompts.empty()) return at::zeros({0});
-  return heads_[h]->score(prompts, responses, batch_size).first;
+  return to_host(heads_[h]->score(prompts, responses, batch_size).first.to(at::kFloat));  // one copy to the host
 }
 
 at::Tensor Scorer::combine_heads(const at::Tensor& per_head) const {
@@ -214,17 +241,35 @@ at::Tensor Scorer::combine_heads(const at::Tensor& per_head) const {
 ScoreResult Scorer::score(const std::vector<std::string>& prompts, const std::vector<std::string>& responses) {
   TORCH_CHECK(prompts.size() == responses.size(), "score: prompts and responses differ in number");
   TORCH_CHECK(!heads_.empty(), "score: the scorer has no heads");
-  const int64_t N = static_cast<int64_t>(prompts.size());
-  if (N == 0) return {at::zeros({0}), at::zeros({num_heads(), 0}), at::zeros({0})};
-  std::vector<at::Tensor> a, u;
-  for (auto& h : heads_) {
-    auto [p, e] = h->score(prompts, responses, batch_size);
-    a.push_back(p);
-    u.push_back(e);
+  const int64_t N = static_cast<int64_t>(prompts.size()), H = num_heads();
+  if (N == 0) return {at::zeros({0}), at::zeros({H, 0}), at::zeros({0})};
+  std::vector<at::Tensor> rows;  // per head: P(aligned), then normalised entropy, each [N] on the head's device
+  std::map<std::string, size_t> first;  // shared key -> the head that ran
+  for (int64_t h = 0; h < H; ++h) {
+    const std::string key = heads_[h]->shared_key();
+    const auto it = key.empty() ? first.end() : first.find(key);
+    if (it != first.end()) {
+      rows.push_back(rows[2 * it->second]);
+      rows.push_back(rows[2 * it->second + 1]);
+      continue;
+    }
+    if (!key.empty()) first[key] = static_cast<size_t>(h);
+    auto [p, e] = heads_[h]->score(prompts, responses, batch_size);
+    rows.push_back(p.to(at::kFloat));
+    rows.push_back(e.to(at::kFloat).to(p.device()));
   }
-  const at::Tensor per_head = at::stack(a);  // [H, N]
-  const at::Tensor combined = combine_heads(per_head);
-  return {combined.contiguous(), per_head, at::stack(u).mean(0).contiguous()};
+  // Heads on one device (the usual case) come back in one copy.
+  at::Tensor all;  // [2H, N] on the CPU
+  const bool one_device = std::all_of(rows.begin(), rows.end(), [&](const at::Tensor& t) { return t.device() == rows[0].device(); });
+  if (one_device) {
+    all = to_host(at::stack(rows));
+  } else {
+    for (at::Tensor& t : rows) t = to_host(t);
+    all = at::stack(rows);
+  }
+  const at::Tensor per_head = all.view({H, 2, N}).select(1, 0).contiguous();  // [H, N]
+  const at::Tensor uncertainty = all.view({H, 2, N}).select(1, 1).mean(0).contiguous();  // [N]
+  return {combine_heads(per_head).contiguous(), per_head, uncertainty};
 }
 
 }  // namespace gaft

@@ -21,6 +21,7 @@
 #include "gaft/device.h"
 #include "gaft/distributed.h"
 #include "gaft/fingerprint.h"
+#include "gaft/host_sync.h"
 #include "gaft/error.h"
 #include "gaft/log.h"
 #include "gaft/logging.h"
@@ -110,7 +111,7 @@ struct StepStats {
   int64_t kl_batches = 0;
   std::vector<double> rewards, gates, ref_scores;
   int64_t examples = 0, rolled_out = 0, abstained = 0, dropped = 0, invalid_scores = 0;
-  int64_t tokens = 0, padded_tokens = 0, generated = 0, correct = 0, labelled = 0;
+  int64_t tokens = 0, padded_tokens = 0, generated = 0, correct = 0, labelled = 0, decode_steps = 0;
   double rollout_s = 0, score_s = 0, fwd_bwd_s = 0;
   // Learned-gate training pairs of the step, applied after it in (micro-batch, example) order whatever the
   // number of ranks: records of 2 + kFeatures + 1 doubles (micro, example, features, target g).
@@ -462,44 +463,52 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
   std::vector<bool> skip(B, false);
   std::vector<LearnedGate::Features> features(B);
   if (gaft) {
-    // Reference scores: the scorer is frozen, so each example is scored once per run and cached.
-    std::vector<std::string> prompts, responses;
-    std::vector<int64_t> missing;
-    for (int64_t idx : batch)
-      if (!ref_score_cache_.count(idx)) {
-        missing.push_back(idx);
-        prompts.push_back(examples[idx].prompt_text);
-        responses.push_back(examples[idx].response_text);
-      }
+    // Reference scores: the scorer is frozen, so each example is scored once per run and cached. They are scored
+    // in a call of their own: a score must not depend on what else shares its batch (padding changes the
+    // summation order), or a resumed run, whose cache starts empty, would not repeat the first one bitwise.
     auto t0 = Clock::now();
-    if (!missing.empty()) {
-      AutocastScope ac(device_.type(), compute_, autocast_);
-      const ScoreResult ref = scorer_->score(prompts, responses);
-      for (size_t j = 0; j < missing.size(); ++j)
-        ref_score_cache_[missing[j]] = ref.per_head.select(1, static_cast<int64_t>(j)).clone();  // [H]
+    {
+      std::vector<int64_t> missing;
+      std::vector<std::string> prompts, responses;
+      for (int64_t idx : batch)
+        if (!ref_score_cache_.count(idx) && std::find(missing.begin(), missing.end(), idx) == missing.end()) {
+          missing.push_back(idx);
+          prompts.push_back(examples[idx].prompt_text);
+          responses.push_back(examples[idx].response_text);
+        }
+      if (!missing.empty()) {
+        AutocastScope ac(device_.type(), compute_, autocast_);
+        const ScoreResult ref = scorer_->score(prompts, responses);  // CPU
+        for (size_t j = 0; j < missing.size(); ++j)
+          ref_score_cache_[missing[j]] = ref.per_head.select(1, static_cast<int64_t>(j)).clone();  // [H]
+      }
     }
-    std::vector<at::Tensor> heads;
-    for (int64_t idx : batch) heads.push_back(ref_score_cache_.at(idx));
-    per_head_ref = at::stack(heads, 1);                                        // [H, B]
-    mb.reference_scores = scorer_->combine_heads(per_head_ref).contiguous();  // [B]
+    {
+      std::vector<at::Tensor> heads;
+      for (int64_t idx : batch) heads.push_back(ref_score_cache_.at(idx));
+      per_head_ref = at::stack(heads, 1);                                        // [H, B] CPU
+      mb.reference_scores = scorer_->combine_heads(per_head_ref).contiguous();  // [B] CPU
+      const float* rs = mb.reference_scores.data_ptr<float>();
+      for (int64_t i = 0; i < B; ++i) st->ref_scores.push_back(rs[i]);
+    }
     st->score_s += seconds_since(t0);
-    for (int64_t i = 0; i < B; ++i) st->ref_scores.push_back(mb.reference_scores[i].item<double>());
 
     // Learned gate: features known before rollouts; low predictions skip rollouts (with exploration).
     if (cfg_.gate.mode == GateMode::kLearned) {
       AutocastScope ac(device_.type(), compute_, autocast_);
       EvalMode no_dropout(policy_);
-      const auto [nll, ent] = reference_nll_entropy(policy_, mb.references, pad_);
+      const auto [nll, ent] = reference_nll_entropy(policy_, mb.references, pad_);  // [B] CPU each
       std::mt19937_64 rng(mix_seed(static_cast<uint64_t>(cfg_.run.seed), static_cast<uint64_t>(state_.step),
                                    static_cast<uint64_t>(micro) + 0x9a7e));
+      const float* rs = mb.reference_scores.data_ptr<float>();
       for (int64_t i = 0; i < B; ++i) {
-        features[i] = {1.0, mb.reference_scores[i].item<double>(), nll[i].item<double>(), ent[i].item<double>()};
+        features[i] = {1.0, rs[i], nll.data_ptr<float>()[i], ent.data_ptr<float>()[i]};
         const double explore = static_cast<double>(rng() >> 11) * 0x1.0p-53;
         skip[i] = learned_.predict(features[i]) < cfg_.gate.epsilon && explore >= cfg_.gate.exploration;
       }
     }
 
-    // Rollouts and their scores.
+    // Rollouts.
     t0 = Clock::now();
     std::vector<std::vector<int64_t>> prompt_ids;
     for (int64_t idx : batch) prompt_ids.push_back(examples[idx].prompt_ids);
@@ -513,10 +522,12 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
     }
     st->rollout_s += seconds_since(t0);
     st->generated += ro.generated_tokens;
+    st->decode_steps += ro.decode_steps;
+
+    // Scores of the rollouts, in one call.
     t0 = Clock::now();
+    std::vector<std::string> prompts, responses;
     std::vector<int64_t> rows;
-    prompts.clear();
-    responses.clear();
     for (int64_t row = 0; row < B * K; ++row)
       if (ro.present[row] && !ro.ids[row].empty()) {
         rows.push_back(row);
@@ -524,18 +535,27 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
         responses.push_back(ro.texts[row]);
       }
     at::Tensor unc_sum = at::zeros({B}), unc_n = at::zeros({B});
-    if (!rows.empty()) {
-      AutocastScope ac(device_.type(), compute_, autocast_);
-      const ScoreResult sr = scorer_->score(prompts, responses);
+    if (!prompts.empty()) {
+      ScoreResult sr;
+      {
+        AutocastScope ac(device_.type(), compute_, autocast_);
+        sr = scorer_->score(prompts, responses);  // CPU
+      }
+      const float* combined = sr.combined.data_ptr<float>();
+      const float* unc = sr.uncertainty.data_ptr<float>();
+      float* scores = mb.rollout_scores.data_ptr<float>();  // [B, K]
+      float* us = unc_sum.data_ptr<float>();
+      float* un = unc_n.data_ptr<float>();
       for (size_t j = 0; j < rows.size(); ++j) {
         const int64_t row = rows[j];
-        mb.rollout_scores[row / K][row % K] = sr.combined[static_cast<int64_t>(j)];
-        unc_sum[row / K] += sr.uncertainty[static_cast<int64_t>(j)];
-        unc_n[row / K] += 1;
+        scores[row] = combined[j];
+        us[row / K] += unc[j];
+        un[row / K] += 1;
       }
     }
     if (cfg_.gate.uncertainty == Uncertainty::kScorer) mb.scorer_uncertainty = unc_sum / unc_n.clamp_min(1);
     st->score_s += seconds_since(t0);
+    const float* scores = mb.rollout_scores.data_ptr<float>();
     for (int64_t row = 0; row < B * K; ++row) {
       const int64_t i = row / K;
       if (!ro.present[row]) continue;
@@ -544,8 +564,7 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
       s.trained.assign(s.ids.size(), 0);
       s.ids.insert(s.ids.end(), ro.ids[row].begin(), ro.ids[row].end());
       s.trained.insert(s.trained.end(), ro.ids[row].size(), 1);
-      const double r = mb.rollout_scores[i][row % K].item<double>();
-      if (std::isfinite(r)) st->rewards.push_back(r);
+      if (std::isfinite(scores[row])) st->rewards.push_back(scores[row]);
     }
     for (int64_t i = 0; i < B; ++i) st->rolled_out += skip[i] ? 0 : 1;
   }
@@ -559,13 +578,14 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
   if (log::enabled(log::Level::kTrace))
     log::trace(c10::str("step ", state_.step, " micro ", micro, ": scores ", mb.rollout_scores, " reference ",
                         mb.reference_scores, " g ", decision.g, " advantages ", decision.advantages, " flags ", decision.flags));
+  const float* g = decision.g.data_ptr<float>();  // the gate runs on the host: B and K are small
   for (int64_t i = 0; i < B; ++i) {
     if (gaft && !skip[i] && !(flags[i] & ops::kFlagNoValidRollout)) {
-      st->gates.push_back(decision.g[i].item<double>());
+      st->gates.push_back(g[i]);
       if (cfg_.gate.mode == GateMode::kLearned) {
         st->gate_updates.insert(st->gate_updates.end(), {static_cast<double>(micro), static_cast<double>(i)});
         st->gate_updates.insert(st->gate_updates.end(), features[i].begin(), features[i].end());
-        st->gate_updates.push_back(decision.g[i].item<double>());
+        st->gate_updates.push_back(g[i]);
       }
     }
     if (flags[i] & ops::kFlagAbstain) {
@@ -587,7 +607,7 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
       ++st->dropped;
     }
   }
-  st->invalid_scores += decision.num_invalid.item<int64_t>();
+  st->invalid_scores += decision.num_invalid.to(at::kLong).data_ptr<int64_t>()[0];
 
   const auto t0 = Clock::now();
   LossResult lr;
@@ -606,7 +626,7 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
   // when only frozen weights are left in it (LoRA), and there is nothing to back-propagate.
   if (lr.loss.requires_grad()) lr.loss.backward();
   st->fwd_bwd_s += seconds_since(t0);
-  st->loss += lr.loss.item<double>();
+  st->loss += lr.loss_value;
   st->loss_sft += lr.loss_sft;
   st->loss_pg += lr.loss_pg;
   if (objective_.kl != KlMode::kNone) {
@@ -728,9 +748,9 @@ nlohmann::json Trainer::eval_metrics() {
 
 bool Trainer::params_finite() {
   torch::NoGradGuard no_grad;
-  for (const auto& p : policy_->parameters())
-    if (!at::isfinite(p).all().item<bool>()) return false;
-  return true;
+  std::vector<at::Tensor> finite;
+  for (const auto& p : policy_->parameters()) finite.push_back(at::isfinite(p).all());
+  return finite.empty() || *to_host(at::stack(finite).all()).data_ptr<bool>();  // one read for all of them
 }
 
 TrainSummary Trainer::run() {
@@ -781,6 +801,8 @@ TrainSummary Trainer::run() {
   Watchdog watchdog(cfg_.train.step_timeout_s, cfg_.train.stop_grace_s);
   while (state_.step < total_steps_) {
     const auto t_step = Clock::now();
+    // Host reads of the step (this rank), up to the optimizer update; see docs/benchmarks.md for the count.
+    std::optional<HostSyncCounter> syncs(std::in_place);
     // The step's micro-batches and its global normalisation counts.
     std::vector<std::vector<int64_t>> micro;
     for (int64_t m = 0; m < cfg_.train.grad_accum_steps; ++m) micro.push_back(next_batch());
@@ -827,6 +849,8 @@ TrainSummary Trainer::run() {
                             " steps in a row had a non-finite loss or gradient (train.max_nonfinite_steps)",
                         "lower optimizer.lr, check the data for empty or extreme examples, or use float32 compute");
     }
+    const HostSyncs step_syncs = syncs->counts();
+    syncs.reset();
     ++state_.step;
     state_.tokens_trained += st.tokens;
     state_.learned_gate.assign(learned_.w.begin(), learned_.w.end());
@@ -842,7 +866,8 @@ TrainSummary Trainer::run() {
                             {"skipped", !finite},
                             {"tokens", st.tokens},
                             {"tokens_per_s", static_cast<double>(st.tokens) / step_s},
-                            {"step_s", step_s}};
+                            {"step_s", step_s},
+                            {"host_syncs", step_syncs.total()}};
       if (classifier) {
         rec["accuracy"] = st.labelled ? static_cast<double>(st.correct) / static_cast<double>(st.labelled) : 0.0;
       } else {
@@ -872,6 +897,7 @@ TrainSummary Trainer::run() {
         rec["drop_rate"] = static_cast<double>(st.dropped) / static_cast<double>(st.examples);
         rec["invalid_scores"] = st.invalid_scores;
         rec["rollout_tokens"] = st.generated;
+        rec["decode_steps"] = st.decode_steps;
         rec["rollout_share"] = st.rollout_s / step_s;
         rec["score_share"] = st.score_s / step_s;
       }

@@ -63,6 +63,21 @@ TEST_P(CausalParity, GreedyBatchMatchesTransformers) {
   o.max_new_tokens = static_cast<int64_t>(expected[0].size());
   EXPECT_EQ(gaft::generate(model, prompts, o), expected);  // one left-padded batch
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(gaft::generate(model, {prompts[i]}, o)[0], expected[i]);
+  // Two samples per prompt from one prefill: both are the greedy answer.
+  o.num_samples = 2;
+  const auto twice = gaft::generate(model, prompts, o);
+  ASSERT_EQ(twice.size(), 2 * prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(twice[2 * i], expected[i]);
+    EXPECT_EQ(twice[2 * i + 1], expected[i]);
+  }
+  // Rows that finish early leave the batch (row 0's budget is 1): the others still decode as transformers does.
+  o.num_samples = 1;
+  o.max_new_tokens_per_row.assign(prompts.size(), o.max_new_tokens);
+  o.max_new_tokens_per_row[0] = 1;
+  const auto cut = gaft::generate(model, prompts, o);
+  EXPECT_EQ(cut[0], std::vector<int64_t>(expected[0].begin(), expected[0].begin() + 1));
+  for (size_t i = 1; i < prompts.size(); ++i) EXPECT_EQ(cut[i], expected[i]);
 }
 
 TEST_P(CausalParity, KVCacheMatchesFullForward) {

@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <utility>
 
 #include "core/test_util.h"
 #include "gaft/optim.h"
+#include "gaft/rollout.h"
 
 namespace {
 
@@ -482,4 +484,32 @@ TEST(Objective, AbstentionCategoryPriority) {
   EXPECT_EQ(gaft::abstention_head({0.6, 0.55}, cats, prio, 0.5), 1);
   // Two heads of the same category: the lower score.
   EXPECT_EQ(gaft::abstention_head({0.3, 0.1}, {"safety", "safety"}, prio, 0.5), 1);
+}
+
+// Rollouts (gaft/rollout.h): the K samples of a prompt are the same whatever else is generated beside them
+// (rollout.batch_size, skipped prompts), and differ between seeds.
+TEST(Rollouts, SamplesDoNotDependOnBatchSizeOrSkips) {
+  const std::string dir = gaft_test::kStories + "/hf";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no shared folder";
+  gaft::Llama model = gaft::load_llama(dir);
+  const gaft::Tokenizer tok = gaft::Tokenizer::load(dir);
+  const std::vector<std::vector<int64_t>> prompts = {tok.encode("Once upon a time"), tok.encode("The dog"),
+                                                     tok.encode("Lily went to the big")};
+  gaft::RolloutOptions o;
+  o.num_samples = 3;
+  o.max_new_tokens = 8;
+  o.stop_tokens = {tok.eos_id()};
+  const gaft::Rollouts all = gaft::sample_rollouts(model, tok, prompts, {false, false, false}, o, 17);
+  o.batch_size = 1;
+  const gaft::Rollouts one_by_one = gaft::sample_rollouts(model, tok, prompts, {false, false, false}, o, 17);
+  EXPECT_EQ(one_by_one.ids, all.ids);
+  EXPECT_EQ(one_by_one.texts, all.texts);
+  o.batch_size = 0;
+  const gaft::Rollouts skipped = gaft::sample_rollouts(model, tok, prompts, {true, false, false}, o, 17);
+  for (int64_t row = 0; row < 9; ++row) {
+    EXPECT_EQ(skipped.present[row], row >= 3);
+    if (row >= 3) EXPECT_EQ(skipped.ids[row], all.ids[row]) << row;
+  }
+  EXPECT_GT(all.decode_steps, 0);
+  EXPECT_NE(gaft::sample_rollouts(model, tok, prompts, {false, false, false}, o, 18).ids, all.ids);
 }

@@ -122,6 +122,26 @@ TEST_F(Train, GaftStepLogsTheMethodsMetrics) {
   EXPECT_LT(m.back()["loss_sft"].get<double>(), m.front()["loss_sft"].get<double>());
 }
 
+// The host reads of a gaft step (gaft/host_sync.h; on a GPU each one waits for the device) are the ones the
+// code documents: one per sampling step of the rollouts, and per micro-batch one copy of the rollouts' scores,
+// one of the loss and its parts, and one inside the fused op (it sizes its work by the non-zero weights), plus
+// one copy of the reference scores while they are not cached (the first epoch); per step one more, the gradient
+// norm for clipping. (4 examples, 2 micro-batches of 2 per step: the first step is the first epoch.)
+TEST_F(Train, AStepReadsTheHostOnlyWhereDocumented) {
+  const auto r = run_gaft("train --config " + config("syncs", "gaft", "gate: {mode: fixed, g0: 0.5}\nabstention: {delta: 0.0}\n") +
+                          " train.max_steps=3 train.batch_size=2 train.grad_accum_steps=2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto m = read_metrics(dir_->file("syncs/metrics.jsonl"));
+  ASSERT_EQ(m.size(), 3u);
+  for (const auto& rec : m) {
+    const int64_t decode = rec["decode_steps"].get<int64_t>();
+    EXPECT_GE(decode, 2);  // at least one sampling step per micro-batch
+    EXPECT_LE(decode, 2 * 6);  // at most max_new_tokens per micro-batch
+    const int64_t first_epoch = rec["step"].get<int64_t>() == 1 ? 2 : 0;
+    EXPECT_EQ(rec["host_syncs"].get<int64_t>(), decode + 3 * 2 + 1 + first_epoch) << rec.dump();
+  }
+}
+
 TEST_F(Train, ClassifierObjectiveLearnsLabels) {
   const std::string extra = "data: {train: " + dir_->file("labelled.jsonl") + ", eval: " + dir_->file("labelled.jsonl") +
                             ", max_prompt_tokens: 64, max_response_tokens: 64}\n";
