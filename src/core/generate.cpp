@@ -39,8 +39,8 @@ at::Tensor sample_tokens(const at::Tensor& logits, const GenerationOptions& o, c
               "sample_tokens: expected logits [R, V] and R streams, got ", logits.sizes(), " and ", streams.size());
   const int64_t R = logits.size(0), V = logits.size(1);
   if (o.temperature <= 0) return to_host(logits.argmax(-1).to(at::kLong));  // [R], the step's one host read
-  const at::Tensor l = logits.to(at::kFloat) / o.temperature;                 // [R, V]
-  // Candidates: values [R, C] (C <= V) with probabilities under the normaliser the rules use, and their ids
+  const at::Tensor l = o.temperature == 1.0 ? logits.to(at::kFloat) : logits.to(at::kFloat) / o.temperature;  // [R, V]
+  // Candidates: weights [R, C] (C <= V) proportional to the probabilities the rules give, and their ids
   // (undefined: the candidates are the whole vocabulary, in vocabulary order).
   at::Tensor probs, ids;
   if (o.top_k > 0 && o.top_k < V) {
@@ -62,19 +62,24 @@ at::Tensor sample_tokens(const at::Tensor& logits, const GenerationOptions& o, c
       }
     }
   } else {
-    probs = l.softmax(-1);  // [R, V]
+    // The whole vocabulary: exp(l - max) needs no normalisation, the draw scales u by the total.
+    probs = (l - std::get<0>(l.max(-1, /*keepdim=*/true))).exp_();  // [R, V]
   }
   if (o.top_p < 1.0) {
     // Drop a candidate when the candidates before it already hold top_p of the mass; the first always stays.
     const at::Tensor before = probs.cumsum(-1) - probs;
     probs = probs.masked_fill(before > o.top_p, 0.0);
   }
-  // Inverse CDF: the first candidate whose cumulative mass exceeds u times the kept mass. A zero-probability
-  // candidate never has a cumulative mass above its predecessor's, so it is never chosen.
-  std::vector<double> u(static_cast<size_t>(R));
-  for (int64_t r = 0; r < R; ++r) u[r] = counter_uniform(o.seed, streams[r], static_cast<uint64_t>(step));
-  const at::Tensor cdf = probs.to(at::kDouble).cumsum(-1);                                   // [R, C]
-  const at::Tensor target = at::tensor(u, at::kDouble).to(cdf.device()).unsqueeze(1) * cdf.narrow(1, cdf.size(1) - 1, 1);
+  // Inverse CDF: the first candidate whose cumulative weight exceeds u times the total. Cumulative sums of
+  // non-negative weights never decrease, so a zero-weight candidate is never above its predecessor and never
+  // chosen.
+  std::vector<float> u(static_cast<size_t>(R));
+  for (int64_t r = 0; r < R; ++r) u[r] = static_cast<float>(counter_uniform(o.seed, streams[r], static_cast<uint64_t>(step)));
+  const at::Tensor cdf = probs.cumsum(-1);                  // [R, C]
+  const at::Tensor total = cdf.narrow(1, cdf.size(1) - 1, 1);  // [R, 1] > 0: the first candidate always stays
+  // u * total, kept below the total (float rounding of u near 1), so that some candidate exceeds it.
+  const at::Tensor target = at::minimum(at::tensor(u, at::kFloat).to(cdf.device()).unsqueeze(1) * total,
+                                        total * (1.0f - 0x1.0p-23f));
   at::Tensor pick = at::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true).clamp_max(cdf.size(1) - 1);  // [R, 1]
   if (ids.defined()) pick = ids.gather(1, pick);
   return to_host(pick.squeeze(1).to(at::kLong));  // [R], the step's one host read

@@ -2,6 +2,7 @@
 #include "gaft/scorer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <map>
 #include <numeric>
@@ -60,27 +61,104 @@ at::Tensor normalised_entropy(const at::Tensor& probs) {
   return h / std::log(static_cast<double>(probs.size(-1)));
 }
 
-// Label probabilities [N, C] of N inputs on the model's device, in batches of batch_size taken longest first:
-// ids_of(i) gives input i's ids, probs_of(ids, mask) the probabilities of a right-padded batch ([b, T] -> [b, C]).
-template <typename IdsOf, typename ProbsOf>
-at::Tensor batched_probs(const Llama& model, int64_t pad, int64_t N, int64_t batch_size, IdsOf ids_of, ProbsOf probs_of) {
+// One scorer input: its ids, and how many of its first tokens are the prompt's part (0: not known to be
+// shared). Inputs with the same non-empty prompt part share its forward.
+struct ScorerInput {
+  std::vector<int64_t> ids;
+  std::vector<int64_t> prefix;  // ids[0, prefix.size()), or empty
+};
+
+// `prefix` when it is a proper prefix of `ids` (tokenisation at the boundary can differ), else empty.
+std::vector<int64_t> shared_part(std::vector<int64_t> prefix, const std::vector<int64_t>& ids) {
+  if (prefix.size() < 2 || prefix.size() >= ids.size() || !std::equal(prefix.begin(), prefix.end(), ids.begin()))
+    return {};
+  return prefix;
+}
+
+// The final hidden state [N, H] at the last token of each input, on the model's device, in batches of at most
+// batch_size rows. Inputs that share a prompt part with others (the K rollouts of a prompt) run it once: the
+// prompts of a batch of groups are prefilled with a KV cache, which each row then extends with its own tokens.
+// The other inputs run in batches taken longest first (similar lengths share a batch: little padding).
+at::Tensor last_hidden_states(Llama model, int64_t pad, std::vector<ScorerInput> inputs, int64_t batch_size) {
   torch::NoGradGuard no_grad;
   const auto dev = model->model->embed_tokens->weight.device();
-  std::vector<std::vector<int64_t>> inputs(static_cast<size_t>(N));
-  for (int64_t i = 0; i < N; ++i) inputs[i] = ids_of(i);
-  std::vector<int64_t> order(static_cast<size_t>(N));
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return inputs[a].size() > inputs[b].size(); });
-  std::vector<at::Tensor> probs;
-  for (int64_t start = 0; start < N; start += batch_size) {
-    std::vector<std::vector<int64_t>> rows;
-    for (int64_t j = start; j < std::min(N, start + batch_size); ++j) rows.push_back(std::move(inputs[order[j]]));
-    auto [ids, mask] = pad_right(rows, pad);
-    probs.push_back(probs_of(ids.to(dev), mask.to(dev)).to(at::kFloat));
+  const int64_t N = static_cast<int64_t>(inputs.size());
+  std::map<std::vector<int64_t>, std::vector<int64_t>> by_prefix;
+  std::vector<int64_t> alone;
+  for (int64_t i = 0; i < N; ++i)
+    if (!inputs[i].prefix.empty()) by_prefix[inputs[i].prefix].push_back(i);
+  std::vector<std::vector<int64_t>> groups;
+  for (auto& [prefix, rows] : by_prefix)
+    if (rows.size() > 1) groups.push_back(rows);
+    else alone.push_back(rows[0]);
+  for (int64_t i = 0; i < N; ++i)
+    if (inputs[i].prefix.empty()) alone.push_back(i);
+
+  std::vector<at::Tensor> parts;  // [n, H] each, rows in the order of `done`
+  std::vector<int64_t> done;
+  const int64_t H = model->config.hidden_size;
+  // Groups, several per batch while their rows fit in batch_size (a larger group is a batch of its own).
+  for (size_t g0 = 0; g0 < groups.size();) {
+    size_t g1 = g0 + 1;
+    int64_t rows_in = static_cast<int64_t>(groups[g0].size());
+    while (g1 < groups.size() && rows_in + static_cast<int64_t>(groups[g1].size()) <= batch_size)
+      rows_in += static_cast<int64_t>(groups[g1++].size());
+    const int64_t G = static_cast<int64_t>(g1 - g0);
+    int64_t P = 0, S = 1;
+    for (size_t g = g0; g < g1; ++g) {
+      P = std::max<int64_t>(P, static_cast<int64_t>(inputs[groups[g][0]].prefix.size()));
+      for (int64_t i : groups[g])
+        S = std::max<int64_t>(S, static_cast<int64_t>(inputs[i].ids.size() - inputs[i].prefix.size()));
+    }
+    // Prompts left-padded [G, P]; suffixes right-padded [R, S]; the row's mask over both [R, P + S].
+    at::Tensor pids = at::full({G, P}, pad, at::kLong), pmask = at::zeros({G, P}, at::kLong);
+    at::Tensor sids = at::full({rows_in, S}, pad, at::kLong), mask = at::zeros({rows_in, P + S}, at::kLong);
+    std::vector<int64_t> group_of_row, last;
+    for (int64_t g = 0; g < G; ++g) {
+      const std::vector<int64_t>& prefix = inputs[groups[g0 + g][0]].prefix;
+      const int64_t n = static_cast<int64_t>(prefix.size());
+      std::copy(prefix.begin(), prefix.end(), pids.data_ptr<int64_t>() + g * P + (P - n));
+      pmask.narrow(0, g, 1).narrow(1, P - n, n).fill_(1);
+      for (int64_t i : groups[g0 + g]) {
+        const int64_t r = static_cast<int64_t>(group_of_row.size()), m = static_cast<int64_t>(inputs[i].ids.size()) - n;
+        std::copy(inputs[i].ids.begin() + n, inputs[i].ids.end(), sids.data_ptr<int64_t>() + r * S);
+        mask.narrow(0, r, 1).narrow(1, P - n, n + m).fill_(1);
+        group_of_row.push_back(g);
+        last.push_back(m - 1);
+        done.push_back(i);
+      }
+    }
+    KVCache cache = model->make_cache();
+    cache.reserve = P + S;
+    model->forward(pids.to(dev), pmask.to(dev), &cache);  // [G, P, H], kept as keys and values
+    const at::Tensor rows = at::tensor(group_of_row, at::kLong).to(dev);
+    for (size_t l = 0; l < cache.keys.size(); ++l) {
+      cache.keys[l] = cache.keys[l].index_select(0, rows);
+      cache.values[l] = cache.values[l].index_select(0, rows);
+    }
+    const at::Tensor hidden = model->forward(sids.to(dev), mask.to(dev), &cache);  // [R, S, H]
+    const at::Tensor at_last = at::tensor(last, at::kLong).to(dev).view({-1, 1, 1}).expand({-1, 1, H});
+    parts.push_back(hidden.gather(1, at_last).squeeze(1));  // [R, H]
+    g0 = g1;
   }
-  // Back to input order: row order[j] of the result is row j of the sorted batches.
-  const at::Tensor sorted = at::cat(probs);  // [N, C]
-  return at::empty_like(sorted).index_copy_(0, at::tensor(order, at::kLong).to(dev), sorted);
+  // Inputs alone: longest first, right-padded.
+  std::stable_sort(alone.begin(), alone.end(), [&](int64_t a, int64_t b) { return inputs[a].ids.size() > inputs[b].ids.size(); });
+  for (size_t start = 0; start < alone.size(); start += static_cast<size_t>(batch_size)) {
+    std::vector<std::vector<int64_t>> rows;
+    std::vector<int64_t> last;
+    for (size_t j = start; j < std::min(alone.size(), start + static_cast<size_t>(batch_size)); ++j) {
+      rows.push_back(std::move(inputs[alone[j]].ids));
+      last.push_back(static_cast<int64_t>(rows.back().size()) - 1);
+      done.push_back(alone[j]);
+    }
+    auto [ids, mask] = pad_right(rows, pad);
+    const at::Tensor hidden = model->forward(ids.to(dev), mask.to(dev));  // [b, T, H]
+    const at::Tensor at_last = at::tensor(last, at::kLong).to(dev).view({-1, 1, 1}).expand({-1, 1, H});
+    parts.push_back(hidden.gather(1, at_last).squeeze(1));  // [b, H]
+  }
+  // Back to input order: row done[j] of the result is row j of the batches.
+  const at::Tensor batched = at::cat(parts);  // [N, H]
+  return at::empty_like(batched).index_copy_(0, at::tensor(done, at::kLong).to(dev), batched);
 }
 
 class ClassifierHead : public ScorerHeadModel {
@@ -97,12 +175,17 @@ class ClassifierHead : public ScorerHeadModel {
 
   std::pair<at::Tensor, at::Tensor> score(const std::vector<std::string>& prompts,
                                           const std::vector<std::string>& responses, int64_t batch_size) override {
-    const at::Tensor p = batched_probs(
-        model_, pad_, static_cast<int64_t>(prompts.size()), batch_size,
-        [&](int64_t i) { return classifier_input_ids(tok_, tmpl_, prompts[i], responses[i], spec.max_length); },
-        [&](const at::Tensor& ids, const at::Tensor& mask) {
-          return model_->classify(model_->forward(ids, mask), mask).to(at::kFloat).softmax(-1);  // [b, C]
-        });
+    std::map<std::string, std::vector<int64_t>> prompt_part;  // the template up to the assistant's turn
+    std::vector<ScorerInput> inputs(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      inputs[i].ids = classifier_input_ids(tok_, tmpl_, prompts[i], responses[i], spec.max_length);
+      auto it = prompt_part.find(prompts[i]);
+      if (it == prompt_part.end())
+        it = prompt_part.emplace(prompts[i], apply_chat_template(tok_, tmpl_, {{"user", prompts[i]}}, true).ids).first;
+      inputs[i].prefix = shared_part(it->second, inputs[i].ids);
+    }
+    const at::Tensor h = last_hidden_states(model_, pad_, std::move(inputs), batch_size);  // [N, H]
+    const at::Tensor p = model_->score->forward(h).to(at::kFloat).softmax(-1);             // [N, C]
     return {p.select(1, spec.aligned_label).contiguous(), normalised_entropy(p)};
   }
 
@@ -144,17 +227,28 @@ class JudgeHead : public ScorerHeadModel {
 
   std::pair<at::Tensor, at::Tensor> score(const std::vector<std::string>& prompts,
                                           const std::vector<std::string>& responses, int64_t batch_size) override {
-    const auto ids_of = [&](int64_t i) {
-      return keep_end(tok_.encode(fill_template(spec.prompt_template, prompts[i], responses[i])), spec.max_length);
-    };
-    const at::Tensor p = batched_probs(
-        model_, pad_, static_cast<int64_t>(prompts.size()), batch_size, ids_of,
-        [&](const at::Tensor& ids, const at::Tensor& mask) {
-          const at::Tensor hidden = model_->forward(ids, mask);  // [b, T, H]
-          const at::Tensor last = (mask.sum(1) - 1).view({-1, 1, 1}).expand({-1, 1, hidden.size(2)});
-          const at::Tensor logits = model_->logits(hidden.gather(1, last)).squeeze(1);  // [b, V]
-          return at::stack({logits.select(1, safe_), logits.select(1, unsafe_)}, 1).to(at::kFloat).softmax(-1);
-        });
+    // The template's text before {response}, when {prompt} does not come after it, is the prompt's part.
+    const size_t at_response = spec.prompt_template.find("{response}");
+    const bool shareable = at_response != std::string::npos &&
+                           spec.prompt_template.find("{prompt}", at_response) == std::string::npos;
+    std::map<std::string, std::vector<int64_t>> prompt_part;
+    std::vector<ScorerInput> inputs(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      inputs[i].ids =
+          keep_end(tok_.encode(fill_template(spec.prompt_template, prompts[i], responses[i])), spec.max_length);
+      if (!shareable) continue;
+      auto it = prompt_part.find(prompts[i]);
+      if (it == prompt_part.end()) {
+        // Without the whitespace before {response}: the tokenizer joins it to the response's first word.
+        std::string head = fill_template(spec.prompt_template.substr(0, at_response), prompts[i], "");
+        while (!head.empty() && std::isspace(static_cast<unsigned char>(head.back()))) head.pop_back();
+        it = prompt_part.emplace(prompts[i], tok_.encode(head)).first;
+      }
+      inputs[i].prefix = shared_part(it->second, inputs[i].ids);
+    }
+    const at::Tensor h = last_hidden_states(model_, pad_, std::move(inputs), batch_size);  // [N, H]
+    const at::Tensor logits = model_->logits(h);                                           // [N, V]
+    const at::Tensor p = at::stack({logits.select(1, safe_), logits.select(1, unsafe_)}, 1).to(at::kFloat).softmax(-1);
     return {p.select(1, 0).contiguous(), normalised_entropy(p)};
   }
 

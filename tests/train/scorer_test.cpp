@@ -24,7 +24,44 @@ class FixedHead : public gaft::ScorerHeadModel {
   std::vector<float> a_;
 };
 
+// A head that counts its calls and says which other heads give its scores.
+class CountingHead : public gaft::ScorerHeadModel {
+ public:
+  CountingHead(float a, std::string key, int* calls) : a_(a), key_(std::move(key)), calls_(calls) {}
+  std::pair<at::Tensor, at::Tensor> score(const std::vector<std::string>& p, const std::vector<std::string>&,
+                                          int64_t) override {
+    ++*calls_;
+    const int64_t n = static_cast<int64_t>(p.size());
+    return {at::full({n}, a_), at::full({n}, 0.25f)};
+  }
+  std::string shared_key() const override { return key_; }
+
+ private:
+  float a_;
+  std::string key_;
+  int* calls_;
+};
+
 }  // namespace
+
+// One folder configured as several heads (e.g. one classifier under two categories) runs once per call; the
+// later heads take its scores. Heads with other keys, or none, run themselves.
+TEST(Scorer, AHeadSharedBySeveralNamesRunsOnce) {
+  int first = 0, copy = 0, other = 0, unkeyed = 0;
+  gaft::Scorer s;
+  s.add(std::make_unique<CountingHead>(0.9f, "folder-a", &first));
+  s.add(std::make_unique<CountingHead>(0.1f, "folder-a", &copy));  // same key: never runs
+  s.add(std::make_unique<CountingHead>(0.5f, "folder-b", &other));
+  s.add(std::make_unique<CountingHead>(0.7f, "", &unkeyed));
+  s.combine = gaft::ScoreCombine::kMean;
+  const gaft::ScoreResult r = s.score({"a", "b", "c"}, {"x", "y", "z"});
+  EXPECT_EQ(first, 1);
+  EXPECT_EQ(copy, 0);
+  EXPECT_EQ(other, 1);
+  EXPECT_EQ(unkeyed, 1);
+  EXPECT_TRUE(at::equal(r.per_head[1], r.per_head[0]));
+  EXPECT_TRUE(at::allclose(r.combined, at::full({3}, (0.9f + 0.9f + 0.5f + 0.7f) / 4)));
+}
 
 TEST(Scorer, HeadsCombineByMinMeanAndWeightedProduct) {
   gaft::Scorer s;
@@ -70,12 +107,23 @@ TEST(Scorer, LmJudgeReadsTheTwoLabelTokens) {
   torch::NoGradGuard ng;
   const char* texts[] = {"Q: Once upon a time A: there was a cat. Is it good? Answer:",
                          "Q: The dog A: ran away Is it good? Answer:", "Q: Say {response} A: no Is it good? Answer:"};
-  for (int i = 0; i < 3; ++i) {
-    const std::string text = texts[i];
+  const auto by_hand = [&](const std::string& text) {
     const at::Tensor ids = at::tensor(tok.encode(text), at::kLong).view({1, -1});
     const at::Tensor logits = lm->logits(lm->forward(ids))[0][-1];  // [V]
-    const double expected = at::stack({logits[yes], logits[no]}).softmax(0)[0].item<double>();
-    EXPECT_NEAR(r.combined[i].item<double>(), expected, 1e-5);
+    return at::stack({logits[yes], logits[no]}).softmax(0)[0].item<double>();
+  };
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(r.combined[i].item<double>(), by_hand(texts[i]), 1e-5);
+  // Responses to one prompt (the K rollouts of a prompt) share the forward of the template's prompt part, in
+  // batches of groups and alone beside them: the same scores as each text by hand.
+  const std::vector<std::string> prompts = {"The dog", "Once upon a time", "The dog", "Lily", "The dog", "Once upon a time"};
+  const std::vector<std::string> answers = {"ran", "there was a big cat that ran", "sat down.", "smiled", "was happy", "a boy"};
+  for (int64_t batch : {16, 2}) {
+    s.batch_size = batch;
+    const gaft::ScoreResult shared = s.score(prompts, answers);
+    for (size_t i = 0; i < prompts.size(); ++i)
+      EXPECT_NEAR(shared.combined[static_cast<int64_t>(i)].item<double>(),
+                  by_hand("Q: " + prompts[i] + " A: " + answers[i] + " Is it good? Answer:"), 1e-5)
+          << i << " batch " << batch;
   }
 }
 
@@ -102,6 +150,15 @@ TEST(Scorer, ClassifierReadsTheAlignedLabel) {
     EXPECT_NEAR(a[i].item<double>(), probs[2].item<double>(), 1e-5);
     const double h = -(probs * probs.log()).sum().item<double>() / std::log(3.0);
     EXPECT_NEAR(u[i].item<double>(), h, 1e-5);
+  }
+  // Several responses to one prompt share its forward: the same probabilities as one at a time.
+  const std::vector<std::string> p2 = {"Hi", "Once upon a time", "Hi", "Hi", "Once upon a time"};
+  const std::vector<std::string> y2 = {"hello", "a cat sat on the mat and slept.", "go away", "hello there friend", "no"};
+  const auto [a2, u2] = head->score(p2, y2, 4);
+  for (size_t i = 0; i < p2.size(); ++i) {
+    const auto ids_v = gaft::classifier_input_ids(tok, gaft::ChatTemplate::kPlain, p2[i], y2[i], 1024);
+    const at::Tensor probs = cls->classify(cls->forward(at::tensor(ids_v, at::kLong).view({1, -1}))).softmax(-1)[0];
+    EXPECT_NEAR(a2[static_cast<int64_t>(i)].item<double>(), probs[2].item<double>(), 1e-5) << i;
   }
   spec.aligned_label = 3;
   gaft_test::expect_data_error([&] { gaft::make_classifier_head(spec, cls, gaft::Tokenizer::load(kModel), gaft::ChatTemplate::kPlain); },
