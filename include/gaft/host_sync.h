@@ -36,4 +36,15 @@ class HostSyncCounter {
   HostSyncs start_;
 };
 
+// Reads inside its scope are not counted: for code whose scalar reads touch host tensors on the CPU only and
+// stay on the device on a GPU (the fused AdamW kernel reads each parameter's step count with .item() on the CPU;
+// on a GPU the counts live on the device and the kernel reads them there).
+class HostReadsOnTheHost {
+ public:
+  HostReadsOnTheHost();
+  ~HostReadsOnTheHost();
+  HostReadsOnTheHost(const HostReadsOnTheHost&) = delete;
+  HostReadsOnTheHost& operator=(const HostReadsOnTheHost&) = delete;
+};
+
 }  // namespace gaft

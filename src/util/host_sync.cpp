@@ -11,8 +11,10 @@ namespace {
 thread_local HostSyncs tally;          // running totals of this thread
 thread_local int active = 0;           // HostSyncCounters alive on this thread
 thread_local at::CallbackHandle handle = 0;  // the observer, installed while one is alive
+thread_local int exempt = 0;           // HostReadsOnTheHost scopes open on this thread
 
 std::unique_ptr<at::ObserverContext> observe(const at::RecordFunction& fn) {
+  if (exempt > 0) return nullptr;
   const char* name = fn.name();
   if (std::strcmp(name, "aten::_local_scalar_dense") == 0) ++tally.scalars;
   else if (std::strcmp(name, "aten::nonzero") == 0 || std::strcmp(name, "aten::masked_select") == 0 ||
@@ -38,6 +40,9 @@ HostSyncCounter::HostSyncCounter() : start_(tally) {
 HostSyncCounter::~HostSyncCounter() {
   if (--active == 0) at::removeCallback(handle);
 }
+
+HostReadsOnTheHost::HostReadsOnTheHost() { ++exempt; }
+HostReadsOnTheHost::~HostReadsOnTheHost() { --exempt; }
 
 HostSyncs HostSyncCounter::counts() const {
   HostSyncs c;

@@ -351,6 +351,59 @@ TEST(Optim, NoWeightDecayOnNormsAndBiases) {
   EXPECT_EQ(opt->param_groups()[0].params().size() + opt->param_groups()[1].params().size(), m->parameters().size());
 }
 
+// The fused step equals LibTorch's AdamW (the reference) over several steps with weight decay, a changing lr and
+// parameters without a gradient in a step; the state it leaves is AdamW's (step count and moments).
+TEST(Optim, FusedStepEqualsLibTorchAdamW) {
+  gaft::ModelConfig c = tiny_config();
+  c.attention_bias = true;
+  gaft::Llama a(c), b(c);
+  {
+    torch::NoGradGuard g;
+    for (auto& p : a->parameters()) p.normal_(0.0, 0.3);
+    auto pa = a->parameters(), pb = b->parameters();
+    for (size_t i = 0; i < pa.size(); ++i) pb[i].copy_(pa[i]);
+  }
+  gaft::OptimizerSection o;
+  o.lr = 1e-2;
+  o.weight_decay = 0.1;
+  auto fused = gaft::make_adamw(a->named_parameters(true).pairs(), o);
+  // The reference: the same two groups over b's parameters.
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  std::vector<at::Tensor> decay, no_decay;
+  for (const auto& [name, p] : b->named_parameters(true).pairs()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(0.1)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(0.0)));
+  torch::optim::AdamW reference(groups, torch::optim::AdamWOptions(o.lr));
+  torch::manual_seed(3);
+  for (int step = 0; step < 5; ++step) {
+    const double lr = 1e-2 * (1.0 - 0.15 * step);
+    gaft::set_lr(*fused, lr);
+    gaft::set_lr(reference, lr);
+    fused->zero_grad();
+    reference.zero_grad();
+    auto pa = a->parameters(), pb = b->parameters();
+    for (size_t i = 0; i < pa.size(); ++i) {
+      if (step == 2 && i % 3 == 0) continue;  // no gradient this step: neither optimizer moves it
+      const at::Tensor g = at::randn_like(pa[i]);
+      pa[i].mutable_grad() = g.clone();
+      pb[i].mutable_grad() = g.clone();
+    }
+    fused->step();
+    reference.step();
+    for (size_t i = 0; i < pa.size(); ++i)
+      ASSERT_TRUE(at::allclose(pa[i], pb[i], 1e-5, 1e-6)) << "step " << step << " parameter " << i << ": "
+                                                           << (pa[i] - pb[i]).abs().max().item<double>();
+  }
+  auto pa = a->parameters();
+  const auto& st = static_cast<const torch::optim::AdamWParamState&>(*fused->state().at(pa[1].unsafeGetTensorImpl()));
+  const auto& ref = static_cast<const torch::optim::AdamWParamState&>(*reference.state().at(b->parameters()[1].unsafeGetTensorImpl()));
+  EXPECT_EQ(st.step(), ref.step());
+  EXPECT_TRUE(at::allclose(st.exp_avg(), ref.exp_avg(), 1e-5, 1e-7));
+  EXPECT_TRUE(at::allclose(st.exp_avg_sq(), ref.exp_avg_sq(), 1e-5, 1e-9));
+}
+
 TEST(Objective, MicroBatchesWithGlobalCountsSumToTheBatch) {
   for (auto norm : {gaft::ops::SftNorm::kSequence, gaft::ops::SftNorm::kToken}) {
     gaft::Llama m = tiny_model(12);
