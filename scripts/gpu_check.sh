@@ -3,7 +3,8 @@
 # build-gpu/, runs the CUDA parity tests (tests/ops/cuda_*_test.cpp), then times both ops against their
 # references with CUDA events and prints a table next to the device's measured copy bandwidth and bf16
 # matmul rate (tools/bench_ops.cpp --device cuda), and trains LoRA adapters with activation checkpointing
-# under bf16 autocast for 10 steps. Without a GPU it says so and exits 0.
+# under bf16 autocast for 10 steps, then 6 steps of the gaft objective (rollouts, LM-judge scorer, fused
+# AdamW) printing each step's host reads. Without a GPU it says so and exits 0.
 # Budget: under 8 minutes on one GPU, build included.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,4 +49,24 @@ logging: {every_steps: 5, progress: off}
 EOF
 ./build-gpu/gaft train --config "$tmp/lora.yaml"
 test -f "$tmp/run/model/adapter_model.safetensors"
+echo "== gaft objective on the GPU: shared-prompt rollouts, inverse-CDF sampling, shared-prompt LM-judge scoring,"
+echo "   fused AdamW, bf16; host reads per step (docs/benchmarks.md lists S + 3M + 1 after the first epoch)"
+cat > "$tmp/gaft.yaml" <<EOF
+run: {output_dir: $tmp/gaft, device: cuda, seed: 1}
+model: {path: ../shared/models/stories260K/hf}
+scorer: {heads: [{name: judge, kind: lm_judge, path: ../shared/models/stories260K/hf, safe_token: happy, unsafe_token: was, prompt_template: "Q: {prompt} A: {response} Is it good? Answer:"}]}
+rollout: {num_samples: 4, max_new_tokens: 16, temperature: 1.0}
+data: {train: $tmp/train.jsonl, max_prompt_tokens: 32, max_response_tokens: 32, shuffle: false}
+tokenizer: {max_length: 64}
+objective: {kind: gaft}
+train: {batch_size: 1, grad_accum_steps: 2, max_steps: 6}
+optimizer: {lr: 0.001}
+precision: {compute: bfloat16}
+logging: {every_steps: 1, progress: off}
+EOF
+./build-gpu/gaft train --config "$tmp/gaft.yaml"
+# One line per step: step, seconds, rollout share, sampling steps, host reads.
+grep -o '"decode_steps":[0-9]*\|"host_syncs":[0-9]*\|"rollout_share":[0-9.e-]*\|"step":[0-9]*\|"step_s":[0-9.e-]*' \
+  "$tmp/gaft/metrics.jsonl" | paste -sd' ' | sed 's/ "decode_steps"/\n"decode_steps"/g'
+echo
 echo "gpu_check: done in $(( $(date +%s) - start )) s"
