@@ -168,6 +168,7 @@ struct OptimizerSection {
   double eps = 1e-8;
   double weight_decay = 0.0;              // not applied to norms and biases
   double grad_clip = 1.0;                 // global L2 norm; 0 = off
+  bool fused = true;                      // ATen's fused AdamW kernel; false: LibTorch's per-tensor AdamW
 };
 
 struct ScheduleSection {

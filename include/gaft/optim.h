@@ -10,8 +10,9 @@
 
 namespace gaft {
 
-// Group 0: parameters with weight decay (2-D weights); group 1: norms and biases (1-D), no decay. Its step runs
-// ATen's fused AdamW kernel over each group (one pass per parameter); the state is torch::optim::AdamW's.
+// Group 0: parameters with weight decay (2-D weights); group 1: norms and biases (1-D), no decay. With o.fused
+// its step runs ATen's fused AdamW kernel over each group (one pass per parameter); the state is
+// torch::optim::AdamW's either way.
 std::unique_ptr<torch::optim::AdamW> make_adamw(const std::vector<std::pair<std::string, at::Tensor>>& named_params,
                                                 const OptimizerSection& o);
 

@@ -184,6 +184,9 @@ void describe(Schema& s, OptimizerSection& c) {
   s.number("eps", &c.eps, "AdamW ε.", Range::positive());
   s.number("weight_decay", &c.weight_decay, "Decoupled weight decay (not on norms and biases).", Range::at_least(0));
   s.number("grad_clip", &c.grad_clip, "Clip the global gradient L2 norm; 0 = off.", Range::at_least(0));
+  s.flag("fused", &c.fused,
+         "Step with ATen's fused AdamW kernel (one pass per parameter); false: LibTorch's AdamW, six element-wise "
+         "ops per parameter. Same math, last-bit rounding differs.");
 }
 
 void describe(Schema& s, ScheduleSection& c) {

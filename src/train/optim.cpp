@@ -89,6 +89,7 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(const std::vector<std::pair<std:
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, options(o.weight_decay));
   groups.emplace_back(no_decay, options(0.0));
+  if (!o.fused) return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(o.lr));
   return std::make_unique<FusedAdamW>(groups, torch::optim::AdamWOptions(o.lr));
 }
 
