@@ -24,6 +24,15 @@ uint64_t splitmix64(uint64_t x) {
 struct LiveRows {
   std::vector<int64_t> out_row;  // [R] index into the B * K output rows
   std::vector<uint64_t> stream;  // [R]
+  // The rows `rows` of this batch, in that order.
+  LiveRows select(const std::vector<int64_t>& rows) const {
+    LiveRows kept;
+    for (int64_t r : rows) {
+      kept.out_row.push_back(out_row[r]);
+      kept.stream.push_back(stream[r]);
+    }
+    return kept;
+  }
 };
 
 }  // namespace
@@ -167,12 +176,7 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
   };
   if (K > 1 || static_cast<int64_t>(keep.size()) < B * K) {
     select_rows(keep, K);
-    LiveRows kept;
-    for (int64_t r : keep) {
-      kept.out_row.push_back(live.out_row[r]);
-      kept.stream.push_back(live.stream[r]);
-    }
-    live = std::move(kept);
+    live = live.select(keep);
   }
 
   std::vector<int64_t> fed;
@@ -204,12 +208,7 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
     if (static_cast<int64_t>(still.size()) * 4 <= R * 3) {
       select_rows(still, 1);
       input = input.index_select(0, at::tensor(still, at::kLong));
-      LiveRows kept;
-      for (int64_t r : still) {
-        kept.out_row.push_back(live.out_row[r]);
-        kept.stream.push_back(live.stream[r]);
-      }
-      live = std::move(kept);
+      live = live.select(still);
       finished.assign(live.out_row.size(), false);
     }
     const at::Tensor attended = padded ? full_mask.narrow(1, 0, cache.length() + 1) : at::Tensor();
