@@ -8,11 +8,13 @@
 # prefilled), and ends with the results table (docs/results.md explains it). Harm is judged by the world's own
 # ground truth (the harmful payloads' content), beside the trained head that gaft optimised.
 #
-#   ./scripts/demo.sh          the reduced run: the 10%-harmful setting, one seed, SFT, gaft and the three
-#                              baselines (about 10 minutes on 2 cores after the build)
+#   ./scripts/demo.sh          the reduced run: the 10%-harmful setting, one seed, SFT, gaft, gaft with recovery
+#                              rollouts and the three baselines (about 13 minutes on 2 cores after the build)
 #   ./scripts/demo.sh --full   every setting (clean, 10%, 30% harmful, unsafe start) x every method (SFT, gaft,
-#                              gaft with a fixed gate, filter, SFT + KL, mixing) x 3 seeds; also rewrites
-#                              docs/results.md and docs/plots/
+#                              gaft with a fixed gate, gaft with recovery rollouts, filter, SFT + KL, mixing) x 3
+#                              seeds; also rewrites docs/results.md and docs/plots/
+#   ./scripts/demo.sh --sweep  adds the sweep of gaft's knobs (tools/sweep.py: lambda, K, delta, the gate's tau
+#                              and temperature, the recovery share) on the 10% setting, seed 11, to the page
 #
 # Stages are cached in $GAFT_DEMO_DIR (default runs/demo): a stage whose command and inputs are unchanged is
 # not run again. Remove the directory to start afresh. Independent stages run $GAFT_DEMO_JOBS at a time
@@ -21,10 +23,12 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/env.sh"
 full=0
+sweep=0
 for arg in "$@"; do
   case "$arg" in
     --full) full=1 ;;
-    *) echo "usage: scripts/demo.sh [--full]" >&2; exit 2 ;;
+    --sweep) sweep=1 ;;
+    *) echo "usage: scripts/demo.sh [--full] [--sweep]" >&2; exit 2 ;;
   esac
 done
 "$here/setup.sh"
@@ -86,12 +90,12 @@ ln -sfn "$GAFT_ROOT/data/demo_base" base/model
 
 # Settings: name, fine-tuning data, starting policy.
 settings=("h10 data/finetune_h10.jsonl base/model")
-methods=(sft gaft filter sft_kl mix)
+methods=(sft gaft gaft_recovery filter sft_kl mix)
 seeds=(11)
 if [ "$full" = 1 ]; then
   settings=("clean data/finetune_clean.jsonl base/model" "${settings[@]}"
             "h30 data/finetune_h30.jsonl base/model" "unsafe data/finetune_h10.jsonl base_unsafe/model")
-  methods=(sft gaft gaft_fixed filter sft_kl mix)
+  methods=(sft gaft gaft_fixed gaft_recovery filter sft_kl mix)
   seeds=(11 12 13)
 fi
 # fine_tune WHICH METHOD...: queues every seed's run of these methods in the settings that start from the base
@@ -119,8 +123,8 @@ later scorer_safety scorers/safety "$gaft" train --config "$exp/scorer_safety.ya
 [ "$full" = 1 ] && later unsafe base_unsafe "$gaft" train --config "$exp/unsafe.yaml"
 fine_tune base sft sft_kl mix
 settle
-fine_tune base gaft gaft_fixed
-fine_tune unsafe gaft gaft_fixed
+fine_tune base gaft gaft_fixed gaft_recovery
+fine_tune unsafe gaft gaft_fixed gaft_recovery
 fine_tune base filter
 fine_tune unsafe filter sft sft_kl mix
 settle
@@ -134,6 +138,15 @@ for s in "${settings[@]}"; do
   later "$name-eval" "eval/$name" "$gaft" eval --config "$exp/eval.yaml" "${models[@]}" run.output_dir="eval/$name"
 done
 settle
+
+# The sweep: one knob at a time around configs/experiments/gaft_recovery.yaml, in the 10% setting, seed 11.
+if [ "$sweep" = 1 ]; then
+  stage sweep sweep python3 "$GAFT_ROOT/tools/sweep.py" --gaft "$gaft" --config "$exp/gaft_recovery.yaml" \
+    --eval-config "$exp/eval.yaml" --work . --out sweep --jobs "$jobs" \
+    --title "The 10%-harmful setting, seed 11, from configs/experiments/gaft_recovery.yaml." \
+    --knob objective.lambda=0.5,1,2 --knob rollout.num_samples=4,8 --knob abstention.delta=0.3,0.5,0.7 \
+    --knob gate.tau=2,3,4 --knob gate.temperature=0.5,1,2 --knob recovery.share=0,0.5
+fi
 
 # The results page is made afresh every time (a second); the full run's page carries the hand-written reading of
 # the last full run (docs/results_notes.md).

@@ -38,6 +38,9 @@ enum class ItemKind { kAuto, kHarmful, kBenign, kQa, kUnanswerable, kTask };
 enum class SuiteFormat { kGaft, kAdvBench, kHarmBench, kJailbreakBench, kXsTest, kTruthfulQa, kHaluEval, kAlpaca };
 enum class AttackKind { kWrapper, kPrefill };
 enum class ResponsesFormat { kAuto, kGaft, kXsTest, kHaluEvalGeneral };
+// Recovery rollouts (docs/method.md): where the misaligned prefix comes from, and the optional SFT target after it.
+enum class RecoverySource { kReferenceThenRollout, kReference, kRollout };
+enum class RecoveryTarget { kNone, kAbstention };
 
 struct RunSection {
   std::string name = "gaft";             // e.g. "llama3-8b-safety"; used in logs
@@ -123,6 +126,21 @@ struct RolloutSection {
   int64_t max_new_tokens = 64;
   int64_t batch_size = 0;                 // prompts per generation batch; 0 = the whole batch
   std::vector<std::string> stop;          // extra stop strings besides EOS
+};
+
+// Recovery rollouts against shallow alignment (docs/method.md): for an example whose reference, or else one of
+// its own rollouts, the scorer rates misaligned, R = round(share * K) of its K rollouts continue a prefix of that
+// misaligned response instead of starting from the bare prompt. The scorer judges prefix + continuation; the
+// policy gradient flows through the continuation only.
+struct RecoverySection {
+  double share = 0.0;                     // share of the K rollouts started from a misaligned prefix; 0 = off
+  int64_t min_prefix_tokens = 4;          // forced prefix length, drawn per example in [min, max]
+  int64_t max_prefix_tokens = 16;
+  RecoverySource source = RecoverySource::kReferenceThenRollout;
+  double threshold = 0.5;                 // a source response scores (combined) below this
+  double lambda = 1.0;                    // weight of the recovery rollouts' policy-gradient term
+  RecoveryTarget target = RecoveryTarget::kNone;  // abstention: also train prefix -> the abstention template
+  double target_weight = 1.0;             // weight of that SFT target (as a reference's, per sequence)
 };
 
 struct GateSection {
@@ -219,6 +237,7 @@ struct RunConfig {
   DataSection data;
   ObjectiveSection objective;
   RolloutSection rollout;
+  RecoverySection recovery;
   GateSection gate;
   AbstentionSection abstention;
   TrainSection train;
@@ -344,6 +363,8 @@ RunConfig load_config_text(const std::string& yaml, const std::string& name,
 
 // The resolved configuration as YAML (every key, defaults included): loading it gives the same config.
 std::string config_to_yaml(const RunConfig& config);
+// R of recovery.share: round(share * K) recovery rollouts per prompt (0 when share is 0).
+int64_t recovery_samples(double share, int64_t num_samples);
 // The YAML spelling of an objective ("sft", "gaft", "filter", "classifier").
 std::string to_string(Objective o);
 // Writes config_to_yaml into dir/config.yaml atomically.

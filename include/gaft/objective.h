@@ -31,6 +31,14 @@ struct MicroBatch {
   at::Tensor rollout_scores;              // [B, K] f32 on CPU; NaN for missing rollouts
   at::Tensor reference_scores;            // [B] f32 on CPU
   at::Tensor scorer_uncertainty;          // [B] f32 (gate.uncertainty: scorer) or undefined
+  // Recovery rollouts (gaft/recovery.h, docs/method.md): R per example, row i * R + r: prompt ++ forced prefix
+  // (untrained: weight 0) ++ the sampled continuation (trained); empty ids = none. They take their own
+  // advantages (rloo or grpo within the example's R), with gate 1 and weight params.recovery_lambda.
+  int64_t R = 0;
+  std::vector<TrainSequence> recovery;          // [B * R]
+  at::Tensor recovery_scores;                   // [B, R] f32 on CPU, of prefix + continuation; NaN = none
+  // recovery.target abstention: prompt ++ prefix (untrained) ++ the abstention template (trained); empty = none.
+  std::vector<TrainSequence> recovery_targets;  // [B] or empty
 };
 
 struct ObjectiveParams {
@@ -38,18 +46,22 @@ struct ObjectiveParams {
   KlMode kl = KlMode::kNone;
   double kl_beta = 0.0;
   int64_t pad_id = 0;
+  double recovery_lambda = 1.0;         // weight of the recovery rollouts' policy-gradient term
+  double recovery_target_weight = 1.0;  // weight of a recovery target (per sequence, normalised like a reference)
 };
 
 struct LossResult {
   at::Tensor loss;            // [] f32, differentiable: L of METHOD.md for this micro-batch
   double loss_value = 0.0;    // its value (read back with the parts below in one host copy)
   double loss_sft = 0.0;      // reference-token part of L
-  double loss_pg = 0.0;       // rollout-token part of L (KL loss term included)
+  double loss_pg = 0.0;       // plain-rollout-token part of L (KL loss term included)
+  double loss_recovery = 0.0; // recovery-rollout and recovery-target part of L
   double kl = 0.0;            // mean over rollouts of sum_t (log pi - log pi_ref); 0 without KL
   int64_t sequences = 0;      // sequences in the forward (those with a non-zero weight)
   int64_t tokens = 0;         // trained tokens in the forward
   int64_t padded_tokens = 0;  // S * T of the forward
   ops::GateOutputs gate;      // g, advantages, p, u, flags, weights of this micro-batch
+  at::Tensor recovery_advantages;  // [B, R] f32 (empty without recovery rollouts)
 };
 
 // The gate's decisions (g, p, u, flags, advantages) from the scores alone, before any sequence is built;

@@ -4,6 +4,7 @@
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -134,6 +135,30 @@ void describe(Schema& s, RolloutSection& c) {
   s.texts("stop", &c.stop, "Stop strings besides the end-of-sequence token.");
 }
 
+void describe(Schema& s, RecoverySection& c) {
+  s.number("share", &c.share,
+           "Share of the K rollouts that continue a prefix of a misaligned response (the reference, or else the "
+           "lowest-scored of the example's own rollouts) instead of starting from the prompt; 0 = off.",
+           Range::unit_open_high());
+  s.integer("min_prefix_tokens", &c.min_prefix_tokens, "Shortest forced prefix (tokens).", Range::between(1, 1 << 20));
+  s.integer("max_prefix_tokens", &c.max_prefix_tokens,
+            "Longest forced prefix (tokens); the length is drawn per example, at most the response's length - 1.",
+            Range::between(1, 1 << 20));
+  s.choice("source", &c.source,
+           {{"reference_then_rollout", RecoverySource::kReferenceThenRollout},
+            {"reference", RecoverySource::kReference},
+            {"rollout", RecoverySource::kRollout}},
+           "Where the misaligned prefix comes from: the example's reference when it scores below the threshold, "
+           "else (or only) the lowest-scored of its plain rollouts when that one does.");
+  s.number("threshold", &c.threshold, "A source response scores (combined) below this.", Range::unit());
+  s.number("lambda", &c.lambda, "Weight of the recovery rollouts' policy-gradient term.", Range::at_least(0));
+  s.choice("target", &c.target, {{"none", RecoveryTarget::kNone}, {"abstention", RecoveryTarget::kAbstention}},
+           "abstention: also train prompt + prefix -> the abstention template of the source's category (an SFT "
+           "target after the forced tokens); none: the policy gradient alone.");
+  s.number("target_weight", &c.target_weight, "Weight of the abstention target after a prefix (1 = a reference's).",
+           Range::at_least(0));
+}
+
 void describe(Schema& s, GateSection& c) {
   s.choice("mode", &c.mode, {{"fixed", GateMode::kFixed}, {"uncertainty", GateMode::kUncertainty}, {"learned", GateMode::kLearned}},
            "fixed g0, the uncertainty gate σ((w_m·m + w_u·u − τ)/t), or a learned gate.");
@@ -243,6 +268,7 @@ void describe(Schema& s, RunConfig& c) {
   s.section("data", &c.data, describe, "Training and held-out data.", true);
   s.section("objective", &c.objective, describe, "The loss.", true);
   s.section("rollout", &c.rollout, describe, "Sampling of the K rollouts per prompt.");
+  s.section("recovery", &c.recovery, describe, "Recovery rollouts from misaligned prefixes (docs/method.md).");
   s.section("gate", &c.gate, describe, "The per-example gate g_i.");
   s.section("abstention", &c.abstention, describe, "Abstention targets for fully misaligned inputs.");
   s.section("train", &c.train, describe, "Batch sizes and run length.");
@@ -495,6 +521,12 @@ void apply_override(YAML::Node& root, const std::string& text, size_t index, Dia
 
 // ---- cross-field rules --------------------------------------------------------------------------------
 
+std::string number_text(double x) {
+  std::ostringstream o;
+  o << x;
+  return o.str();
+}
+
 void validate(const RunConfig& c, Diagnostics& diag) {
   const bool gaft = c.objective.kind == Objective::kGaft;
   const bool scored = gaft || c.objective.kind == Objective::kFilter;  // objectives that read the scorer
@@ -511,6 +543,22 @@ void validate(const RunConfig& c, Diagnostics& diag) {
   if (gaft && c.objective.advantage == AdvantageMode::kRloo && c.rollout.num_samples < 2)
     diag.add("rollout.num_samples", "the rloo advantage needs at least 2 samples per prompt, got " +
                                         std::to_string(c.rollout.num_samples));
+  if (c.recovery.share > 0) {
+    const int64_t K = c.rollout.num_samples, R = recovery_samples(c.recovery.share, K);
+    if (!gaft)
+      diag.add("recovery.share", "recovery rollouts apply to objective.kind 'gaft' only; set share: 0");
+    else if (R < 2 || K - R < 2)
+      diag.add("recovery.share", "share " + number_text(c.recovery.share) + " of rollout.num_samples " +
+                                     std::to_string(K) + " gives " + std::to_string(R) + " recovery and " +
+                                     std::to_string(K - R) + " plain rollouts per prompt; each group needs at least 2 "
+                                     "for an advantage (e.g. num_samples 4, share 0.5)");
+    if (c.recovery.min_prefix_tokens > c.recovery.max_prefix_tokens)
+      diag.add("recovery.min_prefix_tokens", "min_prefix_tokens " + std::to_string(c.recovery.min_prefix_tokens) +
+                                                 " is above max_prefix_tokens " +
+                                                 std::to_string(c.recovery.max_prefix_tokens));
+    if (c.recovery.target == RecoveryTarget::kAbstention && !c.abstention.enabled)
+      diag.add("recovery.target", "target 'abstention' needs abstention.enabled (its templates)");
+  }
   if (gaft && c.rollout.temperature == 0.0 && c.rollout.num_samples > 1)
     diag.add("rollout.temperature", "temperature 0 makes the K greedy samples identical, so every advantage is 0; "
                                     "expected a temperature > 0");
@@ -618,6 +666,10 @@ std::string read_config_file(const std::string& path) {
 
 }  // namespace
 }  // namespace config
+
+int64_t recovery_samples(double share, int64_t num_samples) {
+  return share > 0 ? std::llround(share * static_cast<double>(num_samples)) : 0;
+}
 
 std::string to_string(Objective o) {
   for (const auto& [name, value] : config::kObjectives)

@@ -139,9 +139,33 @@ ops::GateOutputs decide_gate(const MicroBatch& mb, const ops::GateParams& params
 
 LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, const ops::GateOutputs& decision,
                         const ObjectiveParams& params) {
-  const int64_t B = mb.B, K = mb.K;
+  const int64_t B = mb.B, K = mb.K, R = mb.R;
   TORCH_CHECK(static_cast<int64_t>(mb.references.size()) == B && static_cast<int64_t>(mb.rollouts.size()) == B * K,
               "compute_loss: expected ", B, " references and ", B * K, " rollouts");
+  TORCH_CHECK(R == 0 || (static_cast<int64_t>(mb.recovery.size()) == B * R && mb.recovery_scores.defined() &&
+                         mb.recovery_scores.sizes() == at::IntArrayRef({B, R})),
+              "compute_loss: expected ", B * R, " recovery rollouts with [", B, ", ", R, "] scores");
+  TORCH_CHECK(mb.recovery_targets.empty() || static_cast<int64_t>(mb.recovery_targets.size()) == B,
+              "compute_loss: expected ", B, " recovery targets or none");
+  // Sequence ids of the packed batch: reference i, plain rollout B + i*K + k, recovery rollout B + BK + i*R + r,
+  // recovery target B + BK + BR + i. The gate op sees the first two kinds; the recovery rollouts go through a
+  // second gate call of their own (fixed gate 1, no abstention), the targets are weighed here.
+  const int64_t first_recovery = B + B * K, first_target = first_recovery + B * R;
+  ops::GateParams rec_params = params.gate;
+  rec_params.mode = ops::GateMode::kFixed;
+  rec_params.g0 = 1.0;
+  rec_params.lambda = params.recovery_lambda;
+  rec_params.delta = 0.0;
+  rec_params.abstention = false;
+  const auto recovery_inputs = [&](const at::Tensor& token_seq) {
+    ops::GateInputs in;
+    in.rollout_scores = mb.recovery_scores;
+    in.reference_scores = mb.reference_scores;
+    in.token_seq = token_seq;
+    return in;
+  };
+  at::Tensor rec_adv_t;  // [B, R]
+  if (R > 0) rec_adv_t = ops::gate_weights(recovery_inputs(at::zeros({0}, at::kLong)), rec_params).advantages;
   const bool with_kl = params.kl != KlMode::kNone && K > 0;             // gaft: KL on the rollouts
   const bool with_vocab_kl = params.kl == KlMode::kLoss && K == 0;       // sft, filter: KL at reference tokens
   TORCH_CHECK(!(with_kl || with_vocab_kl) || reference != nullptr, "compute_loss: the KL term needs the reference policy");
@@ -172,12 +196,29 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
         seq_ids.push_back(B + i * K + k);
       }
     }
+  if (R > 0) {
+    const float* rr = mb.recovery_scores.data_ptr<float>();
+    const float* ra = rec_adv_t.data_ptr<float>();
+    for (int64_t j = 0; j < B * R; ++j) {
+      const TrainSequence& s = mb.recovery[j];
+      if (s.ids.size() < 2 || !std::isfinite(rr[j]) || ra[j] == 0.0f || params.recovery_lambda == 0.0) continue;
+      rows.push_back(&s);
+      seq_ids.push_back(first_recovery + j);
+    }
+  }
+  if (params.recovery_target_weight > 0)
+    for (int64_t i = 0; i < static_cast<int64_t>(mb.recovery_targets.size()); ++i)
+      if (mb.recovery_targets[i].ids.size() >= 2) {
+        rows.push_back(&mb.recovery_targets[i]);
+        seq_ids.push_back(first_target + i);
+      }
 
   LossResult out;
   const at::Tensor W = policy->lm_head_weight();
   if (rows.empty()) {
     out.loss = (W.sum() * 0.0).to(at::kFloat);  // keeps backward valid: every gradient is 0
     out.gate = decision;
+    out.recovery_advantages = rec_adv_t;
     return out;  // loss_value 0
   }
   const Packed p = pack(rows, seq_ids, params.pad_id);
@@ -194,15 +235,46 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
   out.padded_tokens = p.ids.numel();
 
   // Per-token weights from the gate op (on the CPU: B and N are small).
-  ops::GateOutputs gate = ops::gate_weights(gate_inputs(mb, p.token_seq), params.gate);
+  const at::Tensor plain_seq = at::where(p.token_seq < first_recovery, p.token_seq, -1);  // [N]
+  ops::GateOutputs gate = ops::gate_weights(gate_inputs(mb, plain_seq), params.gate);
   at::Tensor weights = gate.weights;  // [N]
-  const at::Tensor is_rollout = p.token_seq >= B;  // [N] bool
+  const at::Tensor is_rollout = (p.token_seq >= B) & (p.token_seq < first_recovery);  // [N] bool: plain rollouts
+  const at::Tensor is_recovery = p.token_seq >= first_recovery;                        // [N] bool: rollouts, targets
+  if (R > 0) {
+    const at::Tensor in_recovery = is_recovery & (p.token_seq < first_target);
+    const at::Tensor rec_seq = at::where(in_recovery, p.token_seq - first_recovery + B, -1);
+    weights = weights + ops::gate_weights(recovery_inputs(rec_seq), rec_params).weights;
+  }
+  if (!mb.recovery_targets.empty()) {
+    // A target's tokens weigh like an imitated reference's: -target_weight / (B_norm |y|) (sft_norm sequence) or
+    // -target_weight / T_norm (token; T_norm as the gate op counts it: the reference tokens of this forward).
+    // Counted on the host from the packed ids (no device read).
+    const double b_norm = params.gate.norm_examples > 0 ? params.gate.norm_examples : static_cast<double>(B);
+    const int64_t* ts = p.token_seq.data_ptr<int64_t>();
+    const int64_t N = p.token_seq.size(0);
+    std::vector<double> len(static_cast<size_t>(B), 0.0);
+    double ref_tokens = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      if (ts[n] >= first_target) len[static_cast<size_t>(ts[n] - first_target)] += 1;
+      if (ts[n] >= 0 && ts[n] < B) ref_tokens += 1;
+    }
+    const double t_norm = params.gate.norm_tokens > 0 ? params.gate.norm_tokens : std::max(1.0, ref_tokens);
+    at::Tensor extra = at::zeros({N});
+    float* e = extra.data_ptr<float>();
+    for (int64_t n = 0; n < N; ++n)
+      if (ts[n] >= first_target)
+        e[n] = static_cast<float>(-params.recovery_target_weight /
+                                  (params.gate.sft_norm == ops::SftNorm::kToken
+                                       ? t_norm
+                                       : b_norm * len[static_cast<size_t>(ts[n] - first_target)]));
+    weights = weights + extra;
+  }
   if (with_kl) {
     torch::NoGradGuard no_grad;
     std::vector<int64_t> rollout_tokens;  // indices of the rollout tokens, read on the host
     const int64_t* ts = p.token_seq.data_ptr<int64_t>();
     for (int64_t n = 0; n < p.token_seq.size(0); ++n)
-      if (ts[n] >= B) rollout_tokens.push_back(n);
+      if (ts[n] >= B && ts[n] < first_recovery) rollout_tokens.push_back(n);
     const at::Tensor sel = at::tensor(rollout_tokens, at::kLong);  // [Nr]
     const at::Tensor sel_dev = sel.to(dev);
     const at::Tensor rollout_targets = targets.index_select(0, sel_dev);
@@ -239,7 +311,7 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
       shaped.rollout_scores = mb.rollout_scores - params.kl_beta * kl_seq;
       ops::GateParams fixed_gate = params.gate;
       fixed_gate.mode = ops::GateMode::kLearned;
-      ops::GateInputs in = gate_inputs(shaped, p.token_seq);
+      ops::GateInputs in = gate_inputs(shaped, plain_seq);
       in.learned_gate = gate.g;
       const ops::GateOutputs second = ops::gate_weights(in, fixed_gate);
       weights = at::where(is_rollout, second.weights, weights);
@@ -257,6 +329,7 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
   }
   out.gate = gate;
   out.gate.weights = weights;
+  out.recovery_advantages = rec_adv_t;
 
   ops::WeightedLogprobOptions wo;
   wo.want_logp = true;
@@ -288,11 +361,13 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
     const at::Tensor stats = to_host(at::stack({out.loss.detach().to(at::kDouble),
                                                 (contrib * is_rollout.to(dev)).sum(), contrib.sum(),
                                                 kl_sum.defined() ? kl_sum.detach().to(at::kDouble) : zero,
-                                                a_sum.defined() ? a_sum.to(at::kDouble) : zero}));  // [5]
+                                                a_sum.defined() ? a_sum.to(at::kDouble) : zero,
+                                                (contrib * is_recovery.to(dev)).sum()}));  // [6]
     const double* v = stats.data_ptr<double>();
     out.loss_value = v[0];
     out.loss_pg = v[1];
-    out.loss_sft = v[2] - v[1];
+    out.loss_recovery = v[5];
+    out.loss_sft = v[2] - v[1] - v[5];
     if (with_vocab_kl) out.kl = v[4] > 0 ? v[3] / v[4] : 0.0;
   }
   return out;

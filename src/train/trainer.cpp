@@ -28,6 +28,7 @@
 #include "gaft/objective.h"
 #include "gaft/optim.h"
 #include "gaft/rollout.h"
+#include "gaft/recovery.h"
 #include "gaft/scorer.h"
 #include "gaft/stop_signal.h"
 
@@ -107,9 +108,11 @@ double quantile(std::vector<double> v, double q) {
 
 // Sums of one optimizer step's micro-batches, turned into the metrics record.
 struct StepStats {
-  double loss = 0, loss_sft = 0, loss_pg = 0, kl = 0;
+  double loss = 0, loss_sft = 0, loss_pg = 0, loss_recovery = 0, kl = 0;
   int64_t kl_batches = 0;
   std::vector<double> rewards, gates, ref_scores;
+  std::vector<double> recovery_rewards;  // scores of the recovery rollouts (prefix + continuation)
+  int64_t recovery_from_reference = 0, recovery_from_rollout = 0;  // examples whose recovery rollouts start so
   int64_t examples = 0, rolled_out = 0, abstained = 0, dropped = 0, invalid_scores = 0;
   int64_t tokens = 0, padded_tokens = 0, generated = 0, correct = 0, labelled = 0, decode_steps = 0;
   double rollout_s = 0, score_s = 0, fwd_bwd_s = 0;
@@ -153,6 +156,7 @@ class Trainer {
   int64_t pad_ = 0;
   int64_t total_steps_ = 0;
   RolloutOptions rollout_;
+  RecoveryOptions recovery_;
   ObjectiveParams objective_;
   std::string resumed_from_;
   std::unique_ptr<Dist> dist_;
@@ -342,6 +346,13 @@ void Trainer::setup() {
   gp.std_floor = cfg_.objective.std_floor;
   objective_.kl = cfg_.objective.kl;
   objective_.kl_beta = cfg_.objective.kl_beta;
+  objective_.recovery_lambda = cfg_.recovery.lambda;
+  objective_.recovery_target_weight = cfg_.recovery.target_weight;
+  recovery_.min_prefix = cfg_.recovery.min_prefix_tokens;
+  recovery_.max_prefix = cfg_.recovery.max_prefix_tokens;
+  recovery_.threshold = cfg_.recovery.threshold;
+  recovery_.from_reference = cfg_.recovery.source != RecoverySource::kRollout;
+  recovery_.from_rollout = cfg_.recovery.source != RecoverySource::kReference;
   objective_.pad_id = pad_;
 
   optimizer_ = make_adamw(lora ? lora_parameters(*policy_) : policy_->named_parameters(true).pairs(), cfg_.optimizer);
@@ -457,6 +468,10 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
   mb.rollouts.assign(B * K, {});
   mb.rollout_scores = at::full({B, K}, std::numeric_limits<float>::quiet_NaN());
   mb.reference_scores = at::ones({B});
+  mb.R = gaft ? recovery_samples(cfg_.recovery.share, K) : 0;
+  mb.recovery.assign(B * mb.R, {});
+  mb.recovery_scores = at::full({B, mb.R}, std::numeric_limits<float>::quiet_NaN());
+  if (mb.R > 0 && cfg_.recovery.target == RecoveryTarget::kAbstention) mb.recovery_targets.assign(B, {});
   at::Tensor per_head_ref;  // [H, B]
   st->examples += B;
 
@@ -508,64 +523,132 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
       }
     }
 
-    // Rollouts.
-    t0 = Clock::now();
+    // Rollouts: K plain ones per prompt, or, with recovery rollouts, K1 = K - R plain ones first and then R that
+    // continue a misaligned prefix (docs/method.md, "Recovery rollouts").
+    const int64_t R = mb.R, K1 = K - R;
+    const uint64_t micro_seed =
+        mix_seed(static_cast<uint64_t>(cfg_.run.seed), static_cast<uint64_t>(state_.step), static_cast<uint64_t>(micro));
     std::vector<std::vector<int64_t>> prompt_ids;
     for (int64_t idx : batch) prompt_ids.push_back(examples[idx].prompt_ids);
-    Rollouts ro;
-    {
-      AutocastScope ac(device_.type(), compute_, autocast_);
-      EvalMode no_dropout(policy_);  // rollouts sample the policy itself (no LoRA dropout)
-      ro = sample_rollouts(policy_, *tok_, prompt_ids, skip, rollout_,
-                           mix_seed(static_cast<uint64_t>(cfg_.run.seed), static_cast<uint64_t>(state_.step),
-                                    static_cast<uint64_t>(micro)));
-    }
-    st->rollout_s += seconds_since(t0);
-    st->generated += ro.generated_tokens;
-    st->decode_steps += ro.decode_steps;
-
-    // Scores of the rollouts, in one call.
-    t0 = Clock::now();
-    std::vector<std::string> prompts, responses;
-    std::vector<int64_t> rows;
-    for (int64_t row = 0; row < B * K; ++row)
-      if (ro.present[row] && !ro.ids[row].empty()) {
-        rows.push_back(row);
-        prompts.push_back(examples[batch[row / K]].prompt_text);
-        responses.push_back(ro.texts[row]);
-      }
-    at::Tensor unc_sum = at::zeros({B}), unc_n = at::zeros({B});
-    if (!prompts.empty()) {
-      ScoreResult sr;
+    const auto generate_rollouts = [&](const std::vector<std::vector<int64_t>>& prompts, int64_t samples,
+                                       uint64_t seed) {
+      const auto t = Clock::now();
+      RolloutOptions o = rollout_;
+      o.num_samples = samples;
+      Rollouts out;
       {
+        AutocastScope ac(device_.type(), compute_, autocast_);
+        EvalMode no_dropout(policy_);  // rollouts sample the policy itself (no LoRA dropout)
+        out = sample_rollouts(policy_, *tok_, prompts, skip, o, seed);
+      }
+      st->rollout_s += seconds_since(t);
+      st->generated += out.generated_tokens;
+      st->decode_steps += out.decode_steps;
+      return out;
+    };
+    // Scores of rollouts [B * n] (row i * n + j) in one call; responses[row] is what the scorer reads.
+    const auto score_rows = [&](const Rollouts& ro, int64_t n, const std::vector<std::string>& texts) {
+      const auto t = Clock::now();
+      std::vector<std::string> prompts, responses;
+      std::vector<int64_t> rows;
+      for (int64_t row = 0; row < B * n; ++row)
+        if (ro.present[row] && !ro.ids[row].empty()) {
+          rows.push_back(row);
+          prompts.push_back(examples[batch[row / n]].prompt_text);
+          responses.push_back(texts[row]);
+        }
+      ScoreResult sr;
+      if (!prompts.empty()) {
         AutocastScope ac(device_.type(), compute_, autocast_);
         sr = scorer_->score(prompts, responses);  // CPU
       }
-      const float* combined = sr.combined.data_ptr<float>();
-      const float* unc = sr.uncertainty.data_ptr<float>();
-      float* scores = mb.rollout_scores.data_ptr<float>();  // [B, K]
-      float* us = unc_sum.data_ptr<float>();
-      float* un = unc_n.data_ptr<float>();
-      for (size_t j = 0; j < rows.size(); ++j) {
-        const int64_t row = rows[j];
-        scores[row] = combined[j];
-        us[row / K] += unc[j];
-        un[row / K] += 1;
+      st->score_s += seconds_since(t);
+      return std::pair{rows, sr};
+    };
+    const Rollouts ro = generate_rollouts(prompt_ids, K1, micro_seed);
+    at::Tensor unc_sum = at::zeros({B}), unc_n = at::zeros({B});
+    float* scores = mb.rollout_scores.data_ptr<float>();  // [B, K]
+    float* us = unc_sum.data_ptr<float>();
+    float* un = unc_n.data_ptr<float>();
+    const auto [rows, sr] = score_rows(ro, K1, ro.texts);
+    for (size_t j = 0; j < rows.size(); ++j) {
+      const int64_t row = rows[j], i = row / K1;
+      scores[i * K + row % K1] = sr.combined.data_ptr<float>()[j];
+      us[i] += sr.uncertainty.data_ptr<float>()[j];
+      un[i] += 1;
+    }
+    const auto fill = [&](TrainSequence* s, int64_t i, const std::vector<int64_t>& forced,
+                          const std::vector<int64_t>& response) {
+      s->ids = examples[batch[i]].prompt_ids;
+      s->ids.insert(s->ids.end(), forced.begin(), forced.end());
+      s->trained.assign(s->ids.size(), 0);
+      s->ids.insert(s->ids.end(), response.begin(), response.end());
+      s->trained.insert(s->trained.end(), response.size(), 1);
+    };
+    for (int64_t row = 0; row < B * K1; ++row)
+      if (ro.present[row]) fill(&mb.rollouts[(row / K1) * K + row % K1], row / K1, {}, ro.ids[row]);
+
+    if (R > 0) {
+      // The start of each example: a prefix of its misaligned reference, else of its lowest-scored plain rollout.
+      std::vector<std::vector<int64_t>> refs;
+      for (int64_t idx : batch) refs.push_back(examples[idx].response_ids);
+      const at::Tensor plain = mb.rollout_scores.narrow(1, 0, K1).contiguous();  // [B, K1]
+      const std::vector<RecoveryStart> starts =
+          plan_recovery(recovery_, mb.reference_scores, refs, plain, ro.ids, rollout_.stop_tokens, micro_seed);
+      std::vector<std::vector<int64_t>> starts_ids = prompt_ids;
+      for (int64_t i = 0; i < B; ++i) {
+        const RecoveryStart& r = starts[i];
+        if (r.from == RecoveryFrom::kNone || skip[i]) continue;
+        starts_ids[i].insert(starts_ids[i].end(), r.prefix.begin(), r.prefix.end());
+        ++(r.from == RecoveryFrom::kReference ? st->recovery_from_reference : st->recovery_from_rollout);
+        if (!mb.recovery_targets.empty()) {
+          // The template of the source's category: the head that rates it below delta first in abstention.priority.
+          const int64_t h = r.from == RecoveryFrom::kReference
+                                ? abstention_head_of(per_head_ref.select(1, i))
+                                : abstention_head_of(sr.per_head.select(
+                                      1, std::find(rows.begin(), rows.end(), i * K1 + r.rollout) - rows.begin()));
+          const auto it = cfg_.abstention.templates.find(scorer_->head(h).category);
+          if (it != cfg_.abstention.templates.end())
+            fill(&mb.recovery_targets[i], i, r.prefix, renderer_.response_ids(examples[batch[i]], it->second));
+        }
+      }
+      // R more samples per prompt, from prompt ++ prefix (prefilled once for the R) or, without a start, from the
+      // prompt (plain rollouts K1..K-1), on streams of their own.
+      const Rollouts rec = generate_rollouts(starts_ids, R, mix_seed(micro_seed, 0x7ec0));
+      std::vector<std::string> texts = rec.texts;  // the scorer reads prefix ++ continuation
+      for (int64_t row = 0; row < B * R; ++row) {
+        const RecoveryStart& r = starts[row / R];
+        if (r.from == RecoveryFrom::kNone || !rec.present[row]) continue;
+        std::vector<int64_t> all = r.prefix;
+        const auto stop = std::find_first_of(rec.ids[row].begin(), rec.ids[row].end(), rollout_.stop_tokens.begin(),
+                                             rollout_.stop_tokens.end());
+        all.insert(all.end(), rec.ids[row].begin(), stop);
+        texts[row] = tok_->decode(all);
+      }
+      const auto [rec_rows, rec_sr] = score_rows(rec, R, texts);
+      float* rs = mb.recovery_scores.data_ptr<float>();  // [B, R]
+      for (size_t j = 0; j < rec_rows.size(); ++j) {
+        const int64_t row = rec_rows[j], i = row / R;
+        const float v = rec_sr.combined.data_ptr<float>()[j];
+        if (starts[i].from == RecoveryFrom::kNone) {
+          scores[i * K + K1 + row % R] = v;
+          us[i] += rec_sr.uncertainty.data_ptr<float>()[j];
+          un[i] += 1;
+        } else {
+          rs[row] = v;
+          if (std::isfinite(v)) st->recovery_rewards.push_back(v);
+        }
+      }
+      for (int64_t row = 0; row < B * R; ++row) {
+        const int64_t i = row / R;
+        if (!rec.present[row]) continue;
+        if (starts[i].from == RecoveryFrom::kNone) fill(&mb.rollouts[i * K + K1 + row % R], i, {}, rec.ids[row]);
+        else fill(&mb.recovery[row], i, starts[i].prefix, rec.ids[row]);
       }
     }
     if (cfg_.gate.uncertainty == Uncertainty::kScorer) mb.scorer_uncertainty = unc_sum / unc_n.clamp_min(1);
-    st->score_s += seconds_since(t0);
-    const float* scores = mb.rollout_scores.data_ptr<float>();
-    for (int64_t row = 0; row < B * K; ++row) {
-      const int64_t i = row / K;
-      if (!ro.present[row]) continue;
-      TrainSequence& s = mb.rollouts[row];
-      s.ids = examples[batch[i]].prompt_ids;
-      s.trained.assign(s.ids.size(), 0);
-      s.ids.insert(s.ids.end(), ro.ids[row].begin(), ro.ids[row].end());
-      s.trained.insert(s.trained.end(), ro.ids[row].size(), 1);
+    for (int64_t row = 0; row < B * K; ++row)
       if (std::isfinite(scores[row])) st->rewards.push_back(scores[row]);
-    }
     for (int64_t i = 0; i < B; ++i) st->rolled_out += skip[i] ? 0 : 1;
   }
 
@@ -629,6 +712,7 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
   st->loss += lr.loss_value;
   st->loss_sft += lr.loss_sft;
   st->loss_pg += lr.loss_pg;
+  st->loss_recovery += lr.loss_recovery;
   if (objective_.kl != KlMode::kNone) {
     st->kl += lr.kl;
     ++st->kl_batches;
@@ -673,7 +757,9 @@ void Trainer::reduce_step(StepStats* st) {
                              static_cast<double>(st->invalid_scores), static_cast<double>(st->tokens),
                              static_cast<double>(st->padded_tokens), static_cast<double>(st->generated),
                              static_cast<double>(st->correct), static_cast<double>(st->labelled),
-                             st->rollout_s, st->score_s, st->fwd_bwd_s};
+                             st->rollout_s, st->score_s, st->fwd_bwd_s, st->loss_recovery,
+                             static_cast<double>(st->recovery_from_reference),
+                             static_cast<double>(st->recovery_from_rollout)};
     v = dist_->sum(v);
     const double n = static_cast<double>(dist_->world_size());
     st->loss = v[0], st->loss_sft = v[1], st->loss_pg = v[2], st->kl = v[3];
@@ -682,10 +768,13 @@ void Trainer::reduce_step(StepStats* st) {
     st->tokens = std::llround(v[10]), st->padded_tokens = std::llround(v[11]), st->generated = std::llround(v[12]);
     st->correct = std::llround(v[13]), st->labelled = std::llround(v[14]);
     st->rollout_s = v[15] / n, st->score_s = v[16] / n, st->fwd_bwd_s = v[17] / n;
+    st->loss_recovery = v[18];
+    st->recovery_from_reference = std::llround(v[19]), st->recovery_from_rollout = std::llround(v[20]);
     if (cfg_.objective.kind == Objective::kGaft) {
       st->rewards = dist_->gather(st->rewards);
       st->gates = dist_->gather(st->gates);
       st->ref_scores = dist_->gather(st->ref_scores);
+      if (cfg_.recovery.share > 0) st->recovery_rewards = dist_->gather(st->recovery_rewards);
     }
     if (cfg_.gate.mode == GateMode::kLearned) st->gate_updates = dist_->gather(st->gate_updates);
   }
@@ -900,6 +989,13 @@ TrainSummary Trainer::run() {
         rec["decode_steps"] = st.decode_steps;
         rec["rollout_share"] = st.rollout_s / step_s;
         rec["score_share"] = st.score_s / step_s;
+        if (cfg_.recovery.share > 0) {
+          rec["loss_recovery"] = st.loss_recovery;
+          rec["recovery_from_reference"] = static_cast<double>(st.recovery_from_reference) / static_cast<double>(st.examples);
+          rec["recovery_from_rollout"] = static_cast<double>(st.recovery_from_rollout) / static_cast<double>(st.examples);
+          rec["recovery_reward_mean"] = mean_std(st.recovery_rewards).first;
+          rec["recovery_rollouts"] = static_cast<int64_t>(st.recovery_rewards.size());
+        }
       }
       if (objective_.kl != KlMode::kNone || cfg_.objective.kind == Objective::kGaft)
         rec["kl"] = st.kl_batches ? st.kl / static_cast<double>(st.kl_batches) : 0.0;

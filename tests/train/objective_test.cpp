@@ -11,6 +11,7 @@
 
 #include "core/test_util.h"
 #include "gaft/optim.h"
+#include "gaft/recovery.h"
 #include "gaft/rollout.h"
 
 namespace {
@@ -565,4 +566,121 @@ TEST(Rollouts, SamplesDoNotDependOnBatchSizeOrSkips) {
   }
   EXPECT_GT(all.decode_steps, 0);
   EXPECT_NE(gaft::sample_rollouts(model, tok, prompts, {false, false, false}, o, 18).ids, all.ids);
+}
+
+// Recovery rollouts (gaft/recovery.h, docs/method.md): R = 2 recovery rollouts of example 0 continue a forced
+// prefix {25, 26, 27}; example 1 has none (NaN). By hand: the forced tokens carry no weight, the
+// continuation of recovery rollout r carries -lambda_rec A_r / (B R |continuation|) with the leave-one-out
+// advantage within the R (A = 0.2 - 0.9 = -0.7 and +0.7), beside the plain objective; with recovery.target
+// abstention, prompt + prefix -> template adds -w / (B |template|) on the template's tokens only.
+TEST(Objective, RecoveryRolloutsTrainTheContinuationWithItsOwnAdvantage) {
+  gaft::Llama m = tiny_model(21);
+  gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
+  const auto forced = [](const std::vector<int64_t>& prompt, const std::vector<int64_t>& prefix,
+                         const std::vector<int64_t>& continuation) {
+    gaft::TrainSequence s = seq(prompt, prefix);
+    std::fill(s.trained.begin(), s.trained.end(), 0);  // prompt and forced prefix: not trained
+    s.ids.insert(s.ids.end(), continuation.begin(), continuation.end());
+    s.trained.insert(s.trained.end(), continuation.size(), 1);
+    return s;
+  };
+  mb.R = 2;
+  mb.recovery = {forced({1, 5, 6, 7}, {25, 26, 27}, {36, 37, 2}), forced({1, 5, 6, 7}, {25, 26, 27}, {38, 2}), {}, {}};
+  mb.recovery_scores = at::tensor({0.2f, 0.9f, NAN, NAN}).view({2, 2});
+  const double g = 0.3, lambda = 0.7, lambda_rec = 1.5;
+  auto p = params(g, lambda, 0.0);
+  p.recovery_lambda = lambda_rec;
+  // The continuation only: log p of the forced tokens must not enter.
+  const auto hand_recovery = [&](gaft::Llama& model) {
+    const std::vector<double> adv = {0.2 - 0.9, 0.9 - 0.2};
+    at::Tensor pg = at::zeros({});
+    for (int r = 0; r < 2; ++r) pg = pg - adv[r] * seq_logp(model, mb.recovery[r]).mean() / 2.0;
+    return lambda_rec * pg / 2.0;  // / B
+  };
+  {
+    const gaft::LossResult lr = gaft::compute_loss(m, nullptr, mb, gaft::decide_gate(mb, p.gate), p);
+    lr.loss.backward();
+    const auto ours = grads(m);
+    zero(m);
+    const at::Tensor rec = hand_recovery(m);
+    const at::Tensor hand = hand_loss(m, mb, g, lambda, kept_coefs(g), mb.rollout_scores) + rec;
+    hand.backward();
+    EXPECT_NEAR(lr.loss.item<double>(), hand.item<double>(), 1e-5);
+    EXPECT_NEAR(lr.loss_recovery, rec.item<double>(), 1e-5);
+    EXPECT_NEAR(lr.loss_sft + lr.loss_pg + lr.loss_recovery, hand.item<double>(), 1e-5);
+    expect_close(ours, grads(m), 1e-4);
+    EXPECT_EQ(lr.sequences, 10);  // 2 references + 6 rollouts + 2 recovery rollouts
+    EXPECT_EQ(lr.tokens, 8 + 17 + 3 + 2);  // references, rollouts, the recovery continuations (not the prefixes)
+    EXPECT_NEAR(lr.recovery_advantages[0][0].item<float>(), -0.7f, 1e-6);
+    EXPECT_NEAR(lr.recovery_advantages[0][1].item<float>(), 0.7f, 1e-6);
+    EXPECT_EQ(lr.recovery_advantages[1][0].item<float>(), 0.0f);
+    zero(m);
+  }
+  // recovery.target abstention: prompt + prefix -> template {17, 18, 2}, weight 0.5.
+  mb.recovery_targets = {forced({1, 5, 6, 7}, {25, 26, 27}, {17, 18, 2}), {}};
+  p.recovery_target_weight = 0.5;
+  const gaft::LossResult lr = gaft::compute_loss(m, nullptr, mb, gaft::decide_gate(mb, p.gate), p);
+  lr.loss.backward();
+  const auto ours = grads(m);
+  zero(m);
+  const at::Tensor target = -0.5 * seq_logp(m, mb.recovery_targets[0]).mean() / 2.0;
+  const at::Tensor rec = hand_recovery(m) + target;
+  const at::Tensor hand = hand_loss(m, mb, g, lambda, kept_coefs(g), mb.rollout_scores) + rec;
+  hand.backward();
+  EXPECT_NEAR(lr.loss.item<double>(), hand.item<double>(), 1e-5);
+  EXPECT_NEAR(lr.loss_recovery, rec.item<double>(), 1e-5);
+  expect_close(ours, grads(m), 1e-4);
+  EXPECT_EQ(lr.sequences, 11);
+}
+
+// Which examples get a recovery start, and which tokens are forced (gaft/recovery.h).
+TEST(Recovery, PrefixLengthIsDrawnInRangeAndLeavesContentToContinue) {
+  const std::vector<int64_t> stops = {2};
+  const std::vector<int64_t> response = {10, 11, 12, 13, 14, 15, 2};  // 6 content tokens, then the stop
+  for (uint64_t draw = 0; draw < 50; ++draw) {
+    const auto p = gaft::misaligned_prefix(response, stops, 2, 4, draw);
+    ASSERT_GE(p.size(), 2u);
+    ASSERT_LE(p.size(), 4u);
+    EXPECT_EQ(p, std::vector<int64_t>(response.begin(), response.begin() + static_cast<int64_t>(p.size())));
+  }
+  EXPECT_EQ(gaft::misaligned_prefix(response, stops, 2, 4, 0).size(), 2u);
+  EXPECT_EQ(gaft::misaligned_prefix(response, stops, 2, 4, 2).size(), 4u);
+  // Capped at len - 1 = 5: one content token is always left.
+  EXPECT_EQ(gaft::misaligned_prefix(response, stops, 16, 16, 7).size(), 5u);
+  EXPECT_TRUE(gaft::misaligned_prefix({10, 2}, stops, 1, 4, 0).empty());  // one content token: no prefix
+  EXPECT_TRUE(gaft::misaligned_prefix({2, 10, 11}, stops, 1, 4, 0).empty());
+}
+
+TEST(Recovery, SourceIsTheMisalignedReferenceElseTheWorstRollout) {
+  gaft::RecoveryOptions o;
+  o.min_prefix = 2;
+  o.max_prefix = 2;
+  o.threshold = 0.5;
+  const std::vector<std::vector<int64_t>> refs = {{10, 11, 12, 2}, {20, 21, 22, 2}, {30, 31, 32, 2}, {40, 41, 2}};
+  const std::vector<std::vector<int64_t>> rollouts = {{50, 51, 52, 2}, {53, 54, 55},  // example 0
+                                                      {60, 61, 62, 2}, {63, 64, 65},  // example 1
+                                                      {70, 71, 72, 2}, {73, 74, 75},  // example 2
+                                                      {80, 81, 82, 2}, {83, 84, 85}};
+  const at::Tensor ref_scores = at::tensor({0.1f, 0.9f, 0.9f, NAN});
+  const at::Tensor roll_scores = at::tensor({0.0f, 0.9f, 0.4f, 0.3f, 0.8f, NAN, 0.2f, 0.9f}).view({4, 2});
+  const auto starts = gaft::plan_recovery(o, ref_scores, refs, roll_scores, rollouts, {2}, 5);
+  ASSERT_EQ(starts.size(), 4u);
+  EXPECT_EQ(starts[0].from, gaft::RecoveryFrom::kReference);  // the reference first, even with a worse rollout
+  EXPECT_EQ(starts[0].prefix, (std::vector<int64_t>{10, 11}));
+  EXPECT_EQ(starts[1].from, gaft::RecoveryFrom::kRollout);    // reference aligned: the lowest rollout (0.3)
+  EXPECT_EQ(starts[1].rollout, 1);
+  EXPECT_EQ(starts[1].prefix, (std::vector<int64_t>{63, 64}));
+  EXPECT_EQ(starts[2].from, gaft::RecoveryFrom::kNone);       // 0.8 and NaN: nothing below the threshold
+  EXPECT_TRUE(starts[2].prefix.empty());
+  EXPECT_EQ(starts[3].from, gaft::RecoveryFrom::kRollout);    // a NaN reference is no evidence; rollout 0.2
+  EXPECT_EQ(starts[3].prefix, (std::vector<int64_t>{80, 81}));
+  o.from_rollout = false;
+  const auto only_ref = gaft::plan_recovery(o, ref_scores, refs, roll_scores, rollouts, {2}, 5);
+  EXPECT_EQ(only_ref[0].from, gaft::RecoveryFrom::kReference);
+  EXPECT_EQ(only_ref[1].from, gaft::RecoveryFrom::kNone);
+  o.from_rollout = true;
+  o.from_reference = false;
+  const auto only_roll = gaft::plan_recovery(o, ref_scores, refs, roll_scores, rollouts, {2}, 5);
+  EXPECT_EQ(only_roll[0].from, gaft::RecoveryFrom::kRollout);
+  EXPECT_EQ(only_roll[0].prefix, (std::vector<int64_t>{50, 51}));
 }

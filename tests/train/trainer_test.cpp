@@ -25,6 +25,14 @@ namespace {
 
 const std::string kModel = gaft_test::kStories + "/hf";
 
+// Two saved models (or adapter files) hold bitwise the same tensors.
+void expect_same_tensors(const std::string& path_a, const std::string& path_b) {
+  const gaft::Checkpoint a = gaft::load_checkpoint(path_a);
+  const gaft::Checkpoint b = gaft::load_checkpoint(path_b);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, t] : a.tensors) EXPECT_TRUE(at::equal(t, b.tensors.at(name))) << name;
+}
+
 std::vector<nlohmann::json> read_metrics(const std::string& path) {
   std::ifstream in(path);
   std::vector<nlohmann::json> out;
@@ -82,6 +90,17 @@ class Train : public ::testing::Test {
     const std::string path = dir_->file(name + ".yaml");
     gaft_test::write_bytes(path, y + extra);
     return path;
+  }
+  // Runs config `split` (a folder name under the test dir) for `half` steps, stops, resumes it to `total`, and
+  // expects the same weights as the uninterrupted run `whole` (`file`: the saved file or folder to compare).
+  static void expect_resume_exact(const std::string& cfg, const std::string& args, int half, int total,
+                                  const std::string& whole, const std::string& split, const std::string& file = "model") {
+    const auto first = run_gaft("train --config " + cfg + args + " train.max_steps=" + std::to_string(half));
+    ASSERT_EQ(first.code, 0) << first.out;
+    const auto second = run_gaft("train --config " + cfg + args + " train.max_steps=" + std::to_string(total));
+    ASSERT_EQ(second.code, 0) << second.out;
+    EXPECT_NE(second.out.find("resuming from"), std::string::npos) << second.out;
+    expect_same_tensors(dir_->file(whole + "/" + file), dir_->file(split + "/" + file));
   }
   static TempDir* dir_;
 };
@@ -166,16 +185,7 @@ TEST_F(Train, ResumeIsExact) {
   const std::string extra = "gate: {mode: uncertainty}\nabstention: {delta: 0.3}\n";
   const auto whole = run_gaft("train --config " + config("whole", "gaft", extra) + " train.max_steps=6 train.batch_size=2");
   ASSERT_EQ(whole.code, 0) << whole.out;
-  const std::string cfg = config("split", "gaft", extra);
-  const auto first = run_gaft("train --config " + cfg + " train.max_steps=3 train.batch_size=2");
-  ASSERT_EQ(first.code, 0) << first.out;
-  const auto second = run_gaft("train --config " + cfg + " train.max_steps=6 train.batch_size=2");
-  ASSERT_EQ(second.code, 0) << second.out;
-  EXPECT_NE(second.out.find("resuming from"), std::string::npos) << second.out;
-  const gaft::Checkpoint a = gaft::load_checkpoint(dir_->file("whole/model"));
-  const gaft::Checkpoint b = gaft::load_checkpoint(dir_->file("split/model"));
-  ASSERT_EQ(a.tensors.size(), b.tensors.size());
-  for (const auto& [name, t] : a.tensors) EXPECT_TRUE(at::equal(t, b.tensors.at(name))) << name;
+  expect_resume_exact(config("split", "gaft", extra), " train.batch_size=2", 3, 6, "whole", "split");
   // The metrics file continues: steps 1..3 then 4..6.
   const auto m = read_metrics(dir_->file("split/metrics.jsonl"));
   ASSERT_EQ(m.size(), 6u);
@@ -184,6 +194,32 @@ TEST_F(Train, ResumeIsExact) {
   int n = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir_->file("split/checkpoints"))) n += e.is_directory();
   EXPECT_LE(n, 2);
+}
+
+// Recovery rollouts (docs/method.md): with threshold 1 every example has a misaligned start (its reference,
+// or else its worst rollout), so half of the K = 4 rollouts continue a forced prefix and an abstention target
+// follows it; the run logs what it did and resumes exactly.
+TEST_F(Train, RecoveryRolloutsRunLogAndResumeExactly) {
+  const std::string extra = "recovery: {share: 0.5, threshold: 1.0, min_prefix_tokens: 1, max_prefix_tokens: 3, "
+                            "target: abstention}\ngate: {mode: uncertainty}\nabstention: {delta: 0.3}\n";
+  const std::string args = " rollout.num_samples=4 train.batch_size=2 train.max_steps=";
+  const auto whole = run_gaft("train --config " + config("rec_whole", "gaft", extra) + args + "4");
+  ASSERT_EQ(whole.code, 0) << whole.out;
+  const auto m = read_metrics(dir_->file("rec_whole/metrics.jsonl"));
+  ASSERT_EQ(m.size(), 4u);
+  for (const auto& rec : m) {
+    for (const char* key : {"loss_recovery", "recovery_from_reference", "recovery_from_rollout", "recovery_reward_mean"})
+      EXPECT_TRUE(rec.contains(key)) << key;
+    EXPECT_DOUBLE_EQ(rec["recovery_from_reference"].get<double>() + rec["recovery_from_rollout"].get<double>(), 1.0)
+        << rec.dump();
+    EXPECT_EQ(rec["recovery_rollouts"].get<int64_t>(), 2 * 2);  // 2 examples x R = 2
+    EXPECT_NE(rec["loss_recovery"].get<double>(), 0.0) << rec.dump();  // the abstention targets at least
+  }
+  const std::string cfg = config("rec_split", "gaft", extra);
+  expect_resume_exact(cfg, " rollout.num_samples=4 train.batch_size=2", 2, 4, "rec_whole", "rec_split");
+  // A share that leaves fewer than 2 rollouts in a group is refused before anything runs.
+  gaft_test::expect_exit(run_gaft("train --config " + cfg + args + "4 recovery.share=0.25"), 2,
+                         {"recovery.share", "1 recovery and 3 plain"});
 }
 
 TEST_F(Train, BadInputsFailClearly) {
@@ -333,15 +369,8 @@ TEST_F(Train, LoraResumeIsExactAndTheKlReferenceIsTheBase) {
   ASSERT_EQ(m.size(), 6u);
   EXPECT_NEAR(m.front()["kl"].get<double>(), 0.0, 1e-6) << m.front().dump();
   EXPECT_GT(std::abs(m.back()["kl"].get<double>()), 1e-6) << m.back().dump();
-  const std::string cfg = config("lsplit", "gaft", extra);
-  ASSERT_EQ(run_gaft("train --config " + cfg + kl + " train.max_steps=3 train.batch_size=2").code, 0);
-  const auto second = run_gaft("train --config " + cfg + kl + " train.max_steps=6 train.batch_size=2");
-  ASSERT_EQ(second.code, 0) << second.out;
-  EXPECT_NE(second.out.find("resuming from"), std::string::npos) << second.out;
-  const gaft::Checkpoint a = gaft::load_checkpoint(dir_->file("lwhole/model/adapter_model.safetensors"));
-  const gaft::Checkpoint b = gaft::load_checkpoint(dir_->file("lsplit/model/adapter_model.safetensors"));
-  ASSERT_EQ(a.tensors.size(), b.tensors.size());
-  for (const auto& [name, t] : a.tensors) EXPECT_TRUE(at::equal(t, b.tensors.at(name))) << name;
+  expect_resume_exact(config("lsplit", "gaft", extra), kl + " train.batch_size=2", 3, 6, "lwhole", "lsplit",
+                      "model/adapter_model.safetensors");
 }
 
 namespace {
