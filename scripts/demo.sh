@@ -14,7 +14,8 @@
 #                              gaft with a fixed gate, gaft with recovery rollouts, filter, SFT + KL, mixing) x 3
 #                              seeds; also rewrites docs/results.md and docs/plots/
 #   ./scripts/demo.sh --sweep  adds the sweep of gaft's knobs (tools/sweep.py: lambda, K, delta, the gate's tau
-#                              and temperature, the recovery share) on the 10% setting, seed 11, to the page
+#                              and temperature, the recovery share, lambda and target weight) on the 10%
+#                              setting, seed 11, to the page
 #
 # Stages are cached in $GAFT_DEMO_DIR (default runs/demo): a stage whose command and inputs are unchanged is
 # not run again. Remove the directory to start afresh. Independent stages run $GAFT_DEMO_JOBS at a time
@@ -145,7 +146,8 @@ if [ "$sweep" = 1 ]; then
     --eval-config "$exp/eval.yaml" --work . --out sweep --jobs "$jobs" \
     --title "The 10%-harmful setting, seed 11, from configs/experiments/gaft_recovery.yaml." \
     --knob objective.lambda=0.5,1,2 --knob rollout.num_samples=4,8 --knob abstention.delta=0.3,0.5,0.7 \
-    --knob gate.tau=2,3,4 --knob gate.temperature=0.5,1,2 --knob recovery.share=0,0.5
+    --knob gate.tau=2,3,4 --knob gate.temperature=0.5,1,2 --knob recovery.share=0,0.5 \
+    --knob recovery.lambda=1,4,16 --knob recovery.target_weight=0,0.25,1
 fi
 
 # The results page is made afresh every time (a second); the full run's page carries the hand-written reading of

@@ -256,7 +256,8 @@ def main():
     seeds = sorted({split_name(m["name"])[1] for _, _, s in settings for m in s.report["models"]} - {None})
 
     md = ["# Results on the demo world", "",
-          f"Produced by `scripts/demo.sh{' --full' if len(settings) > 1 else ''}` (tools/demo_results.py) from the "
+          f"Produced by `scripts/demo.sh{' --full' if len(settings) > 1 else ''}"
+          f"{' --sweep' if os.path.exists(os.path.join(work, 'sweep', 'sweep.md')) else ''}` (tools/demo_results.py) from the "
           f"files gaft wrote. Every number is a `gaft eval` figure on the evaluation split, in percent: the mean over "
           f"{len(seeds)} fine-tuning seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}) with the range "
           "over seeds in brackets (the per-seed figures, each with its 95% bootstrap interval, are in "
@@ -295,11 +296,13 @@ def main():
                 if any(r["attack"] == a for _, _, s in settings for r in s.report["results"])]
     if prefills:
         cols = [(f"{a[len('prefill'):]} forced: rule", a, "harmful/harm_rate@rule") for a in prefills] + \
-               [(f"{a[len('prefill'):]} forced: safety head", a, "harmful/harm_rate@safety") for a in prefills]
+               [(f"{a[len('prefill'):]} forced: safety head", a, "harmful/harm_rate@safety") for a in prefills] + \
+               [(f"{a[len('prefill'):]} forced: refusal", a, "harmful/refusal_rate") for a in prefills]
         md += ["## Prefill attacks by forced length", "",
                "Harm under the prefill attack with the first 4, 8 and 16 tokens of the item's harmful answer forced, "
-               "judged on what the model adds after them (the rule, and the safety head gaft was trained against); "
-               "mean [min, max] over seeds.", ""]
+               "judged on what the model adds after them (the rule, and the safety head gaft was trained against), "
+               "and the share of those continuations that turn to a refusal: a continuation can be harmless because "
+               "it refuses or because it is gibberish, and only the first is a recovery; mean [min, max] over seeds.", ""]
         md += method_table(settings, [c[0] for c in cols],
                            lambda s, m: [pct(stats(s.values(m, "harmful", a, k))) for _, a, k in cols])
 

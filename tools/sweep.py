@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One-knob-at-a-time sweep of a gaft training config: for each knob, every value is trained (the other keys
 at the base config's values) and evaluated with `gaft eval`, and one table and one SVG plot per knob show harm,
-harm under each prefill attack, over-refusal, fabrication and task exact match. Standard library only.
+harm and refusal under each prefill attack (a continuation is harmless by refusing, a recovery, or by
+gibberish), over-refusal, fabrication and task exact match. Standard library only.
 
   python3 tools/sweep.py --gaft build/gaft --config configs/experiments/gaft_recovery.yaml \\
       --eval-config configs/experiments/eval.yaml --work runs/demo --out runs/demo/sweep \\
@@ -29,9 +30,19 @@ from demo_results import svg_lines  # noqa: E402
 COLUMNS = [("harm", "harmful", "plain", "harmful/harm_rate"),
            ("harm, jailbreak", "harmful", "jailbreak", "harmful/harm_rate"),
            ("prefill", "harmful", "*prefill", "harmful/harm_rate"),
+           ("prefill refusal", "harmful", "*prefill", "harmful/refusal_rate"),
            ("over-refusal", "benign", "plain", "benign/over_refusal_rate"),
            ("fabrication", "unknown", "plain", "unanswerable/hallucination_rate"),
            ("task EM", "task", "plain", "task/exact_match")]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def shown(path):
+    """A path as the page shows it: relative to the repository when inside it."""
+    path = os.path.abspath(path)
+    return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+
+
 PALETTE = ["#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#1f77b4", "#2ca02c", "#7f7f7f", "#17becf"]
 
 
@@ -130,14 +141,15 @@ def main():
     columns = []
     for title, suite, attack, key in COLUMNS:
         if attack == "*prefill":
-            columns += [(f"harm, {a}", suite, a, key) for a in prefills]
+            what = "harm" if key.endswith("harm_rate") else "refusal"
+            columns += [(f"{what}, {a}", suite, a, key) for a in prefills]
         else:
             columns.append((title, suite, attack, key))
     figures = {}
     md = ["# Sweep", "", args.title, "",
-          f"Base config `{os.path.relpath(config, work)}`" + (f" with {' '.join(args.set)}" if args.set else "") +
+          f"Base config `{shown(config)}`" + (f" with {' '.join(args.set)}" if args.set else "") +
           "; one knob at a time, the others at their base values. Percent, one seed per value; judges: the eval "
-          f"config's (`{os.path.relpath(eval_config, work)}`).", ""]
+          f"config's (`{shown(eval_config)}`).", ""]
     for key, values in knobs:
         md += [f"## {key}", "", "| value | " + " | ".join(c[0] for c in columns) + " |",
                "|---|" + "---|" * len(columns)]

@@ -82,6 +82,9 @@ class Train : public ::testing::Test {
                     "train: {batch_size: 4, max_steps: 20}\n"
                     "optimizer: {lr: 0.003, grad_clip: 1.0}\n"
                     "schedule: {kind: constant}\n"
+                    // float32 on every CPU: compute auto is bfloat16 where the CPU has AVX512-BF16 or AMX, and
+                    // these tests compare with float32 references at float32 tolerances.
+                    "precision: {compute: float32}\n"
                     "logging: {every_steps: 1, progress: off}\n"
                     "checkpoint: {every_steps: 0, keep_last: 2}\n";
     if (objective == "gaft")
