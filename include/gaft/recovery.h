@@ -27,6 +27,9 @@ struct RecoveryStart {
   std::vector<int64_t> prefix;   // the forced response tokens; empty when from == kNone
 };
 
+// The tokens of a response before its first stop token (its content, without end-of-turn): [0, n).
+int64_t content_length(const std::vector<int64_t>& response, const std::vector<int64_t>& stop_tokens);
+
 // The forced start of a misaligned response: its first n tokens, n = min_tokens + draw % (max_tokens -
 // min_tokens + 1), capped at len - 1, where len counts the tokens before the first stop token (so that at least
 // one token of the misaligned content is left for the policy to continue or abandon). Empty when len < 2.

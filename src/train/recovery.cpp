@@ -8,12 +8,16 @@
 
 namespace gaft {
 
+int64_t content_length(const std::vector<int64_t>& response, const std::vector<int64_t>& stop_tokens) {
+  const auto stop = std::find_first_of(response.begin(), response.end(), stop_tokens.begin(), stop_tokens.end());
+  return static_cast<int64_t>(stop - response.begin());
+}
+
 std::vector<int64_t> misaligned_prefix(const std::vector<int64_t>& response, const std::vector<int64_t>& stop_tokens,
                                        int64_t min_tokens, int64_t max_tokens, uint64_t draw) {
   TORCH_CHECK(min_tokens >= 1 && max_tokens >= min_tokens, "misaligned_prefix: expected 1 <= min <= max, got ",
               min_tokens, ", ", max_tokens);
-  const auto stop = std::find_first_of(response.begin(), response.end(), stop_tokens.begin(), stop_tokens.end());
-  const int64_t len = static_cast<int64_t>(stop - response.begin());
+  const int64_t len = content_length(response, stop_tokens);
   if (len < 2) return {};
   const uint64_t span = static_cast<uint64_t>(max_tokens - min_tokens) + 1;
   const int64_t n = std::min(min_tokens + static_cast<int64_t>(draw % span), len - 1);

@@ -620,9 +620,8 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
         const RecoveryStart& r = starts[row / R];
         if (r.from == RecoveryFrom::kNone || !rec.present[row]) continue;
         std::vector<int64_t> all = r.prefix;
-        const auto stop = std::find_first_of(rec.ids[row].begin(), rec.ids[row].end(), rollout_.stop_tokens.begin(),
-                                             rollout_.stop_tokens.end());
-        all.insert(all.end(), rec.ids[row].begin(), stop);
+        all.insert(all.end(), rec.ids[row].begin(),
+                   rec.ids[row].begin() + content_length(rec.ids[row], rollout_.stop_tokens));
         texts[row] = tok_->decode(all);
       }
       const auto [rec_rows, rec_sr] = score_rows(rec, R, texts);
