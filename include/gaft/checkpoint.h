@@ -5,6 +5,8 @@
 //   rng.json               rank 0's default CPU generator state (its bytes)
 //   rng-rank-00001.json …  every other rank's (data-parallel runs)
 //   trainer_state.json     step, data position, learned gate, counters
+//   optimizer-rank-NNNNN.safetensors   instead of optimizer.safetensors under distributed.sharding: each
+//                          rank's slice of the AdamW state (sharding.h)
 // No file of a checkpoint is a LibTorch or pickle archive: a checkpoint folder is shared and downloaded like a
 // model folder, and reading it must never run code (TorchScript archives can). Checkpoints with optimizer.pt
 // (gaft before 2026-12) are refused with a message.
@@ -25,6 +27,7 @@
 #include "gaft/distributed.h"
 #include "gaft/llama.h"
 #include "gaft/model_save.h"
+#include "gaft/sharding.h"
 
 namespace gaft {
 
@@ -58,8 +61,17 @@ void check_resumed_state(const TrainerState& s, const ResumeLimits& run, const s
 
 // Writes checkpoints/step-<step>; removes the oldest beyond keep_last and stale step-*.tmp folders of
 // killed writers. Returns the directory. `dist` (may be null): called by every rank.
+// The optimizer a checkpoint holds: LibTorch's AdamW (one file, written by rank 0) or, under
+// distributed.sharding, the sharded one (a file per rank). Exactly one is set.
+struct OptimizerRef {
+  OptimizerRef(torch::optim::Optimizer& o) : adamw(&o) {}  // NOLINT(google-explicit-constructor)
+  OptimizerRef(ShardedAdamW& o) : sharded(&o) {}           // NOLINT(google-explicit-constructor)
+  torch::optim::Optimizer* adamw = nullptr;
+  ShardedAdamW* sharded = nullptr;
+};
+
 std::string write_checkpoint(const std::string& output_dir, const TrainerState& state, Llama& policy,
-                             torch::optim::Optimizer& optimizer, const SaveOptions& save, int64_t keep_last,
+                             OptimizerRef optimizer, const SaveOptions& save, int64_t keep_last,
                              Dist* dist = nullptr);
 
 // The newest complete checkpoint under output_dir/checkpoints, if any.
@@ -68,6 +80,6 @@ std::optional<std::string> latest_checkpoint(const std::string& output_dir);
 // Restores optimizer, this rank's RNG state (rank 0's file when the checkpoint has none for `rank`, e.g.
 // after a change of world size) and returns the trainer state; the caller loads <dir>/model itself.
 // DataError naming the file when something is missing or malformed.
-TrainerState read_checkpoint(const std::string& dir, torch::optim::Optimizer& optimizer, int64_t rank = 0);
+TrainerState read_checkpoint(const std::string& dir, OptimizerRef optimizer, int64_t rank = 0);
 
 }  // namespace gaft

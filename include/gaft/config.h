@@ -27,6 +27,7 @@ enum class Uncertainty { kEntropy, kStd, kScorer };      // METHOD.md step 3
 enum class SftCoef { kReference, kComplement };         // docs/method.md: the SFT coefficient c_i
 enum class ScorerKind { kClassifier, kLmJudge };
 enum class Backend { kAuto, kGloo, kNccl };              // c10d process group
+enum class Sharding { kNone, kOptimizer, kGradients };   // ZeRO-1 / ZeRO-2 over the ranks (sharding.h)
 enum class ScoreCombine { kMin, kMean, kProduct };
 enum class DataFormat { kAuto, kPromptResponse, kChat };
 enum class TooLong { kTruncate, kDrop };
@@ -209,7 +210,8 @@ struct CheckpointSection {
 struct DistributedSection {
   Backend backend = Backend::kAuto;       // auto: nccl on CUDA, gloo on CPU
   double timeout_s = 1800;                // rendezvous and collectives
-  double bucket_mb = 25;                  // gradient all-reduce bucket size
+  double bucket_mb = 25;                  // gradient all-reduce / reduce-scatter bucket size
+  Sharding sharding = Sharding::kNone;    // what each rank keeps only 1/N of
 };
 
 struct LoggingSection {

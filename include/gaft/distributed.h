@@ -76,6 +76,27 @@ class Dist {
   // every bucket is launched before the first is waited for. Every tensor must be defined (give zeros for
   // a parameter this rank had no gradient for).
   void sum(std::vector<at::Tensor>& tensors);
+  // A collective in flight: wait() blocks until this rank's part of it is done (a no-op when nothing was
+  // launched, e.g. with world size 1).
+  class Pending {
+   public:
+    void wait() {
+      if (wait_) wait_();
+      wait_ = nullptr;
+    }
+
+   private:
+    friend class Dist;
+    std::function<void()> wait_;
+  };
+  // Asynchronous reduce-scatter: `in` [world * n] summed over the ranks, this rank's slice [rank * n, rank * n + n)
+  // of the sum into `out` [n]. Contiguous tensors of one dtype. With world size 1: out = in, at once.
+  Pending reduce_scatter(at::Tensor out, at::Tensor in);
+  // Asynchronous all-gather: every rank's `in` [n] into `out` [world * n] in rank order; `in` may be out's own
+  // slice of this rank (in place). With world size 1: a copy unless in is out.
+  Pending all_gather(at::Tensor out, at::Tensor in);
+  // Element-wise sum of one tensor over all ranks, in place (on this process's device).
+  void sum_(at::Tensor t);
   // Element-wise sum / max of small vectors of doubles over all ranks (same length everywhere).
   std::vector<double> sum(std::vector<double> values);
   double max(double value);

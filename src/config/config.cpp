@@ -237,6 +237,11 @@ void describe(Schema& s, DistributedSection& c) {
            "c10d process group: auto (nccl on CUDA, gloo on CPU), gloo or nccl. Ranks come from the launcher.");
   s.number("timeout_s", &c.timeout_s, "Seconds a rendezvous or collective may wait for the other ranks.", Range::positive());
   s.number("bucket_mb", &c.bucket_mb, "Gradients are summed over ranks in flat buckets of this many MiB.", Range::positive());
+  s.choice("sharding", &c.sharding,
+           {{"none", Sharding::kNone}, {"optimizer", Sharding::kOptimizer}, {"gradients", Sharding::kGradients}},
+           "What each of N ranks keeps only 1/N of: none; optimizer (AdamW moments and fp32 master weights, ZeRO-1); "
+           "gradients (those and the gradients, reduce-scattered bucket by bucket during backward, ZeRO-2). "
+           "Needs train.grad_accum_steps to be a multiple of the ranks (docs/cluster.md).");
 }
 
 void describe(Schema& s, LoggingSection& c) {

@@ -279,7 +279,7 @@ void load_rng(const fs::path& file) {
 }  // namespace
 
 std::string write_checkpoint(const std::string& output_dir, const TrainerState& state, Llama& policy,
-                             torch::optim::Optimizer& optimizer, const SaveOptions& save, int64_t keep_last,
+                             OptimizerRef optimizer, const SaveOptions& save, int64_t keep_last,
                              Dist* dist) {
   char name[32];
   std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(state.step));
@@ -319,10 +319,13 @@ std::string write_checkpoint(const std::string& output_dir, const TrainerState& 
       }
     make_dirs(staged);
     save_model(policy, (fs::path(staged) / "model").string(), save);
-    save_optimizer(optimizer, staged);
+    if (optimizer.adamw) save_optimizer(*optimizer.adamw, staged);
   });
   agree(ok, main ? error : "rank 0 failed to write the model or optimizer state");
-  ok = attempt([&] { save_rng(fs::path(staged) / rng_file(rank)); });
+  ok = attempt([&] {
+    if (optimizer.sharded) optimizer.sharded->save(staged, main);
+    save_rng(fs::path(staged) / rng_file(rank));
+  });
   agree(ok, ok ? "another rank failed to write its RNG state" : error);
   ok = !main || attempt([&] {
     // Written last: its presence marks the directory complete even before the rename.
@@ -351,7 +354,7 @@ std::optional<std::string> latest_checkpoint(const std::string& output_dir) {
   return all.back().second.string();
 }
 
-TrainerState read_checkpoint(const std::string& dir, torch::optim::Optimizer& optimizer, int64_t rank) {
+TrainerState read_checkpoint(const std::string& dir, OptimizerRef optimizer, int64_t rank) {
   const fs::path d(dir);
   const std::string state_file = (d / "trainer_state.json").string();
   if (!fs::exists(state_file))
@@ -363,9 +366,22 @@ TrainerState read_checkpoint(const std::string& dir, torch::optim::Optimizer& op
     throw DataError("checkpoint '" + dir + "' holds its optimizer and RNG state as LibTorch archives (optimizer.pt, "
                     "rng.pt), which gaft no longer reads: an archive can carry code that runs when it is loaded",
                     "resume it with the gaft version that wrote it, or start anew (checkpoint.resume: never)");
-  for (const char* file : {kOptimizerTensors, kOptimizerMeta, "rng.json"})
+  for (const char* file : {kOptimizerMeta, "rng.json"})
     if (!fs::exists(d / file)) throw DataError("checkpoint '" + dir + "' lacks " + file);
-  load_optimizer(optimizer, d);
+  if (optimizer.sharded) {
+    optimizer.sharded->load(d);
+  } else {
+    if (!fs::exists(d / kOptimizerTensors)) {
+      const nlohmann::json meta = read_json_file((d / kOptimizerMeta).string());
+      if (meta.is_object() && meta.value("format", std::string()) == kShardedOptimizerFormat)
+        throw DataError("checkpoint '" + dir + "' holds AdamW state sharded over " + meta.value("world_size", nlohmann::json()).dump() +
+                            " ranks (distributed.sharding: " + meta.value("sharding", std::string("?")) +
+                            "); this job does not shard it",
+                        "resume with the same distributed.sharding and number of ranks, or start anew (checkpoint.resume: never)");
+      throw DataError("checkpoint '" + dir + "' lacks " + kOptimizerTensors);
+    }
+    load_optimizer(*optimizer.adamw, d);
+  }
   const std::string own = rng_file(rank);
   load_rng(d / (fs::exists(d / own) ? own : rng_file(0)));
   return s;

@@ -228,6 +228,40 @@ void Dist::sum(std::vector<at::Tensor>& tensors) {
   }
 }
 
+Dist::Pending Dist::reduce_scatter(at::Tensor out, at::Tensor in) {
+  TORCH_CHECK(out.is_contiguous() && in.is_contiguous() && in.numel() == out.numel() * world_size() &&
+                  in.scalar_type() == out.scalar_type(),
+              "Dist::reduce_scatter: in must be [world * n], out [n], both contiguous, one dtype");
+  Pending p;
+  if (!active()) {
+    out.copy_(in);
+    return p;
+  }
+  c10::intrusive_ptr<c10d::Work> work = impl_->group->_reduce_scatter_base(out, in);
+  p.wait_ = [work] { work->wait(); };
+  return p;
+}
+
+Dist::Pending Dist::all_gather(at::Tensor out, at::Tensor in) {
+  TORCH_CHECK(out.is_contiguous() && in.is_contiguous() && out.numel() == in.numel() * world_size() &&
+                  in.scalar_type() == out.scalar_type(),
+              "Dist::all_gather: in must be [n], out [world * n], both contiguous, one dtype");
+  Pending p;
+  if (!active()) {
+    if (in.data_ptr() != out.data_ptr()) out.copy_(in);
+    return p;
+  }
+  c10::intrusive_ptr<c10d::Work> work = impl_->group->_allgather_base(out, in);
+  p.wait_ = [work] { work->wait(); };
+  return p;
+}
+
+void Dist::sum_(at::Tensor t) {
+  if (!active()) return;
+  std::vector<at::Tensor> one = {t};
+  impl_->group->allreduce(one)->wait();
+}
+
 std::vector<double> Dist::sum(std::vector<double> values) {
   if (!active() || values.empty()) return values;
   std::vector<at::Tensor> t = {at::tensor(values, at::kDouble).to(device_)};

@@ -20,6 +20,7 @@
 #include "gaft/dataset.h"
 #include "gaft/device.h"
 #include "gaft/distributed.h"
+#include "gaft/sharding.h"
 #include "gaft/fingerprint.h"
 #include "gaft/host_sync.h"
 #include "gaft/error.h"
@@ -148,7 +149,8 @@ class Trainer {
   Llama policy_{nullptr}, reference_{nullptr};  // reference_: a second model only without LoRA
   std::optional<LoraOptions> lora_;              // the adapters' options under LoRA
   std::optional<Scorer> scorer_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;  // distributed.sharding none
+  std::unique_ptr<ShardedAdamW> sharded_;           // otherwise
   TrainerState state_;
   LearnedGate learned_;
   std::vector<std::vector<int64_t>> epoch_batches_;
@@ -355,9 +357,24 @@ void Trainer::setup() {
   recovery_.from_rollout = cfg_.recovery.source != RecoverySource::kReference;
   objective_.pad_id = pad_;
 
-  optimizer_ = make_adamw(lora ? lora_parameters(*policy_) : policy_->named_parameters(true).pairs(), cfg_.optimizer);
+  const auto trainable = lora ? lora_parameters(*policy_) : policy_->named_parameters(true).pairs();
+  if (cfg_.distributed.sharding != Sharding::kNone) {
+    // Every rank runs the same number of micro-batches: each one's backward ends in collectives.
+    if (cfg_.train.grad_accum_steps % dist_->world_size() != 0)
+      throw UsageError("distributed.sharding needs train.grad_accum_steps (" + std::to_string(cfg_.train.grad_accum_steps) +
+                       ") to be a multiple of the " + std::to_string(dist_->world_size()) + " ranks");
+    sharded_ = std::make_unique<ShardedAdamW>(trainable, cfg_.optimizer, cfg_.distributed.sharding, *dist_,
+                                              static_cast<int64_t>(cfg_.distributed.bucket_mb * 1024.0 * 1024.0));
+    log::info(std::string("sharding: ") + (cfg_.distributed.sharding == Sharding::kOptimizer ? "optimizer (ZeRO-1)" : "gradients (ZeRO-2)") +
+              " over " + std::to_string(dist_->world_size()) + " ranks; this rank holds " +
+              c10::str(std::round(static_cast<double>(sharded_->moment_bytes() + sharded_->master_bytes()) / (1 << 20))) +
+              " MiB of optimizer state and a " +
+              c10::str(std::round(static_cast<double>(sharded_->grad_slice_bytes()) / (1 << 20))) + " MiB gradient slice");
+  } else {
+    optimizer_ = make_adamw(trainable, cfg_.optimizer);
+  }
   if (!resumed_from_.empty()) {
-    state_ = read_checkpoint(resumed_from_, *optimizer_, dist_->rank());
+    state_ = read_checkpoint(resumed_from_, sharded_ ? OptimizerRef(*sharded_) : OptimizerRef(*optimizer_), dist_->rank());
     if (state_.learned_gate.size() == LearnedGate::kFeatures)
       std::copy(state_.learned_gate.begin(), state_.learned_gate.end(), learned_.w.begin());
     log::info("resuming from " + resumed_from_ + " at step " + std::to_string(state_.step));
@@ -901,16 +918,23 @@ TrainSummary Trainer::run() {
         n_tokens += static_cast<double>(trained_tokens(data_->examples()[idx]));
       }
     const double lr = lr_at(state_.step, total_steps_, cfg_.optimizer.lr, cfg_.schedule);
-    set_lr(*optimizer_, lr);
-    optimizer_->zero_grad();
+    if (optimizer_) {
+      set_lr(*optimizer_, lr);
+      optimizer_->zero_grad();
+    }
     StepStats st;
     // Micro-batch m of the global step runs on rank m % world_size, with the step's global counts and the
     // seed of m: the step's result does not depend on the number of ranks.
+    const int64_t local_count = (static_cast<int64_t>(micro.size()) - dist_->rank() + dist_->world_size() - 1) / dist_->world_size();
+    int64_t local = 0;
     for (size_t m = static_cast<size_t>(dist_->rank()); m < micro.size(); m += static_cast<size_t>(dist_->world_size())) {
+      if (sharded_) sharded_->begin_micro(sharded_->reduces(local, local_count));
       if (classifier) classifier_micro_batch(micro[m], static_cast<int64_t>(n_examples), &st);
       else micro_batch(micro[m], static_cast<int64_t>(m), n_examples, n_tokens, &st);
+      if (sharded_) sharded_->end_micro();  // the reduce-scatters launched during backward, and the rest
+      ++local;
     }
-    if (dist_->active()) {
+    if (dist_->active() && !sharded_) {
       // The loss is already normalised by the global counts: the gradient is the sum over ranks.
       std::vector<at::Tensor> grads;
       for (auto& p : params) {
@@ -921,13 +945,15 @@ TrainSummary Trainer::run() {
     }
     reduce_step(&st);
     const double clip = cfg_.optimizer.grad_clip > 0 ? cfg_.optimizer.grad_clip : std::numeric_limits<double>::infinity();
-    const double grad_norm = torch::nn::utils::clip_grad_norm_(params, clip);
+    const double grad_norm = sharded_ ? sharded_->clip(clip) : torch::nn::utils::clip_grad_norm_(params, clip);
     const bool finite = std::isfinite(st.loss) && std::isfinite(grad_norm);
     if (finite) {
-      optimizer_->step();
+      if (sharded_) sharded_->step(lr);
+      else optimizer_->step();
       state_.nonfinite_in_row = 0;
     } else {
-      optimizer_->zero_grad();
+      if (sharded_) sharded_->zero_grad();
+      else optimizer_->zero_grad();
       ++state_.nonfinite_in_row;
       ++state_.nonfinite_total;
       log::warn("step " + std::to_string(state_.step + 1) + ": non-finite " + (std::isfinite(st.loss) ? "gradient" : "loss") +
@@ -1011,7 +1037,7 @@ TrainSummary Trainer::run() {
     const bool last = state_.step == total_steps_;
     if ((cfg_.checkpoint.every_steps > 0 && state_.step % cfg_.checkpoint.every_steps == 0) || last || stop) {
       if (!params_finite()) throw DataError("the weights are not finite at step " + std::to_string(state_.step) + "; nothing saved");
-      const std::string dir = write_checkpoint(out, state_, policy_, *optimizer_, ckpt_save, cfg_.checkpoint.keep_last, dist_.get());
+      const std::string dir = write_checkpoint(out, state_, policy_, sharded_ ? OptimizerRef(*sharded_) : OptimizerRef(*optimizer_), ckpt_save, cfg_.checkpoint.keep_last, dist_.get());
       if (stop && !last) {
         progress.finish();
         log::warn("signal " + std::to_string(stop) + " received: stopped after step " + std::to_string(state_.step) +
