@@ -4,7 +4,8 @@
 # references with CUDA events and prints a table next to the device's measured copy bandwidth and bf16
 # matmul rate (tools/bench_ops.cpp --device cuda), and trains LoRA adapters with activation checkpointing
 # under bf16 autocast for 10 steps, then 6 steps of the gaft objective (rollouts, LM-judge scorer, fused
-# AdamW) printing each step's host reads. Without a GPU it says so and exits 0.
+# AdamW) printing each step's host reads, and full fine-tuning through distributed.sharding's code path at
+# world size 1 against unsharded AdamW. Without a GPU it says so and exits 0.
 # Budget: under 8 minutes on one GPU, build included.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -68,5 +69,18 @@ EOF
 # One line per step: step, seconds, rollout share, sampling steps, host reads.
 grep -o '"decode_steps":[0-9]*\|"host_syncs":[0-9]*\|"rollout_share":[0-9.e-]*\|"step":[0-9]*\|"step_s":[0-9.e-]*' \
   "$tmp/gaft/metrics.jsonl" | paste -sd' ' | sed 's/ "decode_steps"/\n"decode_steps"/g'
+echo "== distributed.sharding on the GPU, world size 1 (the sharded code path: flat buckets, backward hooks, fused"
+echo "   AdamW on the slices; one GPU cannot hold two NCCL ranks): full fine-tuning, 4 steps, against unsharded"
+for level in none gradients; do
+  ./build-gpu/gaft train --config "$tmp/lora.yaml" run.output_dir="$tmp/shard-$level" lora.enabled=false \
+    train.max_steps=4 train.grad_accum_steps=2 optimizer.grad_clip=0 distributed.sharding=$level > "$tmp/shard-$level.log" 2>&1 ||
+    { cat "$tmp/shard-$level.log"; exit 1; }
+done
+grep -o 'sharding: .*' "$tmp/shard-gradients.log"
+if cmp -s "$tmp/shard-none/model/model.safetensors" "$tmp/shard-gradients/model/model.safetensors"; then
+  echo "sharded = unsharded: bitwise (as on the CPU)"
+else
+  echo "sharded != unsharded bitwise (on the CPU they are equal; the CUDA fused kernel may group elements differently)"
+fi
 echo
 echo "gpu_check: done in $(( $(date +%s) - start )) s"

@@ -30,6 +30,9 @@
 #include "gaft/config.h"
 #include "gaft/llama.h"
 #include "gaft/lora.h"
+#include "gaft/memory_plan.h"
+#include "gaft/distributed.h"
+#include "gaft/sharding.h"
 #include "gaft/ops.h"
 #include "gaft/optim.h"
 #include "gaft/read_file.h"
@@ -48,11 +51,13 @@ struct Run {
   std::string mode = "full";  // full | lora
   bool checkpointing = false;
   std::string precision = "fp32";  // fp32 | bf16 (autocast; fp32 master weights and optimizer state)
+  std::string sharding;            // none | optimizer | gradients: a rank of a Gloo job (RANK, WORLD_SIZE, ...)
 };
 
 struct Options {
   Shape shape{"bench", 12, 768, 12, 12, 2048, 32000, true};
   int64_t batch = 4, seq = 256, steps = 3, lora_rank = 16, threads = 0;
+  int64_t accum = 1;  // micro-batches per optimizer step (per rank under --sharding)
   double lora_dropout = 0.0;  // > 0 keeps a dropped copy of each adapted projection's input (not modelled)
   double lr = 3e-4;
   std::vector<std::string> text;
@@ -78,60 +83,26 @@ gaft::ModelConfig model_config(const Shape& s) {
   return gaft::parse_model_config(j, "bench_memory");
 }
 
-// ---- the accounting model ---------------------------------------------------------------------------
-// Bytes of one training step, from the shapes alone. Activations are the tensors autograd keeps per token
-// and layer in gaft's decoder layer (counted from src/core/llama.cpp; SDPA's flash kernel keeps q, k, v,
-// the output and the log-sum-exp, never the T x T scores):
-//   two RMSNorms: input, normalised, weighted output (3H each)   q, k, v after RoPE / repeat (3H)
-//   attention output and its transposed copy (2H)                gate, silu(gate), up, silu*up (4I)
-// Under bf16 autocast with fp32 weights the residual stream and norms stay fp32 and the matmul inputs get a
-// bf16 copy; under LoRA the frozen base is bf16, so the whole stream is bf16.
-struct Account {
-  double params = 0, trainable = 0;
-  double weights = 0, grads = 0, optimizer = 0, activations = 0, logits = 0;
-  double total() const { return weights + grads + optimizer + activations + logits; }
-};
+// ---- the accounting model (gaft/memory_plan.h) -----------------------------------------------------
 
-double linear_params(const Shape& s) {
-  const double H = s.hidden, D = s.hidden / s.heads, I = s.intermediate;
-  return H * s.heads * D + 2 * H * s.kv_heads * D + s.heads * D * H + 3 * H * I;
+gaft::MemoryPlan account(const Shape& s, const Run& run, int64_t tokens, int64_t lora_rank, int64_t chunk_tokens,
+                         int64_t world = 1, gaft::Sharding sharding = gaft::Sharding::kNone) {
+  gaft::MemoryRun r;
+  r.lora = run.mode == "lora";
+  r.lora_rank = lora_rank;
+  r.bf16 = run.precision == "bf16";
+  r.checkpointing = run.checkpointing;
+  r.tokens = tokens;
+  r.chunk_tokens = chunk_tokens;
+  r.world = world;
+  r.sharding = sharding;
+  return gaft::plan_memory(model_config(s), r);
 }
 
-double lora_params(const Shape& s, int64_t r) {
-  const double H = s.hidden, D = s.hidden / s.heads, I = s.intermediate;
-  const double q = H + s.heads * D, kv = H + s.kv_heads * D;
-  return static_cast<double>(s.layers) * r * (q + 2 * kv + q + 3 * (H + I));
-}
-
-Account account(const Shape& s, const Run& run, int64_t tokens, int64_t lora_rank, int64_t chunk_tokens) {
-  Account a;
-  const double H = s.hidden, I = s.intermediate, L = s.layers, N = static_cast<double>(tokens);
-  const double lin = L * linear_params(s);
-  a.params = lin + static_cast<double>(s.vocab) * H * (s.tied ? 1 : 2) + L * 2 * H + H;
-  const bool bf16 = run.precision == "bf16", lora = run.mode == "lora";
-  a.trainable = lora ? lora_params(s, lora_rank) : a.params;
-  // Weights: fp32 master; a frozen LoRA base in the compute dtype. Autocast keeps a bf16 copy of every
-  // matmul weight for the step (its cache), which backward also reads.
-  a.weights = lora ? (bf16 ? 2 : 4) * a.params + 4 * a.trainable : 4 * a.params + (bf16 ? 2 * lin : 0);
-  a.grads = 4 * a.trainable;
-  a.optimizer = 8 * a.trainable;  // AdamW: two fp32 moments
-  double per_token_layer;         // bytes kept per token and layer
-  double stream;                  // bytes of one element of the residual stream
-  if (!bf16) {
-    per_token_layer = 4 * (11 * H + 4 * I);
-    stream = 4;
-  } else if (lora) {
-    per_token_layer = 2 * (11 * H + 4 * I);
-    stream = 2;
-  } else {
-    per_token_layer = 4 * 6 * H + 2 * (2 * H + 5 * H + 4 * I);
-    stream = 4;
-  }
-  // Checkpointing keeps each layer's input, plus one layer's activations while it is recomputed.
-  a.activations = run.checkpointing ? N * (L * stream * H + per_token_layer) : N * L * per_token_layer;
-  // Final norm and hidden states with their gradient, plus one chunk of fp32 logits and their gradient.
-  a.logits = N * H * (3 * stream + 4) + 2.0 * 4 * std::min<double>(chunk_tokens, N) * s.vocab;
-  return a;
+gaft::Sharding sharding_level(const std::string& s) {
+  if (s == "optimizer") return gaft::Sharding::kOptimizer;
+  if (s == "gradients") return gaft::Sharding::kGradients;
+  return gaft::Sharding::kNone;
 }
 
 // ---- one configuration, in this process -------------------------------------------------------------
@@ -178,7 +149,18 @@ nlohmann::json run_one(const Options& o, const Run& run) {
   model->model->checkpoint_layers = run.checkpointing;
   gaft::OptimizerSection os;
   os.lr = o.lr;
-  auto opt = gaft::make_adamw(trainable, os);
+  // A rank of a data-parallel job: one micro-batch per rank and step, gradients summed (none) or sharded.
+  std::unique_ptr<gaft::Dist> dist;
+  std::unique_ptr<gaft::ShardedAdamW> sharded;
+  std::unique_ptr<torch::optim::AdamW> opt;
+  if (!run.sharding.empty()) {
+    dist = std::make_unique<gaft::Dist>(gaft::resolve_launch(), at::kCPU, gaft::DistOptions{});
+    if (run.sharding != "none")
+      sharded = std::make_unique<gaft::ShardedAdamW>(trainable, os, sharding_level(run.sharding), *dist, 25 << 20);
+  }
+  if (!sharded) opt = gaft::make_adamw(trainable, os);
+  std::vector<at::Tensor> params;
+  for (const auto& [name, p] : trainable) params.push_back(p);
   const int64_t rss_model = gaft_tools::status_kb("VmRSS");
 
   const int64_t B = o.batch, T = o.seq, N = B * (T - 1);
@@ -195,21 +177,38 @@ nlohmann::json run_one(const Options& o, const Run& run) {
         for (int64_t t = 0; t < T; ++t) ids[b][t] = text[static_cast<size_t>(start + t)];
       }
     }
+    if (dist) ids = (ids + dist->rank() * 7) % o.shape.vocab;  // each rank its own batch
     const auto t0 = std::chrono::steady_clock::now();
-    opt->zero_grad();
+    if (!sharded) opt->zero_grad();
     at::Tensor loss;
-    {
-      gaft::AutocastScope ac(at::kCPU, at::kBFloat16, bf16);
-      const at::Tensor h = model->forward(ids).narrow(1, 0, T - 1).reshape({N, -1});  // [N, H]
-      const at::Tensor W = model->lm_head_weight();
-      const at::Tensor targets = ids.narrow(1, 1, T - 1).reshape({N});
-      // Mean token NLL through the fused op (logits in fp32 chunks), as the trainer's loss.
-      loss = -gaft::ops::weighted_logprob(h, W.scalar_type() == h.scalar_type() ? W : W.to(h.scalar_type()), targets,
-                                         at::full({N}, 1.0 / static_cast<double>(N)))
-                  .loss;
+    // --accum micro-batches per rank and step (the same tokens again: memory and time are what count here).
+    for (int64_t micro = 0; micro < o.accum; ++micro) {
+      if (sharded) sharded->begin_micro(sharded->reduces(micro, o.accum));
+      {
+        gaft::AutocastScope ac(at::kCPU, at::kBFloat16, bf16);
+        const at::Tensor h = model->forward(ids).narrow(1, 0, T - 1).reshape({N, -1});  // [N, H]
+        const at::Tensor W = model->lm_head_weight();
+        const at::Tensor targets = ids.narrow(1, 1, T - 1).reshape({N});
+        // Mean token NLL through the fused op (logits in fp32 chunks), as the trainer's loss.
+        loss = -gaft::ops::weighted_logprob(h, W.scalar_type() == h.scalar_type() ? W : W.to(h.scalar_type()), targets,
+                                           at::full({N}, 1.0 / static_cast<double>(N)))
+                    .loss;
+      }
+      loss.backward();
+      if (sharded) sharded->end_micro();
     }
-    loss.backward();
-    opt->step();
+    if (sharded) {
+      sharded->clip(1.0);
+      sharded->step(o.lr);
+    } else {
+      if (dist && dist->active()) {
+        std::vector<at::Tensor> grads;
+        for (auto& p : params) grads.push_back(p.grad());
+        dist->sum(grads);
+      }
+      if (dist) torch::nn::utils::clip_grad_norm_(params, 1.0);
+      opt->step();
+    }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (step > 0 || o.steps == 1) times.push_back(dt);
     losses.push_back(loss.item<double>());
@@ -219,6 +218,8 @@ nlohmann::json run_one(const Options& o, const Run& run) {
   int64_t n_trainable = 0;
   for (const auto& [name, p] : trainable) n_trainable += p.numel();
   return {{"mode", run.mode},
+          {"sharding", run.sharding},
+          {"rank", dist ? dist->rank() : 0},
           {"checkpointing", run.checkpointing},
           {"precision", run.precision},
           {"trainable", n_trainable},
@@ -258,6 +259,49 @@ nlohmann::json run_child(const std::string& args, bool fixed_mmap) {
   return nlohmann::json::parse(out.substr(out.rfind("\n{") == std::string::npos ? 0 : out.rfind("\n{") + 1));
 }
 
+// `world` children as the ranks of one Gloo job on this machine (a free port from the pid), each with its JSON.
+std::vector<nlohmann::json> run_ranks(const std::string& args, bool fixed_mmap, int64_t world) {
+  const std::string port = std::to_string(20000 + ::getpid() % 20000);
+  std::vector<std::FILE*> pipes;
+  std::vector<std::string> cmds;
+  for (int64_t r = 0; r < world; ++r) {
+    cmds.push_back("RANK=" + std::to_string(r) + " WORLD_SIZE=" + std::to_string(world) + " LOCAL_RANK=" +
+                   std::to_string(r) + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " " +
+                   (fixed_mmap ? "MALLOC_MMAP_THRESHOLD_=65536 " : "") + "/proc/" + std::to_string(::getpid()) +
+                   "/exe --one " + args);
+    pipes.push_back(::popen(cmds.back().c_str(), "r"));
+    if (!pipes.back()) throw std::runtime_error("cannot start " + cmds.back());
+  }
+  std::vector<nlohmann::json> out;
+  for (size_t r = 0; r < pipes.size(); ++r) {
+    std::string text;
+    std::array<char, 4096> buf{};
+    for (size_t n; (n = std::fread(buf.data(), 1, buf.size(), pipes[r])) > 0;) text.append(buf.data(), n);
+    if (::pclose(pipes[r]) != 0) throw std::runtime_error("failed: " + cmds[r] + "\n" + text);
+    out.push_back(nlohmann::json::parse(text.substr(text.rfind("\n{") == std::string::npos ? 0 : text.rfind("\n{") + 1)));
+  }
+  return out;
+}
+
+// Projected GPU memory per rank of full fine-tuning (bf16 autocast, checkpointing) by sharding level.
+void print_sharding_projection(int64_t tokens) {
+  const std::vector<Shape> shapes = {{"8B (Llama-3.1-8B)", 32, 4096, 32, 8, 14336, 128256, false},
+                                     {"70B (Llama-3.1-70B)", 80, 8192, 64, 8, 28672, 128256, false}};
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  const int64_t gpu_chunk = static_cast<int64_t>(gib / (4.0 * 128256));
+  std::printf("\nProjected GPU memory per rank (GiB) of full fine-tuning, bf16 autocast over fp32 master weights, "
+              "activation checkpointing, %lld tokens per micro-batch, 25 MiB buckets; policy only.\n\n"
+              "| model | ranks | none | optimizer (ZeRO-1) | gradients (ZeRO-2) |\n|---|---|---|---|---|\n",
+              static_cast<long long>(tokens));
+  for (const Shape& s : shapes)
+    for (const int64_t world : {8, 16}) {
+      std::printf("| %s | %lld |", s.name.c_str(), static_cast<long long>(world));
+      for (const auto level : {gaft::Sharding::kNone, gaft::Sharding::kOptimizer, gaft::Sharding::kGradients})
+        std::printf(" %.1f |", account(s, Run{"full", true, "bf16"}, tokens, 16, gpu_chunk, world, level).total() / gib);
+      std::printf("\n");
+    }
+}
+
 void print_projection(int64_t tokens, int64_t lora_rank) {
   // Llama 3.2 1B, Llama 3.1 8B, Llama 3.1 70B (their config.json shapes).
   const std::vector<Shape> shapes = {{"1B (Llama-3.2-1B)", 16, 2048, 32, 8, 8192, 128256, true},
@@ -277,12 +321,12 @@ void print_projection(int64_t tokens, int64_t lora_rank) {
     bool first = true;
     for (const std::string mode : {"full", "lora"})
       for (bool ck : {false, true}) {
-        const Account a = account(s, Run{mode, ck, "bf16"}, tokens, lora_rank, gpu_chunk);
+        const gaft::MemoryPlan a = account(s, Run{mode, ck, "bf16"}, tokens, lora_rank, gpu_chunk);
         if (first) std::printf(" %.2fB |", a.params / 1e9);
         first = false;
         std::printf(" %.1f |", a.total() / gib);
       }
-    const Account a = account(s, Run{"full", false, "bf16"}, tokens, lora_rank, gpu_chunk);
+    const gaft::MemoryPlan a = account(s, Run{"full", false, "bf16"}, tokens, lora_rank, gpu_chunk);
     std::printf(" +%.1f |\n", 2 * a.params / gib);
   }
 }
@@ -320,6 +364,12 @@ int main(int argc, char** argv) {
   app.add_option("--mode", run.mode);
   app.add_option("--ckpt", ckpt_one);
   app.add_option("--precision-one", run.precision);
+  app.add_option("--sharding-one", run.sharding);
+  std::string shardings;
+  int64_t world = 2;
+  app.add_option("--sharding", shardings, "none,optimizer,gradients: full fine-tuning on --world Gloo ranks per level");
+  app.add_option("--world", world, "ranks for --sharding");
+  app.add_option("--accum", o.accum, "micro-batches per step (per rank); the accounting counts one micro-batch's activations");
   CLI11_PARSE(app, argc, argv);
   o.shape.tied = true;
   if (!o.text.empty() && o.tokenizer.empty()) {
@@ -342,11 +392,38 @@ int main(int argc, char** argv) {
                        std::to_string(o.shape.vocab) + " --batch " + std::to_string(o.batch) + " --seq " +
                        std::to_string(o.seq) + " --lora-rank " +
                        std::to_string(o.lora_rank) + " --lora-dropout " + std::to_string(o.lora_dropout) + " --lr " + std::to_string(o.lr) + " --threads " +
-                       std::to_string(o.threads);
+                       std::to_string(o.threads) + " --accum " + std::to_string(o.accum);
   for (const std::string& t : o.text) common += " --text " + t;
   if (!o.tokenizer.empty()) common += " --tokenizer " + o.tokenizer;
 
-  const Account shape_info = account(o.shape, Run{}, tokens, o.lora_rank, 1);
+  if (!shardings.empty()) {
+    const std::string prec = split(precisions).front(), ck = split(ckpts).front();
+    std::printf("Model: %lld layers, hidden %lld, vocab %lld; full fine-tuning, %s, checkpointing %s; %lld Gloo ranks, "
+                "each %lld micro-batch(es) of %lld x %lld tokens per step, %lld steps.\n\n",
+                static_cast<long long>(o.shape.layers), static_cast<long long>(o.shape.hidden),
+                static_cast<long long>(o.shape.vocab), prec.c_str(), ck.c_str(), static_cast<long long>(world),
+                static_cast<long long>(o.accum), static_cast<long long>(o.batch), static_cast<long long>(o.seq),
+                static_cast<long long>(o.steps));
+    std::printf("| sharding | rank | step s | peak MiB | predicted peak MiB | measured / predicted |\n"
+                "|---|---|---|---|---|---|\n");
+    const int64_t cpu_chunk = gaft::ops::default_chunk_tokens(o.shape.vocab, at::kCPU);
+    for (const std::string& level : split(shardings)) {
+      const std::string args = common + " --mode full --ckpt " + ck + " --precision-one " + prec + " --sharding-one " + level;
+      const auto timed = run_ranks(args + " --steps " + std::to_string(o.steps), false, world);
+      const auto mem = run_ranks(args + " --steps 2", true, world);
+      const gaft::MemoryPlan a =
+          account(o.shape, Run{"full", ck == "on", prec}, tokens, o.lora_rank, cpu_chunk, world, sharding_level(level));
+      for (int64_t r = 0; r < world; ++r) {
+        const double peak = mem[static_cast<size_t>(r)]["peak_mib"].get<double>();
+        std::printf("| %s | %lld | %.2f | %.0f | %.0f | %.2f |\n", level.c_str(), static_cast<long long>(r),
+                    timed[static_cast<size_t>(r)]["step_s"].get<double>(), peak, mib(a.total()), peak / mib(a.total()));
+        std::fflush(stdout);
+      }
+    }
+    print_sharding_projection(4096);
+    return 0;
+  }
+  const gaft::MemoryPlan shape_info = account(o.shape, Run{}, tokens, o.lora_rank, 1);
   std::printf("Model: %lld layers, hidden %lld, %lld heads (%lld KV), SwiGLU %lld, vocab %lld, tied: %.1fM parameters. "
               "Batch %lld x %lld tokens, %lld steps per configuration, %d threads, %s.\n\n",
               static_cast<long long>(o.shape.layers), static_cast<long long>(o.shape.hidden),
@@ -367,7 +444,7 @@ int main(int argc, char** argv) {
         const nlohmann::json m = run_child(common + args + " --steps 2", true);                      // memory
         r["peak_mib"] = m["peak_mib"];
         r["model_mib"] = m["model_mib"];
-        const Account a = account(o.shape, Run{mode, ck == "on", prec}, tokens, o.lora_rank, cpu_chunk);
+        const gaft::MemoryPlan a = account(o.shape, Run{mode, ck == "on", prec}, tokens, o.lora_rank, cpu_chunk);
         std::printf("| %s | %s | %s | %lld | %.2f | %.0f | %.0f | %.0f | %.0f | %.2f |\n", mode.c_str(), ck.c_str(),
                     prec.c_str(), static_cast<long long>(r["trainable"].get<int64_t>()), r["step_s"].get<double>(),
                     r["tokens_per_s"].get<double>(), r["peak_mib"].get<double>(), r["model_mib"].get<double>(),

@@ -34,4 +34,10 @@ TrainSummary train(const RunConfig& config);
 // master=node07:15234 source=slurm backend=nccl device=cuda:1 output_dir=runs/x".
 std::string describe_launch(const RunConfig& config);
 
+// `gaft train --dry-run`, after the launch line: the per-rank memory plan of a training step (memory_plan.h)
+// for the configured model (its config.json only), world size, precision, micro-batch and each sharding
+// level, the configured one marked; plus the frozen scorer heads and a KL reference copy when the run has
+// them. DataError when model.path has no readable config.json.
+std::string describe_memory(const RunConfig& config);
+
 }  // namespace gaft

@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
   train->add_option("--resume", train_resume, "auto (newest checkpoint), never, or a checkpoint directory");
   bool train_dry_run = false;
   train->add_flag("--dry-run", train_dry_run,
-                  "Check the config and print this process's rank, world size, master address and device; train nothing");
+                  "Check the config and print this process's rank, world size, master address and device, and (rank 0) the "
+                  "per-rank memory plan of a step under each distributed.sharding level; train nothing");
 
   // gaft eval --config FILE [key=value ...] [--model DIR ...] [--responses FILE ...]
   std::string eval_config;
@@ -182,6 +183,7 @@ int main(int argc, char** argv) {
       gaft::log::setup(gaft::log::parse_level(cfg.logging.level));
       if (train_dry_run) {
         std::cout << gaft::describe_launch(cfg) << std::endl;
+        std::cout << gaft::describe_memory(cfg) << std::flush;
         return 0;
       }
       const gaft::TrainSummary s = gaft::train(cfg);

@@ -98,6 +98,9 @@ struct ShardedAdamW::Impl {
   // Gradients of bucket b into a flat buffer (zeros where a parameter has none), the parameters' gradients
   // dropped, and the reduce-scatter launched.
   void launch(size_t b) {
+    // At most two buckets in flight: the one before the previous is waited for and its buffers freed, so
+    // that the gradients' flat copies never add up to a second copy of the gradients.
+    if (b >= 2) retire(b - 2);
     const ShardBucket& bk = layout[b];
     const at::Tensor& first = params[bk.params.front()];
     at::Tensor buf = at::zeros({bk.part * dist.world_size()}, first.options());
@@ -112,6 +115,15 @@ struct ShardedAdamW::Impl {
     recv[b] = at::empty({bk.part}, first.options());
     pending[b] = dist.reduce_scatter(recv[b], send[b]);
     launched[b] = 1;
+  }
+
+  // Waits for bucket b's reduce-scatter, adds this rank's part into the fp32 slice, frees its buffers.
+  void retire(size_t b) {
+    if (!send[b].defined()) return;
+    pending[b].wait();
+    grad[b].add_(recv[b].to(at::kFloat));
+    send[b] = at::Tensor();
+    recv[b] = at::Tensor();
   }
 
   void launch_ready() {
@@ -211,12 +223,7 @@ void ShardedAdamW::end_micro() {
   m.armed = false;
   torch::NoGradGuard no_grad;
   while (m.next < m.layout.size()) m.launch(m.next++);
-  for (size_t b = 0; b < m.layout.size(); ++b) {
-    m.pending[b].wait();
-    m.grad[b].add_(m.recv[b].to(at::kFloat));
-    m.send[b] = at::Tensor();
-    m.recv[b] = at::Tensor();
-  }
+  for (size_t b = 0; b < m.layout.size(); ++b) m.retire(b);
 }
 
 double ShardedAdamW::clip(double max_norm) {

@@ -20,6 +20,8 @@
 #include "gaft/dataset.h"
 #include "gaft/device.h"
 #include "gaft/distributed.h"
+#include "gaft/memory_plan.h"
+#include "gaft/ops.h"
 #include "gaft/sharding.h"
 #include "gaft/fingerprint.h"
 #include "gaft/host_sync.h"
@@ -1088,6 +1090,62 @@ std::string describe_launch(const RunConfig& config) {
          std::to_string(l.local_rank) + " master=" + l.master_addr + ":" + std::to_string(l.master_port) +
          " source=" + l.source + " backend=" + (nccl ? "nccl" : "gloo") + " device=" + device.str() +
          " output_dir=" + config.run.output_dir;
+}
+
+std::string describe_memory(const RunConfig& config) {
+  const Launch l = resolve_launch();
+  if (l.rank != 0) return "";  // one plan per job
+  const at::Device device = rank_device(resolve_device(config.run.device), l);
+  ModelConfig mc;
+  try {
+    mc = load_model_config(config.model.path);
+  } catch (const std::exception& e) {
+    return std::string("memory plan: none, the model's config.json cannot be read: ") + e.what() + "\n";
+  }
+  const bool gaft = config.objective.kind == Objective::kGaft;
+  const bool bf16 = config.precision.compute == DType::kAuto ? (device.is_cuda() || cpu_has_native_bf16())
+                                                             : config.precision.compute == DType::kBFloat16;
+  MemoryRun run;
+  run.lora = config.lora.enabled;
+  run.lora_rank = config.lora.rank;
+  run.lora_targets = config.lora.targets;
+  run.bf16 = bf16 && config.precision.master == DType::kFloat32;
+  run.checkpointing = config.model.gradient_checkpointing;
+  // The longest micro-batch: references at their longest, and under gaft K rollouts per example.
+  const int64_t B = config.train.batch_size, P = config.data.max_prompt_tokens;
+  run.tokens = B * (P + config.data.max_response_tokens) +
+               (gaft ? B * config.rollout.num_samples * (P + config.rollout.max_new_tokens) : 0);
+  run.chunk_tokens = ops::default_chunk_tokens(mc.vocab_size, device);
+  run.world = l.world_size;
+  run.bucket_bytes = static_cast<int64_t>(config.distributed.bucket_mb * 1024.0 * 1024.0);
+  std::vector<std::pair<std::string, MemoryPlan>> plans;
+  for (const auto& [name, level] : std::vector<std::pair<std::string, Sharding>>{
+           {"none", Sharding::kNone}, {"optimizer", Sharding::kOptimizer}, {"gradients", Sharding::kGradients}}) {
+    run.sharding = level;
+    plans.emplace_back(level == config.distributed.sharding ? "**" + name + "** (configured)" : name, plan_memory(mc, run));
+  }
+  const MemoryPlan& p = plans.front().second;
+  std::string out = c10::str("memory plan per rank (accounting model, docs/benchmarks.md): ", mc.architecture, " ",
+                             std::round(p.params / 1e6), "M parameters, ", std::round(p.trainable / 1e6 * 100) / 100,
+                             "M trainable", run.lora ? " (LoRA)" : "", "; ", l.world_size, " rank(s); ",
+                             run.bf16 ? "bf16 autocast over fp32 weights" : "fp32", "; checkpointing ",
+                             run.checkpointing ? "on" : "off", "; up to ", run.tokens, " tokens per micro-batch\n");
+  out += describe_memory_plans(plans);
+  // What the policy's plan leaves out.
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  for (const ScorerHead& h : config.scorer.heads) {
+    try {
+      const double n = parameter_count(load_model_config(h.path));
+      out += c10::str("+ scorer head ", h.name, ": ", std::round(n / 1e6), "M parameters, ",
+                      std::round(n * (bf16 ? 2 : 4) / gib * 10) / 10, " GiB (frozen, ", bf16 ? "bf16" : "fp32", ")\n");
+    } catch (const std::exception&) {
+      out += "+ scorer head " + h.name + ": no readable config.json at " + h.path + "\n";
+    }
+  }
+  if (config.objective.kl != KlMode::kNone && !run.lora)
+    out += c10::str("+ KL reference copy: ", std::round(p.params * (bf16 ? 2 : 4) / gib * 10) / 10, " GiB\n");
+  if (config.precision.master != DType::kFloat32) out += "(the plan assumes fp32 master weights; precision.master differs)\n";
+  return out;
 }
 
 }  // namespace gaft
