@@ -102,6 +102,7 @@ gaft::MemoryPlan account(const Shape& s, const Run& run, int64_t tokens, int64_t
 gaft::Sharding sharding_level(const std::string& s) {
   if (s == "optimizer") return gaft::Sharding::kOptimizer;
   if (s == "gradients") return gaft::Sharding::kGradients;
+  if (s == "full") return gaft::Sharding::kFull;
   return gaft::Sharding::kNone;
 }
 
@@ -157,6 +158,12 @@ nlohmann::json run_one(const Options& o, const Run& run) {
     dist = std::make_unique<gaft::Dist>(gaft::resolve_launch(), at::kCPU, gaft::DistOptions{});
     if (run.sharding != "none")
       sharded = std::make_unique<gaft::ShardedAdamW>(trainable, os, sharding_level(run.sharding), *dist, 25 << 20);
+    if (run.sharding == "full") {  // as the trainer: checkpointing on, the layers gathered by the hooks
+      model->model->checkpoint_layers = true;
+      model->model->layer_hooks = sharded->layer_hooks();
+    }
+    // The peak counts from here: under full the whole model, built on every rank, is freed again above.
+    gaft_tools::reset_peak();
   }
   if (!sharded) opt = gaft::make_adamw(trainable, os);
   std::vector<at::Tensor> params;
@@ -291,12 +298,12 @@ void print_sharding_projection(int64_t tokens) {
   const int64_t gpu_chunk = static_cast<int64_t>(gib / (4.0 * 128256));
   std::printf("\nProjected GPU memory per rank (GiB) of full fine-tuning, bf16 autocast over fp32 master weights, "
               "activation checkpointing, %lld tokens per micro-batch, 25 MiB buckets; policy only.\n\n"
-              "| model | ranks | none | optimizer (ZeRO-1) | gradients (ZeRO-2) |\n|---|---|---|---|---|\n",
+              "| model | ranks | none | optimizer (ZeRO-1) | gradients (ZeRO-2) | full (ZeRO-3) |\n|---|---|---|---|---|---|\n",
               static_cast<long long>(tokens));
   for (const Shape& s : shapes)
     for (const int64_t world : {8, 16}) {
       std::printf("| %s | %lld |", s.name.c_str(), static_cast<long long>(world));
-      for (const auto level : {gaft::Sharding::kNone, gaft::Sharding::kOptimizer, gaft::Sharding::kGradients})
+      for (const auto level : {gaft::Sharding::kNone, gaft::Sharding::kOptimizer, gaft::Sharding::kGradients, gaft::Sharding::kFull})
         std::printf(" %.1f |", account(s, Run{"full", true, "bf16"}, tokens, 16, gpu_chunk, world, level).total() / gib);
       std::printf("\n");
     }
@@ -367,7 +374,7 @@ int main(int argc, char** argv) {
   app.add_option("--sharding-one", run.sharding);
   std::string shardings;
   int64_t world = 2;
-  app.add_option("--sharding", shardings, "none,optimizer,gradients: full fine-tuning on --world Gloo ranks per level");
+  app.add_option("--sharding", shardings, "none,optimizer,gradients,full: full fine-tuning on --world Gloo ranks per level");
   app.add_option("--world", world, "ranks for --sharding");
   app.add_option("--accum", o.accum, "micro-batches per step (per rank); the accounting counts one micro-batch's activations");
   CLI11_PARSE(app, argc, argv);
@@ -411,8 +418,8 @@ int main(int argc, char** argv) {
       const std::string args = common + " --mode full --ckpt " + ck + " --precision-one " + prec + " --sharding-one " + level;
       const auto timed = run_ranks(args + " --steps " + std::to_string(o.steps), false, world);
       const auto mem = run_ranks(args + " --steps 2", true, world);
-      const gaft::MemoryPlan a =
-          account(o.shape, Run{"full", ck == "on", prec}, tokens, o.lora_rank, cpu_chunk, world, sharding_level(level));
+      const gaft::MemoryPlan a = account(o.shape, Run{"full", ck == "on" || level == "full", prec}, tokens, o.lora_rank,
+                                         cpu_chunk, world, sharding_level(level));
       for (int64_t r = 0; r < world; ++r) {
         const double peak = mem[static_cast<size_t>(r)]["peak_mib"].get<double>();
         std::printf("| %s | %lld | %.2f | %.0f | %.0f | %.2f |\n", level.c_str(), static_cast<long long>(r),

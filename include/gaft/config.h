@@ -27,7 +27,7 @@ enum class Uncertainty { kEntropy, kStd, kScorer };      // METHOD.md step 3
 enum class SftCoef { kReference, kComplement };         // docs/method.md: the SFT coefficient c_i
 enum class ScorerKind { kClassifier, kLmJudge };
 enum class Backend { kAuto, kGloo, kNccl };              // c10d process group
-enum class Sharding { kNone, kOptimizer, kGradients };   // ZeRO-1 / ZeRO-2 over the ranks (sharding.h)
+enum class Sharding { kNone, kOptimizer, kGradients, kFull };  // ZeRO-1 / -2 / -3 over the ranks (sharding.h)
 enum class ScoreCombine { kMin, kMean, kProduct };
 enum class DataFormat { kAuto, kPromptResponse, kChat };
 enum class TooLong { kTruncate, kDrop };

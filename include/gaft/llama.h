@@ -101,6 +101,17 @@ class DecoderLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DecoderLayer);
 
+// Called around each decoder layer of a checkpointed forward (grad mode, no cache, checkpoint_layers) and
+// around its recomputation in backward, with the layer's index: distributed.sharding full gathers the layer's
+// sharded weights before and frees them after (sharding.h). Not called by other forwards.
+struct LayerHooks {
+  virtual ~LayerHooks() = default;
+  virtual void before_forward(int64_t layer) = 0;
+  virtual void after_forward(int64_t layer) = 0;
+  virtual void before_backward(int64_t layer) = 0;  // before the recomputation
+  virtual void after_backward(int64_t layer) = 0;   // the layer's parameter gradients are complete
+};
+
 // The backbone, registered as "model": embeddings, decoder layers, final norm. Under a sliding window W
 // (Mistral; Qwen2/3 with use_sliding_window, on the layers config.sliding_layers marks) the query at cache
 // position i attends keys j with i - W < j <= i, as transformers' sliding_window_causal_mask_function.
@@ -120,6 +131,7 @@ class LlamaModelImpl : public torch::nn::Module {
   // only its input; backward recomputes the layer (under the forward's autocast state) and back-propagates
   // through the recomputation. Gradients equal those without it; memory per layer drops to one [B, T, H].
   bool checkpoint_layers = false;
+  LayerHooks* layer_hooks = nullptr;  // not owned; only with checkpoint_layers
 };
 TORCH_MODULE(LlamaModel);
 

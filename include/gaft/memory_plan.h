@@ -9,6 +9,12 @@
 //   attention output and its transposed copy (2H)                gate, silu(gate), up, silu*up (4I)
 // Under bf16 autocast with fp32 weights the residual stream and norms stay fp32 and the matmul inputs get a
 // bf16 copy; under LoRA the frozen base is in the compute dtype, so the whole stream is.
+//
+// Sharding (per rank, N ranks, T trainable parameters): optimizer keeps 8T/N of AdamW moments and a 4T/N
+// gradient slice next to the whole gradients; gradients drops the whole gradients for two buckets in flight and
+// the largest tensor's gradient; full also keeps only a 4T/N master slice of the weights, plus the root
+// (embeddings, head) and two decoder layers whole at a time. The training step only: under full, gaft's
+// rollouts gather the whole policy (4 bytes per parameter) at another time of the step.
 #pragma once
 
 #include <cstdint>

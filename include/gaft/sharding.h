@@ -16,7 +16,18 @@
 // sharding optimizer (ZeRO-1): gradients accumulate whole over the rank's micro-batches and are
 // reduce-scattered during the last one's backward. sharding gradients (ZeRO-2): every micro-batch's
 // backward reduce-scatters and frees them, so a rank never holds more than a few buckets of whole gradients
-// beyond its slice. Per-rank memory, both predicted and counted: memory_plan.h.
+// beyond its slice.
+//
+// sharding full (ZeRO-3): the weights are sharded too. A bucket is one decoder layer (the last layer first)
+// or the root (embeddings, final norm, head); between uses a rank holds only its fp32 master slice of each.
+//
+//   begin_micro: gather the root ── forward, layer i: gather i (prefetch i+1) ▶ run ▶ free i
+//   backward (activation checkpointing), layer i: gather i (prefetch i-1) ▶ recompute + backward ▶
+//   reduce-scatter i's gradients ▶ free i ── end_micro: reduce-scatter the root's, free it
+//   materialize(): every bucket gathered (gaft's rollouts and scoring, checkpoints, evals, the final save)
+//
+// A rank whose micro-batch trained nothing replays the same gathers and sends zeros, so that every rank
+// issues the same collectives. Per-rank memory, predicted: memory_plan.h.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -29,6 +40,7 @@
 
 #include "gaft/config.h"
 #include "gaft/distributed.h"
+#include "gaft/llama.h"
 
 namespace gaft {
 
@@ -44,6 +56,11 @@ struct ShardBucket {
 // Buckets in reverse parameter order, closed once they reach bucket_bytes (a larger parameter is a bucket of
 // its own); one dtype per bucket.
 std::vector<ShardBucket> plan_shard_buckets(const std::vector<at::Tensor>& params, int64_t world, int64_t bucket_bytes);
+
+// Buckets for sharding full: one per decoder layer ("model.layers.N." parameters), the last layer first, then
+// one for every other parameter (the root; absent when there is none). layer_bucket[N] = N's bucket.
+std::vector<ShardBucket> plan_layer_buckets(const std::vector<std::string>& names, const std::vector<at::Tensor>& params,
+                                            int64_t world, std::vector<int64_t>* layer_bucket);
 
 class ShardedAdamW {
  public:
@@ -63,6 +80,14 @@ class ShardedAdamW {
   void end_micro();
   // Whether a micro-batch `index` (0-based) of `count` reduces under this sharding level.
   bool reduces(int64_t index, int64_t count) const;
+
+  // sharding full only (no-ops otherwise). The hooks for LlamaModel::layer_hooks; every bucket gathered, so
+  // that any forward works (collective: every rank calls it at the same point); the decoder layers freed
+  // again (the root stays, inside a micro-batch); everything freed.
+  LayerHooks* layer_hooks();
+  void materialize();
+  void layerwise();
+  void release_all();
 
   // The global gradient norm over every rank's slice (the norm before clipping, as clip_grad_norm_);
   // the slices are scaled by min(1, max_norm / (norm + 1e-6)).
@@ -90,7 +115,19 @@ class ShardedAdamW {
 
  private:
   struct Impl;
+  class Hooks : public LayerHooks {
+   public:
+    explicit Hooks(Impl* impl) : impl_(impl) {}
+    void before_forward(int64_t layer) override;
+    void after_forward(int64_t layer) override;
+    void before_backward(int64_t layer) override;
+    void after_backward(int64_t layer) override;
+
+   private:
+    Impl* impl_;
+  };
   std::shared_ptr<Impl> impl_;  // the autograd hooks hold a weak_ptr to it
+  std::unique_ptr<Hooks> hooks_;
   Sharding level_;
   int64_t step_ = 0;
 };

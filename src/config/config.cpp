@@ -238,9 +238,12 @@ void describe(Schema& s, DistributedSection& c) {
   s.number("timeout_s", &c.timeout_s, "Seconds a rendezvous or collective may wait for the other ranks.", Range::positive());
   s.number("bucket_mb", &c.bucket_mb, "Gradients are summed over ranks in flat buckets of this many MiB.", Range::positive());
   s.choice("sharding", &c.sharding,
-           {{"none", Sharding::kNone}, {"optimizer", Sharding::kOptimizer}, {"gradients", Sharding::kGradients}},
+           {{"none", Sharding::kNone}, {"optimizer", Sharding::kOptimizer}, {"gradients", Sharding::kGradients},
+            {"full", Sharding::kFull}},
            "What each of N ranks keeps only 1/N of: none; optimizer (AdamW moments and fp32 master weights, ZeRO-1); "
-           "gradients (those and the gradients, reduce-scattered bucket by bucket during backward, ZeRO-2). "
+           "gradients (those and the gradients, reduce-scattered bucket by bucket during backward, ZeRO-2); full (those "
+           "and the weights, each decoder layer gathered before its forward and its recomputation in backward, "
+           "ZeRO-3; turns on activation checkpointing; gaft's rollouts gather the whole model once per micro-batch). "
            "Needs train.grad_accum_steps to be a multiple of the ranks (docs/cluster.md).");
 }
 

@@ -225,9 +225,12 @@ class RecomputeScope {
 
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
-                            const at::Tensor& sin, const at::Tensor& mask, int64_t layer) {
+                            const at::Tensor& sin, const at::Tensor& mask, int64_t layer, int64_t hooks,
+                            int64_t index) {
     const at::DeviceType dt = x.device().type();
     ctx->saved_data["layer"] = layer;
+    ctx->saved_data["hooks"] = hooks;
+    ctx->saved_data["index"] = index;
     ctx->saved_data["autocast"] = at::autocast::is_autocast_enabled(dt);
     ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(at::autocast::get_autocast_dtype(dt));
     std::vector<at::Generator> gens = layer_generators(x.device());
@@ -243,14 +246,18 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
                                                  torch::autograd::variable_list grad_out) {
     const auto saved = ctx->get_saved_variables();
     auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    auto* hooks = reinterpret_cast<LayerHooks*>(ctx->saved_data["hooks"].toInt());
+    const int64_t index = ctx->saved_data["index"].toInt();
     at::Tensor x = saved[0].detach().requires_grad_(true);
+    if (hooks) hooks->before_backward(index);
     {
       RecomputeScope scope(ctx, saved[0].device());
       torch::AutoGradMode grad(true);
       const at::Tensor y = layer->forward(x, saved[1], saved[2], mask_or_none(saved[3]), nullptr);
       torch::autograd::backward({y}, {grad_out[0]});
     }
-    return {x.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    if (hooks) hooks->after_backward(index);
+    return {x.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -342,8 +349,11 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
       // The input must require grad for backward to reach the layer (frozen embeddings, e.g. under LoRA).
       const at::Tensor in = h.requires_grad() ? h : h.detach().requires_grad_(true);
       // Function::apply needs defined tensors: plain causal attention travels as an empty mask.
+      if (layer_hooks) layer_hooks->before_forward(static_cast<int64_t>(i));
       h = CheckpointedLayer::apply(in, cos, sin, km.mask.defined() ? km.mask : at::empty({0}, at::kBool),
-                                   reinterpret_cast<int64_t>(layer));
+                                   reinterpret_cast<int64_t>(layer), reinterpret_cast<int64_t>(layer_hooks),
+                                   static_cast<int64_t>(i));
+      if (layer_hooks) layer_hooks->after_forward(static_cast<int64_t>(i));
     } else {
       h = layer->forward(h, cos, sin, km.mask, cache ? &lc : nullptr);
     }

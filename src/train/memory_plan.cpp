@@ -20,6 +20,16 @@ double lora_parameter_count(const ModelConfig& c, int64_t rank, const std::vecto
   return static_cast<double>(c.num_hidden_layers) * static_cast<double>(rank) * per_layer;
 }
 
+namespace {
+
+// Parameters outside the decoder layers: embeddings, an untied head, the final norm.
+double root_params(const ModelConfig& c) {
+  const double VH = static_cast<double>(c.vocab_size) * static_cast<double>(c.hidden_size);
+  return VH * (c.tie_word_embeddings ? 1 : 2) + static_cast<double>(c.hidden_size);
+}
+
+}  // namespace
+
 MemoryPlan plan_memory(const ModelConfig& c, const MemoryRun& run) {
   MemoryPlan a;
   const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
@@ -52,6 +62,22 @@ MemoryPlan plan_memory(const ModelConfig& c, const MemoryRun& run) {
       a.grads = 4 * slice + buckets + 4 * std::min(T, std::max(a.largest_trainable, static_cast<double>(run.bucket_bytes) / 4));
       a.optimizer = 8 * slice;
       break;
+    case Sharding::kFull: {
+      if (run.lora) {  // LoRA under full: the base whole, the adapters as under gradients
+        a.grads = 4 * slice + buckets + 4 * std::min(T, std::max(a.largest_trainable, static_cast<double>(run.bucket_bytes) / 4));
+        a.optimizer = 8 * slice;
+        break;
+      }
+      // Whole at a time: the root (embeddings, head, final norm) and two layers (the one computing and the
+      // prefetched one), with autocast's bf16 copy of one; the rest of the weights is the fp32 master slice.
+      const double layer = (a.params - root_params(c)) / L, root = root_params(c);
+      a.weights = 4 * slice + 4 * root + 2 * 4 * layer + (run.bf16 ? 2 * lin / L : 0);
+      // The slice, the root's gradients (built up through backward), one layer's, and two layer buckets in
+      // flight (flat copy and its slice).
+      a.grads = 4 * slice + 4 * root + 4 * layer + 2 * 4 * layer * (1.0 + 1.0 / world);
+      a.optimizer = 8 * slice;
+      break;
+    }
   }
   double per_token_layer;  // bytes kept per token and layer
   double stream;           // bytes of one element of the residual stream
@@ -65,8 +91,9 @@ MemoryPlan plan_memory(const ModelConfig& c, const MemoryRun& run) {
     per_token_layer = 4 * 6 * H + 2 * (2 * H + 5 * H + 4 * I);
     stream = 4;
   }
-  // Checkpointing keeps each layer's input, plus one layer's activations while it is recomputed.
-  a.activations = run.checkpointing ? N * (L * stream * H + per_token_layer) : N * L * per_token_layer;
+  // Checkpointing keeps each layer's input, plus one layer's activations while it is recomputed (always on
+  // under sharding full).
+  a.activations = run.checkpointing || (run.sharding == Sharding::kFull && !run.lora) ? N * (L * stream * H + per_token_layer) : N * L * per_token_layer;
   // Final norm and hidden states with their gradient, plus one chunk of fp32 logits and their gradient.
   const double chunk = run.chunk_tokens > 0 ? std::min<double>(static_cast<double>(run.chunk_tokens), N) : N;
   a.logits = N * H * (3 * stream + 4) + 2.0 * 4 * chunk * V;

@@ -6,6 +6,10 @@
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/torch.h>
 
+#include <ATen/autocast_mode.h>
+
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -17,6 +21,7 @@
 #include "gaft/atomic_file.h"
 #include "gaft/error.h"
 #include "gaft/host_sync.h"
+#include "gaft/log.h"
 #include "gaft/read_file.h"
 #include "gaft/safetensors.h"
 
@@ -55,6 +60,42 @@ std::vector<ShardBucket> plan_shard_buckets(const std::vector<at::Tensor>& param
   return buckets;
 }
 
+std::vector<ShardBucket> plan_layer_buckets(const std::vector<std::string>& names, const std::vector<at::Tensor>& params,
+                                            int64_t world, std::vector<int64_t>* layer_bucket) {
+  TORCH_CHECK(world >= 1 && names.size() == params.size(), "plan_layer_buckets: bad arguments");
+  std::map<int64_t, std::vector<size_t>> layers;  // layer -> parameters, in order
+  std::vector<size_t> root;
+  const std::string prefix = "model.layers.";
+  for (size_t k = 0; k < names.size(); ++k) {
+    const std::string& n = names[k];
+    size_t end = prefix.size();
+    while (n.compare(0, prefix.size(), prefix) == 0 && end < n.size() && std::isdigit(static_cast<unsigned char>(n[end]))) ++end;
+    if (end > prefix.size() && end < n.size() && n[end] == '.') layers[std::stoll(n.substr(prefix.size(), end - prefix.size()))].push_back(k);
+    else root.push_back(k);
+  }
+  std::vector<ShardBucket> buckets;
+  const auto add = [&](const std::vector<size_t>& ks) {
+    ShardBucket b;
+    for (size_t k : ks) {
+      TORCH_CHECK(params[k].scalar_type() == params[ks.front()].scalar_type(), "sharding full: parameters of one layer "
+                  "have different dtypes (", names[k], ")");
+      b.params.push_back(k);
+      b.offsets.push_back(b.numel);
+      b.numel += params[k].numel();
+    }
+    b.part = (b.numel + world - 1) / world;
+    buckets.push_back(std::move(b));
+  };
+  const int64_t count = layers.empty() ? 0 : layers.rbegin()->first + 1;
+  layer_bucket->assign(static_cast<size_t>(count), -1);
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+    (*layer_bucket)[static_cast<size_t>(it->first)] = static_cast<int64_t>(buckets.size());
+    add(it->second);
+  }
+  if (!root.empty()) add(root);
+  return buckets;
+}
+
 namespace {
 
 // One contiguous run of a parameter inside this rank's slice of a bucket.
@@ -74,9 +115,15 @@ struct ShardedAdamW::Impl {
   std::vector<ShardBucket> layout;
   std::vector<size_t> bucket_of;  // parameter -> bucket
 
+  std::vector<std::vector<int64_t>> shapes;  // per parameter (under full its tensor is empty between uses)
+  std::vector<int64_t> numels;
+
   // Per bucket.
   std::vector<at::Tensor> flat;     // [world * part] in the parameters' dtype; the parameters are views of it
+                                    // (under full only while gathered)
   std::vector<at::Tensor> master;   // [part] fp32: the rank's slice of flat, or a copy when flat is not fp32
+                                    // or (full) not kept
+  std::vector<char> own_master;     // master is its own storage (saved in checkpoints)
   std::vector<at::Tensor> exp_avg;  // [part] fp32
   std::vector<at::Tensor> exp_avg_sq;
   std::vector<at::Tensor> grad;     // [part] fp32: this step's summed gradient slice
@@ -91,7 +138,51 @@ struct ShardedAdamW::Impl {
   std::vector<Dist::Pending> pending;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
 
+  // sharding full.
+  bool full = false;
+  std::vector<int64_t> layer_bucket;  // decoder layer -> its bucket
+  int64_t root = -1;                  // the bucket of the other parameters, or -1
+  std::vector<char> gathered, gathering;
+  std::vector<Dist::Pending> gather_pending;
+  std::vector<at::Tensor> gather_in;  // an in-flight gather's input
+  std::vector<char> fwd_seen, bwd_seen;  // per layer, this micro-batch
+
   Impl(Dist& d) : dist(d) {}
+
+  // Launches the all-gather of bucket b's slices into a new flat buffer (nothing if it is there or coming).
+  void start_gather(size_t b) {
+    if (gathered[b] || gathering[b]) return;
+    const ShardBucket& bk = layout[b];
+    const at::Tensor& first = params[bk.params.front()];
+    flat[b] = at::empty({bk.part * dist.world_size()}, first.options());
+    gather_in[b] = master[b].scalar_type() == first.scalar_type() ? master[b] : master[b].to(first.scalar_type());
+    gather_pending[b] = dist.all_gather(flat[b], gather_in[b]);
+    gathering[b] = 1;
+  }
+
+  // Bucket b whole: its parameters are views of the gathered buffer.
+  void finish_gather(size_t b) {
+    start_gather(b);
+    if (gathered[b]) return;
+    gather_pending[b].wait();
+    gather_in[b] = at::Tensor();
+    const ShardBucket& bk = layout[b];
+    for (size_t j = 0; j < bk.params.size(); ++j) {
+      const size_t k = bk.params[j];
+      params[k].set_data(flat[b].narrow(0, bk.offsets[j], numels[k]).view(shapes[k]));
+    }
+    gathering[b] = 0;
+    gathered[b] = 1;
+  }
+
+  // Bucket b's parameters back to empty tensors; the buffer is freed.
+  void release(size_t b) {
+    if (gathering[b]) finish_gather(b);
+    if (!gathered[b]) return;
+    for (size_t k : layout[b].params) params[k].set_data(at::empty({0}, params[k].options()));
+    flat[b] = at::Tensor();
+    gathered[b] = 0;
+  }
 
   int64_t rank() const { return dist.rank(); }
 
@@ -101,13 +192,15 @@ struct ShardedAdamW::Impl {
     // At most two buckets in flight: the one before the previous is waited for and its buffers freed, so
     // that the gradients' flat copies never add up to a second copy of the gradients.
     if (b >= 2) retire(b - 2);
+    if (b != next) throw std::logic_error("sharding: bucket " + std::to_string(b) + " sent out of order");
+    ++next;
     const ShardBucket& bk = layout[b];
     const at::Tensor& first = params[bk.params.front()];
     at::Tensor buf = at::zeros({bk.part * dist.world_size()}, first.options());
     for (size_t j = 0; j < bk.params.size(); ++j) {
       at::Tensor& p = params[bk.params[j]];
       if (p.grad().defined()) {
-        buf.narrow(0, bk.offsets[j], p.numel()).copy_(p.grad().reshape({-1}));
+        buf.narrow(0, bk.offsets[j], numels[bk.params[j]]).copy_(p.grad().reshape({-1}));
         p.mutable_grad().reset();
       }
     }
@@ -127,7 +220,7 @@ struct ShardedAdamW::Impl {
   }
 
   void launch_ready() {
-    while (next < layout.size() && ready[next] == static_cast<int64_t>(layout[next].params.size())) launch(next++);
+    while (next < layout.size() && ready[next] == static_cast<int64_t>(layout[next].params.size())) launch(next);
   }
 
   void on_grad(size_t k) {
@@ -155,7 +248,16 @@ ShardedAdamW::ShardedAdamW(const std::vector<std::pair<std::string, at::Tensor>>
   }
   if (m.params.empty()) throw UsageError("distributed.sharding: the model has no trainable parameters to shard");
   const int64_t world = dist.world_size(), rank = dist.rank();
-  m.layout = plan_shard_buckets(m.params, world, bucket_bytes);
+  m.full = level == Sharding::kFull;
+  for (const at::Tensor& p : m.params) {
+    m.shapes.push_back(p.sizes().vec());
+    m.numels.push_back(p.numel());
+  }
+  m.layout = m.full ? plan_layer_buckets(m.names, m.params, world, &m.layer_bucket)
+                    : plan_shard_buckets(m.params, world, bucket_bytes);
+  if (m.full && m.layout.size() > m.layer_bucket.size()) m.root = static_cast<int64_t>(m.layout.size()) - 1;
+  for (int64_t b : m.layer_bucket)
+    if (b < 0) throw UsageError("distributed.sharding full: the model's decoder layers are not numbered 0..N-1");
   m.bucket_of.assign(m.params.size(), 0);
   torch::NoGradGuard no_grad;
   for (size_t b = 0; b < m.layout.size(); ++b) {
@@ -175,8 +277,16 @@ ShardedAdamW::ShardedAdamW(const std::vector<std::pair<std::string, at::Tensor>>
     }
     at::Tensor slice = flat.narrow(0, lo, bk.part);
     const auto f32 = first.options().dtype(at::kFloat);
-    m.flat.push_back(flat);
-    m.master.push_back(first.scalar_type() == at::kFloat ? slice : slice.to(at::kFloat));
+    if (m.full) {  // only the slice stays; the parameters are empty until gathered
+      m.master.push_back(slice.to(at::kFloat, /*non_blocking=*/false, /*copy=*/true));
+      m.own_master.push_back(1);
+      m.flat.push_back(at::Tensor());
+      for (size_t k : bk.params) m.params[k].set_data(at::empty({0}, m.params[k].options()));
+    } else {
+      m.flat.push_back(flat);
+      m.master.push_back(first.scalar_type() == at::kFloat ? slice : slice.to(at::kFloat));
+      m.own_master.push_back(first.scalar_type() != at::kFloat);
+    }
     m.exp_avg.push_back(at::zeros({bk.part}, f32));
     m.exp_avg_sq.push_back(at::zeros({bk.part}, f32));
     m.grad.push_back(at::zeros({bk.part}, f32));
@@ -188,9 +298,17 @@ ShardedAdamW::ShardedAdamW(const std::vector<std::pair<std::string, at::Tensor>>
   m.send.assign(nb, at::Tensor());
   m.recv.assign(nb, at::Tensor());
   m.pending.assign(nb, Dist::Pending());
+  m.gathered.assign(nb, 0);
+  m.gathering.assign(nb, 0);
+  m.gather_pending.assign(nb, Dist::Pending());
+  m.gather_in.assign(nb, at::Tensor());
+  m.fwd_seen.assign(m.layer_bucket.size(), 0);
+  m.bwd_seen.assign(m.layer_bucket.size(), 0);
+  hooks_ = std::make_unique<Hooks>(impl_.get());
   // A hook after each parameter's gradient accumulation (as DDP's reducer): the parameter's gradient for
-  // this backward is complete.
-  for (size_t k = 0; k < m.params.size(); ++k) {
+  // this backward is complete. Not under full, whose layer hooks send the gradients: an accumulator made now
+  // would also record the empty shape its parameter has between uses.
+  for (size_t k = 0; k < m.params.size() && !m.full; ++k) {
     std::shared_ptr<torch::autograd::Node> acc = torch::autograd::impl::grad_accumulator(m.params[k]);
     TORCH_CHECK(acc, "sharding: parameter '", m.names[k], "' has no gradient accumulator");
     std::weak_ptr<Impl> self = impl_;
@@ -206,23 +324,114 @@ ShardedAdamW::ShardedAdamW(const std::vector<std::pair<std::string, at::Tensor>>
 ShardedAdamW::~ShardedAdamW() = default;
 
 bool ShardedAdamW::reduces(int64_t index, int64_t count) const {
-  return level_ == Sharding::kGradients || index + 1 == count;
+  return level_ != Sharding::kOptimizer || index + 1 == count;
+}
+
+// The layer hooks of sharding full: gather before use (and prefetch the next layer), free after; after a
+// layer's backward its gradients go out. Every call order is the same on every rank.
+void ShardedAdamW::Hooks::before_forward(int64_t layer) {
+  Impl& m = *impl_;
+  if (!m.full) return;
+  if (m.fwd_seen[static_cast<size_t>(layer)])
+    throw std::logic_error("sharding full: a second training forward in one micro-batch (layer " + std::to_string(layer) + ")");
+  m.fwd_seen[static_cast<size_t>(layer)] = 1;
+  m.finish_gather(static_cast<size_t>(m.layer_bucket[static_cast<size_t>(layer)]));
+  if (layer + 1 < static_cast<int64_t>(m.layer_bucket.size()))
+    m.start_gather(static_cast<size_t>(m.layer_bucket[static_cast<size_t>(layer + 1)]));
+}
+
+void ShardedAdamW::Hooks::after_forward(int64_t layer) {
+  Impl& m = *impl_;
+  if (!m.full) return;
+  m.release(static_cast<size_t>(m.layer_bucket[static_cast<size_t>(layer)]));
+  at::autocast::clear_cache();  // autocast's bf16 copies of the layer's weights go with them
+}
+
+void ShardedAdamW::Hooks::before_backward(int64_t layer) {
+  Impl& m = *impl_;
+  if (!m.full) return;
+  m.finish_gather(static_cast<size_t>(m.layer_bucket[static_cast<size_t>(layer)]));
+  if (layer > 0) m.start_gather(static_cast<size_t>(m.layer_bucket[static_cast<size_t>(layer - 1)]));
+}
+
+void ShardedAdamW::Hooks::after_backward(int64_t layer) {
+  Impl& m = *impl_;
+  if (!m.full) return;
+  torch::NoGradGuard no_grad;
+  const size_t b = static_cast<size_t>(m.layer_bucket[static_cast<size_t>(layer)]);
+  m.bwd_seen[static_cast<size_t>(layer)] = 1;
+  m.launch(b);
+  m.release(b);
+}
+
+LayerHooks* ShardedAdamW::layer_hooks() { return hooks_.get(); }
+
+void ShardedAdamW::materialize() {
+  Impl& m = *impl_;
+  if (!m.full) return;
+  torch::NoGradGuard no_grad;
+  for (size_t b = 0; b < m.layout.size(); ++b) m.start_gather(b);
+  for (size_t b = 0; b < m.layout.size(); ++b) m.finish_gather(b);
+}
+
+void ShardedAdamW::layerwise() {
+  Impl& m = *impl_;
+  if (!m.full) return;
+  for (int64_t b : m.layer_bucket) m.release(static_cast<size_t>(b));
+}
+
+void ShardedAdamW::release_all() {
+  Impl& m = *impl_;
+  if (!m.full) return;
+  for (size_t b = 0; b < m.layout.size(); ++b) m.release(b);
 }
 
 void ShardedAdamW::begin_micro(bool reduce) {
   Impl& m = *impl_;
-  m.armed = reduce;
+  m.armed = reduce && !m.full;  // under full, the layer hooks send the gradients
   std::fill(m.ready.begin(), m.ready.end(), 0);
   std::fill(m.launched.begin(), m.launched.end(), 0);
+  std::fill(m.fwd_seen.begin(), m.fwd_seen.end(), 0);
+  std::fill(m.bwd_seen.begin(), m.bwd_seen.end(), 0);
   m.next = 0;
+  if (m.full) {
+    torch::NoGradGuard no_grad;
+    layerwise();
+    if (m.root >= 0) m.finish_gather(static_cast<size_t>(m.root));
+  }
 }
 
 void ShardedAdamW::end_micro() {
   Impl& m = *impl_;
+  torch::NoGradGuard no_grad;
+  if (m.full) {
+    // What this rank's micro-batch did not run (nothing trained: no forward, or no backward), replayed with
+    // zero gradients, so that its collectives match the other ranks'.
+    const int64_t L = static_cast<int64_t>(m.layer_bucket.size());
+    const bool no_forward = std::find(m.fwd_seen.begin(), m.fwd_seen.end(), 1) == m.fwd_seen.end();
+    if (no_forward || std::find(m.bwd_seen.begin(), m.bwd_seen.end(), 0) != m.bwd_seen.end())
+      log::debug(std::string("sharding full: this micro-batch ran no ") + (no_forward ? "forward" : "backward") +
+                 " through the layers; replaying their gathers and sending zero gradients");
+    if (no_forward)
+      for (int64_t i = 0; i < L; ++i) {
+        hooks_->before_forward(i);
+        hooks_->after_forward(i);
+      }
+    for (int64_t i = L - 1; i >= 0; --i)
+      if (!m.bwd_seen[static_cast<size_t>(i)]) {
+        hooks_->before_backward(i);
+        hooks_->after_backward(i);
+      }
+    if (m.root >= 0) {
+      m.launch(static_cast<size_t>(m.root));
+      m.release(static_cast<size_t>(m.root));
+    }
+    for (size_t b = 0; b < m.layout.size(); ++b) m.retire(b);
+    return;
+  }
   if (!m.armed) return;
   m.armed = false;
-  torch::NoGradGuard no_grad;
-  while (m.next < m.layout.size()) m.launch(m.next++);
+  while (m.next < m.layout.size()) m.launch(m.next);
   for (size_t b = 0; b < m.layout.size(); ++b) m.retire(b);
 }
 
@@ -263,7 +472,7 @@ void ShardedAdamW::step(double lr) {
                       decay ? m.opt.weight_decay : 0.0, m.opt.eps, /*amsgrad=*/false, /*maximize=*/false);
   }
   std::vector<Dist::Pending> gathers;
-  for (size_t b = 0; b < m.layout.size(); ++b) {
+  for (size_t b = 0; b < m.layout.size() && !m.full; ++b) {
     at::Tensor slice = m.flat[b].narrow(0, m.dist.rank() * m.layout[b].part, m.layout[b].part);
     if (m.master[b].data_ptr() != slice.data_ptr()) slice.copy_(m.master[b]);
     gathers.push_back(m.dist.all_gather(m.flat[b], slice));
@@ -286,7 +495,7 @@ int64_t ShardedAdamW::moment_bytes() const {
 int64_t ShardedAdamW::master_bytes() const {
   int64_t n = 0;
   for (size_t b = 0; b < impl_->master.size(); ++b)
-    if (impl_->master[b].scalar_type() != impl_->flat[b].scalar_type()) n += impl_->master[b].numel() * 4;
+    if (impl_->own_master[b]) n += impl_->master[b].numel() * 4;
   return n;
 }
 
@@ -302,6 +511,7 @@ const char* level_name(Sharding s) {
   switch (s) {
     case Sharding::kOptimizer: return "optimizer";
     case Sharding::kGradients: return "gradients";
+    case Sharding::kFull: return "full";
     default: return "none";
   }
 }
@@ -315,7 +525,7 @@ void ShardedAdamW::save(const fs::path& dir, bool main) const {
     const std::string k = "b" + std::to_string(b) + ".";
     tensors[k + "exp_avg"] = m.exp_avg[b].detach().cpu();
     tensors[k + "exp_avg_sq"] = m.exp_avg_sq[b].detach().cpu();
-    if (m.master[b].scalar_type() != m.flat[b].scalar_type()) tensors[k + "master"] = m.master[b].detach().cpu();
+    if (m.own_master[b]) tensors[k + "master"] = m.master[b].detach().cpu();
   }
   save_safetensors((dir / sharded_optimizer_file(m.dist.rank())).string(), tensors);
   if (!main) return;
@@ -377,7 +587,7 @@ void ShardedAdamW::load(const fs::path& dir) {
     std::vector<std::pair<at::Tensor*, at::Tensor>> moves;
     for (size_t b = 0; b < m.layout.size(); ++b) {
       const std::string k = "b" + std::to_string(b) + ".";
-      const bool separate = m.master[b].scalar_type() != m.flat[b].scalar_type();
+      const bool separate = m.own_master[b];
       for (const std::string what : {"exp_avg", "exp_avg_sq", "master"}) {
         if (what == "master" && !separate) continue;
         const auto it = ck.tensors.find(k + what);

@@ -365,10 +365,28 @@ void Trainer::setup() {
     if (cfg_.train.grad_accum_steps % dist_->world_size() != 0)
       throw UsageError("distributed.sharding needs train.grad_accum_steps (" + std::to_string(cfg_.train.grad_accum_steps) +
                        ") to be a multiple of the " + std::to_string(dist_->world_size()) + " ranks");
-    sharded_ = std::make_unique<ShardedAdamW>(trainable, cfg_.optimizer, cfg_.distributed.sharding, *dist_,
+    Sharding level = cfg_.distributed.sharding;
+    if (level == Sharding::kFull && lora) {
+      level = Sharding::kGradients;
+      log::info("sharding full under LoRA: the frozen base stays whole on every rank; the adapters' gradients and "
+                "AdamW state are sharded as under 'gradients'");
+    }
+    sharded_ = std::make_unique<ShardedAdamW>(trainable, cfg_.optimizer, level, *dist_,
                                               static_cast<int64_t>(cfg_.distributed.bucket_mb * 1024.0 * 1024.0));
-    log::info(std::string("sharding: ") + (cfg_.distributed.sharding == Sharding::kOptimizer ? "optimizer (ZeRO-1)" : "gradients (ZeRO-2)") +
-              " over " + std::to_string(dist_->world_size()) + " ranks; this rank holds " +
+    if (level == Sharding::kFull) {
+      if (!policy_->model->checkpoint_layers)
+        log::info("sharding full turns on activation checkpointing: each layer's weights are gathered again for "
+                  "its recomputation in backward");
+      policy_->model->checkpoint_layers = true;
+      policy_->model->layer_hooks = sharded_->layer_hooks();
+      if (cfg_.objective.kind == Objective::kGaft)
+        log::info("sharding full: rollouts and scoring gather the whole policy once per micro-batch (it must fit "
+                  "one device); its training forward and backward gather one layer at a time");
+    }
+    const char* what = level == Sharding::kOptimizer ? "optimizer (ZeRO-1)"
+                       : level == Sharding::kGradients ? "gradients (ZeRO-2)"
+                                                        : "full (ZeRO-3)";
+    log::info(std::string("sharding: ") + what + " over " + std::to_string(dist_->world_size()) + " ranks; this rank holds " +
               c10::str(std::round(static_cast<double>(sharded_->moment_bytes() + sharded_->master_bytes()) / (1 << 20))) +
               " MiB of optimizer state and a " +
               c10::str(std::round(static_cast<double>(sharded_->grad_slice_bytes()) / (1 << 20))) + " MiB gradient slice");
@@ -496,6 +514,8 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
 
   std::vector<bool> skip(B, false);
   std::vector<LearnedGate::Features> features(B);
+  // sharding full: the whole policy for rollouts and scoring (every rank, once per micro-batch).
+  if (gaft && sharded_) sharded_->materialize();
   if (gaft) {
     // Reference scores: the scorer is frozen, so each example is scored once per run and cached. They are scored
     // in a call of their own: a score must not depend on what else shares its batch (padding changes the
@@ -710,6 +730,7 @@ void Trainer::micro_batch(const std::vector<int64_t>& batch, int64_t micro, doub
   }
   st->invalid_scores += decision.num_invalid.to(at::kLong).data_ptr<int64_t>()[0];
 
+  if (sharded_) sharded_->layerwise();  // sharding full: from here one layer at a time
   const auto t0 = Clock::now();
   LossResult lr;
   {
@@ -1027,7 +1048,11 @@ TrainSummary Trainer::run() {
       if (objective_.kl != KlMode::kNone || cfg_.objective.kind == Objective::kGaft)
         rec["kl"] = st.kl_batches ? st.kl / static_cast<double>(st.kl_batches) : 0.0;
       rec["fwd_bwd_share"] = st.fwd_bwd_s / step_s;
-      if (cfg_.eval.every_steps > 0 && state_.step % cfg_.eval.every_steps == 0) rec.update(eval_metrics());
+      if (cfg_.eval.every_steps > 0 && state_.step % cfg_.eval.every_steps == 0) {
+        if (sharded_) sharded_->materialize();
+        rec.update(eval_metrics());
+        if (sharded_) sharded_->release_all();
+      }
       if (metrics) metrics->write(rec);
       log::debug(rec.dump());
     }
@@ -1038,8 +1063,10 @@ TrainSummary Trainer::run() {
     const int stop = static_cast<int>(dist_->max(static_cast<double>(stop_requested())));
     const bool last = state_.step == total_steps_;
     if ((cfg_.checkpoint.every_steps > 0 && state_.step % cfg_.checkpoint.every_steps == 0) || last || stop) {
+      if (sharded_) sharded_->materialize();  // sharding full: rank 0 writes the whole model
       if (!params_finite()) throw DataError("the weights are not finite at step " + std::to_string(state_.step) + "; nothing saved");
       const std::string dir = write_checkpoint(out, state_, policy_, sharded_ ? OptimizerRef(*sharded_) : OptimizerRef(*optimizer_), ckpt_save, cfg_.checkpoint.keep_last, dist_.get());
+      if (sharded_) sharded_->release_all();
       if (stop && !last) {
         progress.finish();
         log::warn("signal " + std::to_string(stop) + " received: stopped after step " + std::to_string(state_.step) +
@@ -1055,6 +1082,7 @@ TrainSummary Trainer::run() {
   progress.finish();
 
   // The final model, in the dtype the source was stored in.
+  if (sharded_) sharded_->materialize();  // sharding full: the whole model for the last eval and the save
   const nlohmann::json final_eval = eval_metrics();
   if (!final_eval.empty()) {
     nlohmann::json rec = final_eval;
@@ -1120,7 +1148,8 @@ std::string describe_memory(const RunConfig& config) {
   run.bucket_bytes = static_cast<int64_t>(config.distributed.bucket_mb * 1024.0 * 1024.0);
   std::vector<std::pair<std::string, MemoryPlan>> plans;
   for (const auto& [name, level] : std::vector<std::pair<std::string, Sharding>>{
-           {"none", Sharding::kNone}, {"optimizer", Sharding::kOptimizer}, {"gradients", Sharding::kGradients}}) {
+           {"none", Sharding::kNone}, {"optimizer", Sharding::kOptimizer}, {"gradients", Sharding::kGradients},
+           {"full", Sharding::kFull}}) {
     run.sharding = level;
     plans.emplace_back(level == config.distributed.sharding ? "**" + name + "** (configured)" : name, plan_memory(mc, run));
   }
@@ -1144,6 +1173,9 @@ std::string describe_memory(const RunConfig& config) {
   }
   if (config.objective.kl != KlMode::kNone && !run.lora)
     out += c10::str("+ KL reference copy: ", std::round(p.params * (bf16 ? 2 : 4) / gib * 10) / 10, " GiB\n");
+  if (gaft && !run.lora)
+    out += c10::str("+ under full: rollouts and scoring gather the whole policy, ", std::round(4 * p.params / gib * 10) / 10,
+                    " GiB, at another time of the step than the training pass\n");
   if (config.precision.master != DType::kFloat32) out += "(the plan assumes fp32 master weights; precision.master differs)\n";
   return out;
 }

@@ -324,7 +324,7 @@ TEST_F(DataParallel, TwoProcessesEqualOneWithTheSameGlobalBatch) {
   }
 }
 
-// distributed.sharding (ZeRO-1 "optimizer", ZeRO-2 "gradients") trains the weights of one unsharded process
+// distributed.sharding (ZeRO-1 "optimizer", ZeRO-2 "gradients", ZeRO-3 "full") trains the weights of one unsharded process
 // with the same global batch (6 micro-batches of 1: 3 per rank with 2 ranks, 2 per rank with 3, whose slices
 // are uneven), for full fine-tuning under sft and gaft and for LoRA adapters. Not bitwise: the gradient sums
 // over ranks and the clipping norm over slices round differently, and AdamW amplifies that on near-zero
@@ -332,20 +332,22 @@ TEST_F(DataParallel, TwoProcessesEqualOneWithTheSameGlobalBatch) {
 // per-tensor ||a - b|| / ||a|| 2.9e-7 to 1.2e-6 (LoRA adapters 2.6e-6 to 4.5e-6); unsharded data parallelism
 // with the same batch deviates from one process as much (3.0e-6 with 2 ranks, 3.8e-6 with 3); from it, ZeRO-1
 // with 2 ranks by 8e-7 and ZeRO-2 (which sums each micro-batch over the ranks first) by 4.1e-6.
-TEST_F(DataParallel, ShardedOptimizerStateAndGradientsTrainWhatOneProcessTrains) {
+TEST_F(DataParallel, EveryShardingLevelTrainsWhatOneProcessTrains) {
   const std::string batch = " train.batch_size=1 train.grad_accum_steps=6 distributed.bucket_mb=0.05";
   for (const std::string objective : {"sft", "gaft", "lora"}) {
     SCOPED_TRACE(objective);
     const std::string one = objective + "_s1";
     ASSERT_EQ(launch(1, "train --config " + config(one, objective, 3) + batch, one), std::vector<int>{0}) << log(one, 0);
-    for (const auto& [world, level] : std::vector<std::pair<int, std::string>>{{2, "optimizer"}, {3, "gradients"},
-                                                                                {3, "optimizer"}, {2, "gradients"}}) {
-      if (objective != "sft" && (world + (level == "optimizer")) % 2 == 0) continue;  // sft: all four; else two
+    for (const auto& [world, level] : std::vector<std::pair<int, std::string>>{
+             {2, "optimizer"}, {3, "gradients"}, {3, "optimizer"}, {2, "gradients"}, {2, "full"}, {3, "full"}}) {
+      if (objective != "sft" && level != "full" && (world + (level == "optimizer")) % 2 == 0) continue;  // sft: all
       const std::string name = objective + "_" + level + std::to_string(world);
       SCOPED_TRACE(name);
       const auto codes = launch(world, "train --config " + config(name, objective, 3) + batch + " distributed.sharding=" + level, name);
       for (int r = 0; r < world; ++r) ASSERT_EQ(codes[static_cast<size_t>(r)], 0) << log(name, r);
-      EXPECT_NE(log(name, 0).find("sharding: " + level), std::string::npos) << log(name, 0);
+      // LoRA under full: the base stays whole, the adapters are sharded as under gradients.
+      const std::string shown = objective == "lora" && level == "full" ? "gradients" : level;
+      EXPECT_NE(log(name, 0).find("sharding: " + shown), std::string::npos) << log(name, 0);
       const std::string model = objective == "lora" ? "/model/adapter_model.safetensors" : "/model";
       expect_same_weights(dir_->file(one + model), dir_->file(name + model), 1e-5);
       // Each rank saved its slice of the AdamW state.
@@ -358,6 +360,18 @@ TEST_F(DataParallel, ShardedOptimizerStateAndGradientsTrainWhatOneProcessTrains)
 // A sharded run stopped at step 2 and resumed with the same ranks ends with the weights of the run that went
 // through, bit for bit; a different number of ranks, or no sharding, is refused with both settings named.
 TEST_F(DataParallel, ShardedRunResumesExactlyAndRefusesAnotherWorldSize) {
+  // sharding full: the weights are sharded too, and the resumed run gathers them from its checkpoint.
+  {
+    const std::string args = " train.batch_size=1 train.grad_accum_steps=6 distributed.sharding=full";
+    ASSERT_EQ(launch(2, "train --config " + config("zf_whole", "gaft", 4) + args, "zf_whole"), (std::vector<int>{0, 0}))
+        << log("zf_whole", 0);
+    const std::string cfg = config("zf_split", "gaft", 4);
+    ASSERT_EQ(launch(2, "train --config " + cfg + args + " train.max_steps=2", "zf_half"), (std::vector<int>{0, 0}))
+        << log("zf_half", 0);
+    ASSERT_EQ(launch(2, "train --config " + cfg + args, "zf_rest"), (std::vector<int>{0, 0})) << log("zf_rest", 0);
+    EXPECT_NE(log("zf_rest", 0).find("resuming from"), std::string::npos) << log("zf_rest", 0);
+    expect_same_weights(dir_->file("zf_whole/model"), dir_->file("zf_split/model"), 0.0);
+  }
   const std::string args = " train.batch_size=1 train.grad_accum_steps=6 distributed.sharding=gradients";
   ASSERT_EQ(launch(2, "train --config " + config("zr_whole", "gaft", 4) + args, "zr_whole"), (std::vector<int>{0, 0}))
       << log("zr_whole", 0);
@@ -378,6 +392,27 @@ TEST_F(DataParallel, ShardedRunResumesExactlyAndRefusesAnotherWorldSize) {
   expect_same_weights(dir_->file("zr_whole/model"), dir_->file("zr_split/model"), 0.0);
 }
 
+// Under sharding full a micro-batch that trains nothing (here: gate 1 drops every reference, and 2 rollouts of
+// one token often score alike, which leaves no advantage) runs no forward through the layers; its rank
+// replays the gathers and sends zeros, so that the collectives of the ranks that did train still match. The
+// run ends with one process's weights: within 2e-5, as unsharded data parallelism (measured 1.04e-5 against
+// 9.8e-6 for unsharded; the gradients are ~1e-3 here, where AdamW's normalisation amplifies rounding).
+TEST_F(DataParallel, ShardingFullReplaysTheCollectivesOfAMicroBatchThatTrainedNothing) {
+  const std::string args = " train.batch_size=1 train.grad_accum_steps=6 gate.mode=fixed gate.g0=1 "
+                           "gate.sft_coefficient=complement rollout.num_samples=2 rollout.max_new_tokens=1";
+  ASSERT_EQ(launch(1, "train --config " + config("zn_one", "gaft", 3) + args, "zn_one"), std::vector<int>{0});
+  const auto codes = launch(2, "train --config " + config("zn_full", "gaft", 3) + args +
+                                   " distributed.sharding=full logging.level=debug", "zn_full");
+  ASSERT_EQ(codes, (std::vector<int>{0, 0})) << log("zn_full", 0) << log("zn_full", 1);
+  // Rank 0 ran 9 micro-batches; some trained nothing, some did.
+  const std::string out = log("zn_full", 0);
+  size_t replays = 0;
+  for (size_t at = out.find("ran no forward"); at != std::string::npos; at = out.find("ran no forward", at + 1)) ++replays;
+  EXPECT_GT(replays, 0u) << out;
+  EXPECT_LT(replays, 9u) << out;
+  expect_same_weights(dir_->file("zn_one/model"), dir_->file("zn_full/model"), 2e-5);
+}
+
 // Every rank must run the same number of micro-batches under sharding (each backward ends in collectives).
 TEST_F(DataParallel, ShardingRefusesMicroBatchesThatDoNotDivideAmongTheRanks) {
   const auto codes = launch(2, "train --config " + config("zr_uneven", "sft", 2) +
@@ -392,9 +427,10 @@ TEST_F(DataParallel, ShardingRefusesMicroBatchesThatDoNotDivideAmongTheRanks) {
 // The sharded code path with one process (as scripts/gpu_check.sh runs it on one GPU) equals unsharded AdamW
 // bit for bit when no clipping intervenes: the slices' fused AdamW is the same arithmetic.
 TEST_F(DataParallel, ShardedPathWithOneProcessEqualsUnshardedAdamWBitwise) {
-  const std::string args = " optimizer.grad_clip=0 train.batch_size=1 train.grad_accum_steps=2";
+  // Checkpointing on in both, as full turns it on (the recomputation is the same arithmetic either way).
+  const std::string args = " optimizer.grad_clip=0 train.batch_size=1 train.grad_accum_steps=2 model.gradient_checkpointing=true";
   ASSERT_EQ(launch(1, "train --config " + config("z1_none", "sft", 3) + args, "z1_none"), std::vector<int>{0});
-  for (const std::string level : {"optimizer", "gradients"}) {
+  for (const std::string level : {"optimizer", "gradients", "full"}) {
     const std::string name = "z1_" + level;
     ASSERT_EQ(launch(1, "train --config " + config(name, "sft", 3) + args + " distributed.sharding=" + level, name),
               std::vector<int>{0})
