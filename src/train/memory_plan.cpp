@@ -97,6 +97,9 @@ MemoryPlan plan_memory(const ModelConfig& c, const MemoryRun& run) {
   // Final norm and hidden states with their gradient, plus one chunk of fp32 logits and their gradient.
   const double chunk = run.chunk_tokens > 0 ? std::min<double>(static_cast<double>(run.chunk_tokens), N) : N;
   a.logits = N * H * (3 * stream + 4) + 2.0 * 4 * chunk * V;
+  // Unsharded data parallelism sums the gradients in flat buckets that are all in flight at once: a second copy
+  // of the gradients after backward, when the activations are gone (it counts where it outweighs them).
+  if (run.sharding == Sharding::kNone && run.world > 1) a.grads += std::max(0.0, 4 * T - (a.activations + a.logits));
   return a;
 }
 

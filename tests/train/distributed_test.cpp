@@ -372,6 +372,18 @@ TEST_F(DataParallel, ShardedRunResumesExactlyAndRefusesAnotherWorldSize) {
     EXPECT_NE(log("zf_rest", 0).find("resuming from"), std::string::npos) << log("zf_rest", 0);
     expect_same_weights(dir_->file("zf_whole/model"), dir_->file("zf_split/model"), 0.0);
   }
+  // LoRA adapters under optimizer (ZeRO-1): their slices resume too.
+  {
+    const std::string args = " train.batch_size=1 train.grad_accum_steps=6 distributed.sharding=optimizer";
+    ASSERT_EQ(launch(2, "train --config " + config("zl_whole", "lora", 4) + args, "zl_whole"), (std::vector<int>{0, 0}))
+        << log("zl_whole", 0);
+    const std::string cfg = config("zl_split", "lora", 4);
+    ASSERT_EQ(launch(2, "train --config " + cfg + args + " train.max_steps=2", "zl_half"), (std::vector<int>{0, 0}))
+        << log("zl_half", 0);
+    ASSERT_EQ(launch(2, "train --config " + cfg + args, "zl_rest"), (std::vector<int>{0, 0})) << log("zl_rest", 0);
+    expect_same_weights(dir_->file("zl_whole/model/adapter_model.safetensors"),
+                        dir_->file("zl_split/model/adapter_model.safetensors"), 0.0);
+  }
   const std::string args = " train.batch_size=1 train.grad_accum_steps=6 distributed.sharding=gradients";
   ASSERT_EQ(launch(2, "train --config " + config("zr_whole", "gaft", 4) + args, "zr_whole"), (std::vector<int>{0, 0}))
       << log("zr_whole", 0);
@@ -437,6 +449,13 @@ TEST_F(DataParallel, ShardedPathWithOneProcessEqualsUnshardedAdamWBitwise) {
         << log(name, 0);
     expect_same_weights(dir_->file("z1_none/model"), dir_->file(name + "/model"), 0.0);
   }
+  // bf16 autocast over the fp32 weights: full gathers fp32 weights, and autocast casts each gathered layer.
+  const std::string bf16 = args + " precision.compute=bfloat16";
+  ASSERT_EQ(launch(1, "train --config " + config("z1_none_bf16", "sft", 3) + bf16, "z1_none_bf16"), std::vector<int>{0});
+  ASSERT_EQ(launch(1, "train --config " + config("z1_full_bf16", "sft", 3) + bf16 + " distributed.sharding=full", "z1_full_bf16"),
+            std::vector<int>{0})
+      << log("z1_full_bf16", 0);
+  expect_same_weights(dir_->file("z1_none_bf16/model"), dir_->file("z1_full_bf16/model"), 0.0);
 }
 
 // A stop while the models and data load (here: 100,000 records, seconds to tokenize) is answered once
