@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -360,48 +361,38 @@ TEST_F(DataParallel, EveryShardingLevelTrainsWhatOneProcessTrains) {
 // A sharded run stopped at step 2 and resumed with the same ranks ends with the weights of the run that went
 // through, bit for bit; a different number of ranks, or no sharding, is refused with both settings named.
 TEST_F(DataParallel, ShardedRunResumesExactlyAndRefusesAnotherWorldSize) {
+  // `tag`_whole runs 4 steps; `tag`_split stops after 2 and resumes (between the two, `between` runs).
+  const auto split_equals_whole = [](const std::string& tag, const std::string& objective, const std::string& level,
+                                     const std::function<void(const std::string& cfg, const std::string& args)>& between) {
+    SCOPED_TRACE(tag);
+    const std::string args = " train.batch_size=1 train.grad_accum_steps=6 distributed.sharding=" + level;
+    ASSERT_EQ(launch(2, "train --config " + config(tag + "_whole", objective, 4) + args, tag + "_whole"),
+              (std::vector<int>{0, 0}))
+        << log(tag + "_whole", 0);
+    const std::string cfg = config(tag + "_split", objective, 4);
+    ASSERT_EQ(launch(2, "train --config " + cfg + args + " train.max_steps=2", tag + "_half"), (std::vector<int>{0, 0}))
+        << log(tag + "_half", 0);
+    if (between) between(cfg, args);
+    ASSERT_EQ(launch(2, "train --config " + cfg + args, tag + "_rest"), (std::vector<int>{0, 0})) << log(tag + "_rest", 0);
+    EXPECT_NE(log(tag + "_rest", 0).find("resuming from"), std::string::npos) << log(tag + "_rest", 0);
+    const std::string model = objective == "lora" ? "/model/adapter_model.safetensors" : "/model";
+    expect_same_weights(dir_->file(tag + "_whole" + model), dir_->file(tag + "_split" + model), 0.0);
+  };
   // sharding full: the weights are sharded too, and the resumed run gathers them from its checkpoint.
-  {
-    const std::string args = " train.batch_size=1 train.grad_accum_steps=6 distributed.sharding=full";
-    ASSERT_EQ(launch(2, "train --config " + config("zf_whole", "gaft", 4) + args, "zf_whole"), (std::vector<int>{0, 0}))
-        << log("zf_whole", 0);
-    const std::string cfg = config("zf_split", "gaft", 4);
-    ASSERT_EQ(launch(2, "train --config " + cfg + args + " train.max_steps=2", "zf_half"), (std::vector<int>{0, 0}))
-        << log("zf_half", 0);
-    ASSERT_EQ(launch(2, "train --config " + cfg + args, "zf_rest"), (std::vector<int>{0, 0})) << log("zf_rest", 0);
-    EXPECT_NE(log("zf_rest", 0).find("resuming from"), std::string::npos) << log("zf_rest", 0);
-    expect_same_weights(dir_->file("zf_whole/model"), dir_->file("zf_split/model"), 0.0);
-  }
+  split_equals_whole("zf", "gaft", "full", nullptr);
   // LoRA adapters under optimizer (ZeRO-1): their slices resume too.
-  {
-    const std::string args = " train.batch_size=1 train.grad_accum_steps=6 distributed.sharding=optimizer";
-    ASSERT_EQ(launch(2, "train --config " + config("zl_whole", "lora", 4) + args, "zl_whole"), (std::vector<int>{0, 0}))
-        << log("zl_whole", 0);
-    const std::string cfg = config("zl_split", "lora", 4);
-    ASSERT_EQ(launch(2, "train --config " + cfg + args + " train.max_steps=2", "zl_half"), (std::vector<int>{0, 0}))
-        << log("zl_half", 0);
-    ASSERT_EQ(launch(2, "train --config " + cfg + args, "zl_rest"), (std::vector<int>{0, 0})) << log("zl_rest", 0);
-    expect_same_weights(dir_->file("zl_whole/model/adapter_model.safetensors"),
-                        dir_->file("zl_split/model/adapter_model.safetensors"), 0.0);
-  }
-  const std::string args = " train.batch_size=1 train.grad_accum_steps=6 distributed.sharding=gradients";
-  ASSERT_EQ(launch(2, "train --config " + config("zr_whole", "gaft", 4) + args, "zr_whole"), (std::vector<int>{0, 0}))
-      << log("zr_whole", 0);
-  const std::string cfg = config("zr_split", "gaft", 4);
-  ASSERT_EQ(launch(2, "train --config " + cfg + args + " train.max_steps=2", "zr_half"), (std::vector<int>{0, 0}))
-      << log("zr_half", 0);
-  // Another world size: refused before any step, naming both.
-  auto codes = launch(3, "train --config " + cfg + args, "zr_three");
-  EXPECT_NE(codes[0], 0);
-  EXPECT_NE(log("zr_three", 0).find("sharded over 2 ranks; this job has 3"), std::string::npos) << log("zr_three", 0);
-  // No sharding: refused, naming the sharding the checkpoint holds.
-  codes = launch(2, "train --config " + cfg + " train.batch_size=1 train.grad_accum_steps=6", "zr_none");
-  EXPECT_NE(codes[0], 0);
-  EXPECT_NE(log("zr_none", 0).find("sharded over 2 ranks (distributed.sharding: gradients)"), std::string::npos)
-      << log("zr_none", 0);
-  ASSERT_EQ(launch(2, "train --config " + cfg + args, "zr_rest"), (std::vector<int>{0, 0})) << log("zr_rest", 0);
-  EXPECT_NE(log("zr_rest", 0).find("resuming from"), std::string::npos) << log("zr_rest", 0);
-  expect_same_weights(dir_->file("zr_whole/model"), dir_->file("zr_split/model"), 0.0);
+  split_equals_whole("zl", "lora", "optimizer", nullptr);
+  split_equals_whole("zr", "gaft", "gradients", [](const std::string& cfg, const std::string& args) {
+    // Another world size: refused before any step, naming both.
+    auto codes = launch(3, "train --config " + cfg + args, "zr_three");
+    EXPECT_NE(codes[0], 0);
+    EXPECT_NE(log("zr_three", 0).find("sharded over 2 ranks; this job has 3"), std::string::npos) << log("zr_three", 0);
+    // No sharding: refused, naming the sharding the checkpoint holds.
+    codes = launch(2, "train --config " + cfg + " train.batch_size=1 train.grad_accum_steps=6", "zr_none");
+    EXPECT_NE(codes[0], 0);
+    EXPECT_NE(log("zr_none", 0).find("sharded over 2 ranks (distributed.sharding: gradients)"), std::string::npos)
+        << log("zr_none", 0);
+  });
 }
 
 // Under sharding full a micro-batch that trains nothing (here: gate 1 drops every reference, and 2 rollouts of
