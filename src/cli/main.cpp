@@ -10,6 +10,7 @@
 
 #include "gaft/config.h"
 #include "gaft/error.h"
+#include "gaft/hub_cache.h"
 #include "gaft/eval_report.h"
 #include "gaft/read_file.h"
 #include "gaft/generate.h"
@@ -171,7 +172,7 @@ int main(int argc, char** argv) {
     } else if (*docs) {
       std::cout << gaft::config_reference_markdown();
     } else if (*generate) {
-      std::cout << gaft::complete_text(gen_model, gen_prompt, gen, gen_chat) << "\n";
+      std::cout << gaft::complete_text(gaft::resolve_model_path(gen_model), gen_prompt, gen, gen_chat) << "\n";
     } else if (*tokenize) {
       const gaft::Tokenizer tok = gaft::Tokenizer::load(tok_path);
       const std::vector<int64_t> ids = tok_no_special ? tok.encode(tok_text, false, false) : tok.encode(tok_text);
@@ -198,10 +199,10 @@ int main(int argc, char** argv) {
       if (export_dtype == "float32") dtype = at::kFloat;
       if (export_dtype == "bfloat16") dtype = at::kBFloat16;
       if (export_dtype == "float16") dtype = at::kHalf;
-      gaft::export_merged(export_adapter, export_base, export_out, dtype);
+      gaft::export_merged(gaft::resolve_model_path(export_adapter), gaft::resolve_model_path(export_base), export_out, dtype);
       std::cout << export_out << "\n";
     } else if (*logits) {
-      gaft::write_logits(logits_model, gaft::parse_token_ids(logits_ids), logits_out);
+      gaft::write_logits(gaft::resolve_model_path(logits_model), gaft::parse_token_ids(logits_ids), logits_out);
     }
     return 0;
   } catch (const gaft::ConfigError& e) {

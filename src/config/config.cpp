@@ -1,5 +1,6 @@
 // The run configuration's one table of keys, the command-line overrides and the cross-field rules.
 #include "gaft/config.h"
+#include "gaft/hub_cache.h"
 
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
@@ -42,7 +43,8 @@ void describe(Schema& s, RunSection& c) {
 }
 
 void describe(Schema& s, ModelSection& c) {
-  s.text("path", &c.path, "Hugging Face model folder (config.json, *.safetensors, tokenizer).", true);
+  s.text("path", &c.path, "Hugging Face model folder (config.json, *.safetensors, tokenizer), or a hub name "
+                          "org/name[@revision] already in the local Hugging Face cache (nothing is downloaded).", true);
   s.choice("dtype", &c.dtype, kDTypes, "Weights as loaded; auto keeps the stored dtype.");
   s.flag("gradient_checkpointing", &c.gradient_checkpointing, "Recompute each decoder layer in backward.");
 }
@@ -71,7 +73,7 @@ void describe(Schema& s, ScorerHead& c) {
   s.text("name", &c.name, "Unique name of the head, e.g. safety.", true);
   s.choice("kind", &c.kind, {{"classifier", ScorerKind::kClassifier}, {"lm_judge", ScorerKind::kLmJudge}},
            "A sequence classifier, or a causal LM judge read through two label tokens.");
-  s.text("path", &c.path, "Hugging Face folder of the scorer model.", true);
+  s.text("path", &c.path, "Hugging Face folder of the scorer model, or a cached hub name org/name[@revision].", true);
   s.text("category", &c.category, "What the head checks; selects the abstention template.");
   s.integer("aligned_label", &c.aligned_label, "Classifier: index of the label that means aligned.",
             Range::at_least(0));
@@ -298,7 +300,7 @@ const std::vector<std::pair<std::string, ChatTemplate>> kChatTemplates = {
 
 void describe(Schema& s, EvalModel& c) {
   s.text("name", &c.name, "Column title in the report; empty: the folder's name.");
-  s.text("path", &c.path, "Hugging Face model folder.", true);
+  s.text("path", &c.path, "Hugging Face model folder, or a cached hub name org/name[@revision].", true);
   s.text("tokenizer", &c.tokenizer, "Tokenizer folder or file; empty means path.");
   s.choice("chat_template", &c.chat_template, kChatTemplates, "Chat format of the prompts; auto: from tokenizer_config.json.");
   s.choice("dtype", &c.dtype, kDTypes, "Weights as loaded; auto: as stored, but float32 on CPUs without native bf16.");
@@ -624,6 +626,31 @@ void validate(const RunConfig& c, Diagnostics& diag) {
   }
 }
 
+// Hub names (`org/name[@revision]`) in model paths become the cached snapshot folders they name (hub_cache.h);
+// a name that is not in the cache is an issue of its key.
+void resolve_hub_path(std::string& path, const std::string& key, Diagnostics& diag) {
+  try {
+    path = resolve_model_path(path);
+  } catch (const DataError& e) {
+    diag.add(key, std::string(e.what()) + "; " + e.hint());
+  }
+}
+
+void resolve_hub_paths(RunConfig& c, Diagnostics& diag) {
+  resolve_hub_path(c.model.path, "model.path", diag);
+  if (!c.tokenizer.path.empty()) resolve_hub_path(c.tokenizer.path, "tokenizer.path", diag);
+  if (!c.lora.adapter.empty()) resolve_hub_path(c.lora.adapter, "lora.adapter", diag);
+  for (size_t i = 0; i < c.scorer.heads.size(); ++i)
+    resolve_hub_path(c.scorer.heads[i].path, "scorer.heads." + std::to_string(i) + ".path", diag);
+}
+
+void resolve_hub_paths(EvalConfig& c, Diagnostics& diag) {
+  for (size_t i = 0; i < c.models.size(); ++i) {
+    resolve_hub_path(c.models[i].path, "models." + std::to_string(i) + ".path", diag);
+    if (!c.models[i].tokenizer.empty()) resolve_hub_path(c.models[i].tokenizer, "models." + std::to_string(i) + ".tokenizer", diag);
+  }
+}
+
 template <class Config>
 Config load(const YAML::Node& parsed, Diagnostics& diag, const std::vector<std::string>& overrides,
             const std::function<void(Config&)>& adjust = {}) {
@@ -634,6 +661,7 @@ Config load(const YAML::Node& parsed, Diagnostics& diag, const std::vector<std::
   describe(schema, config);
   schema.load(root, "", diag);
   if (adjust) adjust(config);
+  if (diag.issues().empty()) resolve_hub_paths(config, diag);
   if (diag.issues().empty()) validate(config, diag);
   if (!diag.issues().empty()) {
     // A top-level key that belongs to a section ("lr" for "optimizer.lr") deserves a precise hint.

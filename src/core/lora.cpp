@@ -1,5 +1,6 @@
 // LoRA adapters in PEFT's conventions. See gaft/lora.h.
 #include "gaft/lora.h"
+#include "gaft/hub_cache.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -275,6 +276,14 @@ std::string adapter_base_dir(const std::string& dir) {
     throw DataError(c.file + ": no base_model_name_or_path", "pass the base model folder explicitly");
   for (const fs::path& p : {fs::path(c.base_model), fs::path(dir) / c.base_model})
     if (fs::is_regular_file(p / "config.json")) return p.string();
+  // A hub name, as PEFT writes for a base it downloaded: the cached snapshot (hub_cache.h).
+  if (is_hub_name(c.base_model)) {
+    try {
+      return resolve_model_path(c.base_model);
+    } catch (const DataError& e) {
+      throw DataError(c.file + ": base_model_name_or_path: " + e.what(), e.hint() + " (or pass the base model folder)");
+    }
+  }
   throw DataError(c.file + ": base_model_name_or_path '" + c.base_model + "' is not a local model folder",
                   "gaft downloads nothing: pass the base model folder explicitly (e.g. gaft export --base DIR)");
 }

@@ -282,7 +282,11 @@ TEST(Lora, BadAdapterFoldersFailClearly) {
   const std::string fewer = copy_adapter(good, dir, "fewer", [](auto& j) { j["target_modules"] = {"q_proj"}; });
   expect_data_error([&] { load(fewer); }, {"unexpected tensor 'base_model.model.model.layers.0.mlp.down_proj.lora_A.weight'"});
   const std::string hub = copy_adapter(good, dir, "hub", [](auto& j) { j["base_model_name_or_path"] = "meta-llama/Llama-3.1-8B"; });
-  expect_data_error([&] { gaft::load_llama(hub); }, {"'meta-llama/Llama-3.1-8B' is not a local model folder"});
+  // A hub name as base: looked up in the Hugging Face cache (here an empty one), never downloaded.
+  ::setenv("HF_HUB_CACHE", dir.file("empty_cache").c_str(), 1);
+  expect_data_error([&] { gaft::load_llama(hub); },
+                    {"base_model_name_or_path: 'meta-llama/Llama-3.1-8B' is not a folder", "has no models--meta-llama--Llama-3.1-8B"});
+  ::unsetenv("HF_HUB_CACHE");
   const std::string alora = copy_adapter(good, dir, "alora", [](auto& j) { j["alora_invocation_tokens"] = {5, 6}; });
   expect_data_error([&] { load(alora); }, {"'alora_invocation_tokens'"});
   const std::string pissa = copy_adapter(good, dir, "pissa", [](auto& j) { j["init_lora_weights"] = "pissa_niter_4"; });
