@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the sbatch files in this folder (sourced, not run). Sets the environment the ranks need and
 # defines gaft_srun, which starts the job step, forwards Slurm's warning signal to it, and requeues the
 # job when gaft stopped early with a checkpoint (exit 75).
@@ -7,13 +8,22 @@
 #   GAFT_BIN       the gaft executable (default: $GAFT_ROOT/build/gaft)
 #   GAFT_DRY_RUN=1 every rank prints its resolved rank, world size, master address and device instead of
 #                  training (gaft train --dry-run); nothing is requeued
-#   GAFT_SRUN, GAFT_SCONTROL   replacements for srun and scontrol (tests use fakes)
+#   GAFT_IMAGE     run gaft from a container image built from scripts/container/: a .sif file through
+#                  Apptainer (apptainer exec --nv, binding GAFT_ROOT and the Hugging Face cache), anything
+#                  else as an image name through Slurm's pyxis plugin (srun --container-image). GAFT_BIN then
+#                  defaults to the image's gaft.
+#   GAFT_SRUN, GAFT_SCONTROL, GAFT_APPTAINER   replacements for srun, scontrol and apptainer (tests use fakes)
 
 GAFT_ROOT=${GAFT_ROOT:-${SLURM_SUBMIT_DIR:-$(pwd)}}
-GAFT_BIN=${GAFT_BIN:-$GAFT_ROOT/build/gaft}
+if [ -n "${GAFT_IMAGE:-}" ]; then
+  GAFT_BIN=${GAFT_BIN:-gaft}
+else
+  GAFT_BIN=${GAFT_BIN:-$GAFT_ROOT/build/gaft}
+fi
+APPTAINER=${GAFT_APPTAINER:-apptainer}
 SRUN=${GAFT_SRUN:-srun}
 SCONTROL=${GAFT_SCONTROL:-scontrol}
-cd "$GAFT_ROOT"
+cd "$GAFT_ROOT" || exit 1
 
 # gaft derives every rank, the world size and rank 0's host from SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID
 # and SLURM_JOB_NODELIST by itself; the store port is 15000 + SLURM_JOB_ID % 20000 unless MASTER_PORT is set.
@@ -50,10 +60,25 @@ gaft_srun() {
   fi
   local dry=()
   [ "${GAFT_DRY_RUN:-0}" = 1 ] && [ "$1" = train ] && dry=(--dry-run)
-  echo "[gaft-slurm] job ${SLURM_JOB_ID:-?} on ${SLURM_JOB_NODELIST:-?}: $SRUN ${opts[*]} $GAFT_BIN $* ${dry[*]}"
+  # A container: the checkout (configs, data, runs/) and the Hugging Face cache are visible inside at the same
+  # paths, and the step starts in GAFT_ROOT.
+  local wrap=()
+  if [ -n "${GAFT_IMAGE:-}" ]; then
+    local hf_cache=${HF_HUB_CACHE:-${HF_HOME:-$HOME/.cache/huggingface}}
+    if [[ "$GAFT_IMAGE" == *.sif ]]; then
+      wrap=("$APPTAINER" exec --nv --bind "$GAFT_ROOT" --pwd "$GAFT_ROOT")
+      [ -d "$hf_cache" ] && wrap+=(--bind "$hf_cache")
+      wrap+=("$GAFT_IMAGE")
+    else
+      local mounts="$GAFT_ROOT:$GAFT_ROOT"
+      [ -d "$hf_cache" ] && mounts+=",$hf_cache:$hf_cache"
+      opts+=("--container-image=$GAFT_IMAGE" "--container-mounts=$mounts" "--container-workdir=$GAFT_ROOT")
+    fi
+  fi
+  echo "[gaft-slurm] job ${SLURM_JOB_ID:-?} on ${SLURM_JOB_NODELIST:-?}: $SRUN ${opts[*]} ${wrap[*]} $GAFT_BIN $* ${dry[*]}"
   # The step runs in the background so that this shell can catch the signal sbatch --signal=B:USR1@T
   # sends it, and pass it on to every task; gaft then checkpoints after its current step and exits 75.
-  "$SRUN" --kill-on-bad-exit=1 "${opts[@]}" "$GAFT_BIN" "$@" "${dry[@]}" &
+  "$SRUN" --kill-on-bad-exit=1 "${opts[@]}" "${wrap[@]}" "$GAFT_BIN" "$@" "${dry[@]}" &
   local step=$!
   trap 'echo "[gaft-slurm] signal: asking gaft to checkpoint and stop"; kill -USR1 $step 2>/dev/null' USR1 TERM
   local rc=0

@@ -59,6 +59,19 @@ out=$(SLURM_JOB_NAME=sw SLURM_NTASKS=1 SLURM_JOB_NODELIST=a1 SLURM_ARRAY_JOB_ID=
       bash "$src/scripts/slurm/sweep.sbatch" "$tmp/run.yaml" "$tmp/sweep.txt" 2>&1)
 check "sweep.sbatch: a task beyond the list fails clearly" "$(grep -q 'no line for array task 5' <<<"$out" && echo ok || echo "$out")"
 
+# GAFT_IMAGE: a .sif runs each rank through Apptainer with the checkout bound; an image name goes to pyxis.
+out=$(SLURM_JOB_NAME=ct SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2 SLURM_JOB_NODELIST=g1 GAFT_IMAGE=/img/gaft.sif \
+      GAFT_APPTAINER=$src/tests/scripts/fake_apptainer.sh bash "$src/scripts/slurm/train.sbatch" "$tmp/run.yaml" 2>&1)
+check "train.sbatch: GAFT_IMAGE=*.sif runs the ranks in Apptainer" \
+  "$( [ "$(expect_ranks "$out" 2 2 g1:19242)" = ok ] && [ "$(grep -c "^fake-apptainer image=/img/gaft.sif binds=$src" <<<"$out")" = 2 ] &&
+      grep -q "exec --nv --bind $src --pwd $src" <<<"$out" && echo ok || echo "$out")"
+out=$(SLURM_JOB_NAME=ct SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2 SLURM_JOB_NODELIST=g1 GAFT_IMAGE=registry.example/gaft:1 \
+      bash "$src/scripts/slurm/train.sbatch" "$tmp/run.yaml" 2>&1)
+check "train.sbatch: GAFT_IMAGE=name goes to srun --container-image (pyxis)" \
+  "$( [ "$(expect_ranks "$out" 2 2 g1:19242)" = ok ] &&
+      grep -q -- "--container-image=registry.example/gaft:1 --container-mounts=$src:$src" <<<"$out" &&
+      grep -q -- "--container-workdir=$src" <<<"$out" && echo ok || echo "$out")"
+
 cat >"$tmp/eval.yaml" <<YAML
 run: {output_dir: $tmp/eval}
 models: [{path: $tmp/model}]
