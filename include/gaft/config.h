@@ -219,6 +219,7 @@ struct LoggingSection {
   int64_t every_steps = 10;
   std::string metrics_file = "metrics.jsonl";  // relative to run.output_dir
   Progress progress = Progress::kAuto;    // auto: a live line when stderr is a terminal
+  bool tensorboard = true;                // event files of the metrics in run.output_dir/tensorboard
 };
 
 struct EvalSection {
@@ -359,7 +360,9 @@ class ConfigError : public UsageError {
 // Reads a YAML file, applies `key.sub=value` overrides (value parsed as YAML), checks every key, type,
 // range and cross-field rule, and throws ConfigError listing all problems.
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides = {});
-// The same from text; `name` stands for the file in messages.
+// The same from text; `name` stands for the file in messages. The text loaders read nothing else on the machine:
+// hub names (org/name[@revision]) are kept as written, where the file loaders replace them with their folders in
+// the Hugging Face cache (hub_cache.h) and report a name the cache lacks as an issue of its key.
 RunConfig load_config_text(const std::string& yaml, const std::string& name,
                            const std::vector<std::string>& overrides = {});
 

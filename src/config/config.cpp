@@ -258,6 +258,9 @@ void describe(Schema& s, LoggingSection& c) {
   s.text("metrics_file", &c.metrics_file, "JSON lines of metrics, relative to run.output_dir.");
   s.choice("progress", &c.progress, {{"auto", Progress::kAuto}, {"on", Progress::kOn}, {"off", Progress::kOff}},
            "Live progress line; auto: only when stderr is a terminal.");
+  s.flag("tensorboard", &c.tensorboard,
+         "Also write every number of the metrics as TensorBoard scalars to run.output_dir/tensorboard "
+         "(tensorboard --logdir that folder).");
 }
 
 void describe(Schema& s, EvalSection& c) {
@@ -652,7 +655,7 @@ void resolve_hub_paths(EvalConfig& c, Diagnostics& diag) {
 }
 
 template <class Config>
-Config load(const YAML::Node& parsed, Diagnostics& diag, const std::vector<std::string>& overrides,
+Config load(const YAML::Node& parsed, Diagnostics& diag, const std::vector<std::string>& overrides, bool hub_lookup,
             const std::function<void(Config&)>& adjust = {}) {
   YAML::Node root = parsed.IsNull() ? YAML::Node(YAML::NodeType::Map) : parsed;
   for (size_t i = 0; i < overrides.size(); ++i) apply_override(root, overrides[i], i, diag);
@@ -661,7 +664,7 @@ Config load(const YAML::Node& parsed, Diagnostics& diag, const std::vector<std::
   describe(schema, config);
   schema.load(root, "", diag);
   if (adjust) adjust(config);
-  if (diag.issues().empty()) resolve_hub_paths(config, diag);
+  if (hub_lookup && diag.issues().empty()) resolve_hub_paths(config, diag);
   if (diag.issues().empty()) validate(config, diag);
   if (!diag.issues().empty()) {
     // A top-level key that belongs to a section ("lr" for "optimizer.lr") deserves a precise hint.
@@ -731,18 +734,22 @@ ConfigError::ConfigError(std::vector<ConfigIssue> issues)
 RunConfig load_config_text(const std::string& yaml, const std::string& name,
                            const std::vector<std::string>& overrides) {
   config::Diagnostics diag(name);
-  return config::load<RunConfig>(config::parse_yaml(yaml, name), diag, overrides);
+  return config::load<RunConfig>(config::parse_yaml(yaml, name), diag, overrides, /*hub_lookup=*/false);
 }
 
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  return load_config_text(config::read_config_file(path), path, overrides);
+  config::Diagnostics diag(path);
+  return config::load<RunConfig>(config::parse_yaml(config::read_config_file(path), path), diag, overrides,
+                                 /*hub_lookup=*/true);
 }
 
-EvalConfig load_eval_config_text(const std::string& yaml, const std::string& name,
-                                 const std::vector<std::string>& overrides, const std::vector<std::string>& models,
-                                 const std::vector<std::string>& responses) {
-  config::Diagnostics diag(name);
-  return config::load<EvalConfig>(config::parse_yaml(yaml, name), diag, overrides, [&](EvalConfig& c) {
+namespace config {
+namespace {
+EvalConfig load_eval(const std::string& yaml, const std::string& name, const std::vector<std::string>& overrides,
+                     const std::vector<std::string>& models, const std::vector<std::string>& responses,
+                     bool hub_lookup) {
+  Diagnostics diag(name);
+  return load<EvalConfig>(parse_yaml(yaml, name), diag, overrides, hub_lookup, [&](EvalConfig& c) {
     for (const std::string& r : responses) {
       EvalResponses spec;
       spec.path = r;
@@ -781,10 +788,18 @@ EvalConfig load_eval_config_text(const std::string& yaml, const std::string& nam
       if (s.name.empty()) s.name = std::filesystem::path(s.path).stem().string();
   });
 }
+}  // namespace
+}  // namespace config
+
+EvalConfig load_eval_config_text(const std::string& yaml, const std::string& name,
+                                 const std::vector<std::string>& overrides, const std::vector<std::string>& models,
+                                 const std::vector<std::string>& responses) {
+  return config::load_eval(yaml, name, overrides, models, responses, /*hub_lookup=*/false);
+}
 
 EvalConfig load_eval_config(const std::string& path, const std::vector<std::string>& overrides,
                             const std::vector<std::string>& models, const std::vector<std::string>& responses) {
-  return load_eval_config_text(config::read_config_file(path), path, overrides, models, responses);
+  return config::load_eval(config::read_config_file(path), path, overrides, models, responses, /*hub_lookup=*/true);
 }
 
 bool is_eval_config_text(const std::string& yaml) {
