@@ -15,6 +15,7 @@ APT_PACKAGES=(
   libsentencepiece-dev sentencepiece
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libpcre2-dev libcsv-dev libgloo-dev libssl-dev
+  libboost-dev
 )
 
 missing=()

@@ -34,6 +34,7 @@
 #include "gaft/recovery.h"
 #include "gaft/scorer.h"
 #include "gaft/stop_signal.h"
+#include "gaft/tensorboard.h"
 
 namespace fs = std::filesystem;
 
@@ -889,6 +890,8 @@ TrainSummary Trainer::run() {
   const bool main = dist_->is_main();
   std::optional<MetricsWriter> metrics;  // rank 0 writes the metrics of the whole job
   if (main) metrics.emplace((fs::path(out) / cfg_.logging.metrics_file).string(), state_.step);
+  std::optional<TensorBoardWriter> board;  // and the same numbers as TensorBoard scalars
+  if (main && cfg_.logging.tensorboard) board.emplace((fs::path(out) / "tensorboard").string());
   const std::string progress_setting = cfg_.logging.progress == Progress::kOn    ? "on"
                                        : cfg_.logging.progress == Progress::kOff ? "off"
                                                                                  : "auto";
@@ -1054,6 +1057,7 @@ TrainSummary Trainer::run() {
         if (sharded_) sharded_->release_all();
       }
       if (metrics) metrics->write(rec);
+      if (board) board->write_scalars(state_.step, rec);
       log::debug(rec.dump());
     }
     progress.update(state_.step, c10::str("loss ", st.loss));
@@ -1089,6 +1093,7 @@ TrainSummary Trainer::run() {
     rec["step"] = state_.step;
     rec["final"] = true;
     if (metrics) metrics->write(rec);
+    if (board) board->write_scalars(state_.step, rec);
     log::info("held-out: " + final_eval.dump());
   }
   if (!params_finite()) throw DataError("the final weights are not finite; nothing saved");
