@@ -58,16 +58,16 @@ std::tuple<at::Tensor, at::Tensor> fused_logsoftmax_rows_cuda(at::Tensor& z, con
 using WlpForward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 WlpForward weighted_logprob_fwd(const at::Tensor& h, const at::Tensor& W, const at::Tensor& targets,
                                 const at::Tensor& weights, int64_t chunk_tokens, bool grad_h, bool grad_W,
-                                bool grad_w);
+                                bool grad_w, double softcap);
 
 // gaft::weighted_logprob -> (loss, logp, entropy): without autograd (CompositeExplicitAutograd) and with it.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> weighted_logprob_plain(const at::Tensor& h, const at::Tensor& W,
                                                                       const at::Tensor& targets,
                                                                       const at::Tensor& weights,
-                                                                      int64_t chunk_tokens);
+                                                                      int64_t chunk_tokens, double softcap);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> weighted_logprob_autograd(const at::Tensor& h, const at::Tensor& W,
                                                                          const at::Tensor& targets,
                                                                          const at::Tensor& weights,
-                                                                         int64_t chunk_tokens);
+                                                                         int64_t chunk_tokens, double softcap);
 
 }  // namespace gaft::ops::detail

@@ -22,8 +22,8 @@ TORCH_LIBRARY(gaft, m) {
   m.def("fused_logsoftmax_rows(Tensor(a!) z, Tensor targets, Tensor weights, bool want_grad) -> (Tensor, Tensor)");
   m.def(
       "weighted_logprob_fwd(Tensor h, Tensor W, Tensor targets, Tensor weights, int chunk_tokens, bool grad_h, "
-      "bool grad_W, bool grad_w) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-  m.def("weighted_logprob(Tensor h, Tensor W, Tensor targets, Tensor weights, int chunk_tokens=0) "
+      "bool grad_W, bool grad_w, float softcap=0) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("weighted_logprob(Tensor h, Tensor W, Tensor targets, Tensor weights, int chunk_tokens=0, float softcap=0) "
         "-> (Tensor, Tensor, Tensor)");
 }
 
@@ -72,20 +72,21 @@ WeightedLogprob weighted_logprob(const at::Tensor& h, const at::Tensor& W, const
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("gaft::weighted_logprob", "")
                        .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-                           const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t)>();
-  auto [loss, logp, entropy] = op.call(h, W, targets, weights, options.chunk_tokens);
+                           const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
+                           double)>();
+  auto [loss, logp, entropy] = op.call(h, W, targets, weights, options.chunk_tokens, options.softcap);
   return {loss, options.want_logp ? logp : at::Tensor(), options.want_entropy ? entropy : at::Tensor()};
 }
 
 TokenLogprob token_logprob(const at::Tensor& h, const at::Tensor& W, const at::Tensor& targets, bool want_entropy,
-                           int64_t chunk_tokens) {
+                           int64_t chunk_tokens, double softcap) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("gaft::weighted_logprob_fwd", "")
                        .typed<detail::WlpForward(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                                 const at::Tensor&, int64_t, bool, bool, bool)>();
+                                                 const at::Tensor&, int64_t, bool, bool, bool, double)>();
   at::NoGradGuard no_grad;
   at::Tensor ones = at::ones({h.size(0)}, h.options().dtype(at::kFloat));  // every valid target is computed
-  auto [loss, logp, entropy, dh, dW] = op.call(h.detach(), W.detach(), targets, ones, chunk_tokens, false, false, false);
+  auto [loss, logp, entropy, dh, dW] = op.call(h.detach(), W.detach(), targets, ones, chunk_tokens, false, false, false, softcap);
   return {logp, want_entropy ? entropy : at::Tensor()};
 }
 

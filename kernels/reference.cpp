@@ -10,9 +10,10 @@
 namespace gaft::ops::reference {
 
 WeightedLogprob weighted_logprob(const at::Tensor& h, const at::Tensor& W, const at::Tensor& targets,
-                                 const at::Tensor& weights) {
+                                 const at::Tensor& weights, double softcap) {
   const at::ScalarType acc = h.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor z = at::mm(h, W.t()).to(acc);                    // [N, V]
+  if (softcap > 0) z = at::tanh(z / softcap) * softcap;       // [N, V]
   at::Tensor logsm = at::log_softmax(z, 1);                   // [N, V]
   at::Tensor valid = targets != kIgnoreIndex;                 // [N]
   at::Tensor safe = at::where(valid, targets, at::zeros_like(targets));

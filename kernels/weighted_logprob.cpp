@@ -4,6 +4,10 @@
 //   z = h W^T;  log p_n = z_n[y_n] - lse(z_n);  loss = sum_n w_n log p_n;  H_n = lse_n - sum_v softmax z
 //   dz_n = w_n (onehot(y_n) - softmax(z_n));  dh = dz W;  dW = dz^T h;  d loss / d w_n = log p_n
 //
+// With a soft cap c > 0 (Gemma 2's final_logit_softcapping) the logits are c tanh(z / c): the row op sees the
+// capped logits and its dz is multiplied by 1 - tanh^2(z / c) before the matmuls (ATen element-wise ops on the
+// chunk, so CPU and CUDA alike).
+//
 // This file holds: the CPU row kernel (gaft::fused_logsoftmax_rows), the device-agnostic chunked driver
 // (gaft::weighted_logprob_fwd: ATen matmuls + the row op through the dispatcher, so it serves CPU and
 // CUDA alike) and the autograd function behind gaft::weighted_logprob. Gradients are computed during the
@@ -100,7 +104,7 @@ static std::tuple<at::Tensor, at::Tensor> call_rows(at::Tensor& z, const at::Ten
 
 WlpForward weighted_logprob_fwd(const at::Tensor& h, const at::Tensor& W, const at::Tensor& targets,
                                 const at::Tensor& weights, int64_t chunk_tokens, bool grad_h, bool grad_W,
-                                bool grad_w) {
+                                bool grad_w, double softcap) {
   TORCH_CHECK(h.dim() == 2 && W.dim() == 2 && h.size(1) == W.size(1),
               "weighted_logprob: expected h [N, H] and W [V, H], got ", h.sizes(), " and ", W.sizes());
   const int64_t N = h.size(0), H = h.size(1), V = W.size(0);
@@ -115,6 +119,7 @@ WlpForward weighted_logprob_fwd(const at::Tensor& h, const at::Tensor& W, const 
               "weighted_logprob: all inputs must be on ", h.device());
   TORCH_CHECK(V > 0, "weighted_logprob: empty vocabulary (W is ", W.sizes(), ")");
   TORCH_CHECK(chunk_tokens >= 0, "weighted_logprob: chunk_tokens must be >= 0, got ", chunk_tokens);
+  TORCH_CHECK(softcap >= 0 && std::isfinite(softcap), "weighted_logprob: softcap must be >= 0, got ", softcap);
 
   const at::ScalarType acc = h.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const at::TensorOptions acc_opts = h.options().dtype(acc);
@@ -156,6 +161,8 @@ WlpForward weighted_logprob_fwd(const at::Tensor& h, const at::Tensor& W, const 
   at::Tensor Wt = W.t();                                                             // [H, V]
   at::Tensor z_acc = at::empty({C, V}, acc_opts);                                   // [C, V] fp32 logits / dz
   at::Tensor z_low = low_precision ? at::empty({C, V}, h.options()) : at::Tensor();  // [C, V] input dtype
+  const bool capped = softcap > 0;
+  at::Tensor t_acc = capped ? at::empty({C, V}, acc_opts) : at::Tensor();            // [C, V] tanh(z / c)
 
   for (int64_t start = 0; start < M; start += C) {
     const int64_t c = std::min(C, M - start);
@@ -168,11 +175,18 @@ WlpForward weighted_logprob_fwd(const at::Tensor& h, const at::Tensor& W, const 
     } else {
       at::mm_out(z, h_c, Wt);
     }
+    at::Tensor t;  // [c, V]
+    if (capped) {
+      t = t_acc.narrow(0, 0, c);
+      at::tanh_out(t, z.div_(softcap));
+      at::mul_out(z, t, softcap);
+    }
     auto [lp, en] = call_rows(z, y_sel.narrow(0, start, c), w_sel.narrow(0, start, c), want_dz);
     logp_sel.narrow(0, start, c).copy_(lp);
     ent_sel.narrow(0, start, c).copy_(en);
     if (!want_dz) continue;
     at::Tensor dz = z;  // [c, V], already scaled by w
+    if (capped) dz.mul_(1 - t * t);  // through the cap: d(c tanh(z / c)) / dz = 1 - tanh^2(z / c)
     if (low_precision) {
       dz = z_low.narrow(0, 0, c);
       dz.copy_(z);
@@ -211,12 +225,13 @@ WlpForward weighted_logprob_fwd(const at::Tensor& h, const at::Tensor& W, const 
 // Autograd
 // ---------------------------------------------------------------------------------------------------
 static WlpForward call_fwd(const at::Tensor& h, const at::Tensor& W, const at::Tensor& targets,
-                           const at::Tensor& weights, int64_t chunk_tokens, bool grad_h, bool grad_W, bool grad_w) {
+                           const at::Tensor& weights, int64_t chunk_tokens, bool grad_h, bool grad_W, bool grad_w,
+                           double softcap) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("gaft::weighted_logprob_fwd", "")
                        .typed<WlpForward(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         const at::Tensor&, int64_t, bool, bool, bool)>();
-  return op.call(h, W, targets, weights, chunk_tokens, grad_h, grad_W, grad_w);
+                                         const at::Tensor&, int64_t, bool, bool, bool, double)>();
+  return op.call(h, W, targets, weights, chunk_tokens, grad_h, grad_W, grad_w, softcap);
 }
 
 // Gradient times the scalar grad_output, without a copy in the common case grad_output == 1 (read in place
@@ -233,9 +248,10 @@ static at::Tensor scale_grad(const at::Tensor& g, const at::Tensor& grad_output)
 struct WeightedLogprobFunction : public torch::autograd::Function<WeightedLogprobFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h,
                                                 const at::Tensor& W, const at::Tensor& targets,
-                                                const at::Tensor& weights, int64_t chunk_tokens) {
+                                                const at::Tensor& weights, int64_t chunk_tokens, double softcap) {
     const bool grad_h = h.requires_grad(), grad_W = W.requires_grad(), grad_w = weights.requires_grad();
-    auto [loss, logp, entropy, dh, dW] = call_fwd(h, W, targets, weights, chunk_tokens, grad_h, grad_W, grad_w);
+    auto [loss, logp, entropy, dh, dW] =
+        call_fwd(h, W, targets, weights, chunk_tokens, grad_h, grad_W, grad_w, softcap);
     at::Tensor dw = grad_w ? logp.to(weights.scalar_type()) : at::Tensor();  // [N] d loss / d w
     ctx->save_for_backward({dh, dW, dw});
     ctx->mark_non_differentiable({logp, entropy});
@@ -247,25 +263,25 @@ struct WeightedLogprobFunction : public torch::autograd::Function<WeightedLogpro
     auto saved = ctx->get_saved_variables();
     const at::Tensor& go = grad_outputs[0];  // [] d out / d loss
     return {scale_grad(saved[0], go), scale_grad(saved[1], go), at::Tensor(), scale_grad(saved[2], go),
-            at::Tensor()};
+            at::Tensor(), at::Tensor()};
   }
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> weighted_logprob_plain(const at::Tensor& h, const at::Tensor& W,
                                                                       const at::Tensor& targets,
                                                                       const at::Tensor& weights,
-                                                                      int64_t chunk_tokens) {
-  auto [loss, logp, entropy, dh, dW] = call_fwd(h, W, targets, weights, chunk_tokens, false, false, false);
+                                                                      int64_t chunk_tokens, double softcap) {
+  auto [loss, logp, entropy, dh, dW] = call_fwd(h, W, targets, weights, chunk_tokens, false, false, false, softcap);
   return {loss, logp, entropy};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> weighted_logprob_autograd(const at::Tensor& h, const at::Tensor& W,
                                                                          const at::Tensor& targets,
                                                                          const at::Tensor& weights,
-                                                                         int64_t chunk_tokens) {
+                                                                         int64_t chunk_tokens, double softcap) {
   // Under no_grad nothing will be differentiated: skip computing the gradients in the forward.
-  if (!at::GradMode::is_enabled()) return weighted_logprob_plain(h, W, targets, weights, chunk_tokens);
-  auto out = WeightedLogprobFunction::apply(h, W, targets, weights, chunk_tokens);
+  if (!at::GradMode::is_enabled()) return weighted_logprob_plain(h, W, targets, weights, chunk_tokens, softcap);
+  auto out = WeightedLogprobFunction::apply(h, W, targets, weights, chunk_tokens, softcap);
   return {out[0], out[1], out[2]};
 }
 

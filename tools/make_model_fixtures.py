@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Writes the model parity fixtures under tests/data/model/ with Hugging Face transformers as the reference.
 
-For each family (llama, llama3_rope, mistral, mistral_window, qwen2, qwen3, llama_seqcls) a tiny random model (hidden 32,
-2 layers, 4 heads, 2 KV heads, SwiGLU 32, vocab 80) is saved as <family>/config.json + model.safetensors, with weights
+For each family (llama, llama3_rope, mistral, mistral_window, qwen2, qwen3, llama_seqcls, gemma2, gemma3, granite,
+gemma2_seqcls) a tiny random model (hidden 32, 2 layers, 4 heads, 2 KV heads, MLP 32, vocab 80) is saved as <family>/config.json + model.safetensors, with weights
 rounded to float16 (bfloat16 for mistral) to keep the fixtures small; the reference runs in float32 on those
 rounded weights. <family>/expected.safetensors holds a left-padded batch (input_ids, attention_mask,
 position_ids) and the float32 logits (or classification scores); <family>/expected.json the greedy
 continuation of every prompt, each generated alone without padding.
 
 mistral_window has sliding_window 4, so every prompt (and its greedy continuation) is longer than the window.
+gemma2 (one sliding layer of window 4, one global) has soft caps small enough to bite (scores 5, logits 4);
+gemma3 has head_dim 12 != hidden / heads, q/k norms, a linear-scaled global RoPE and a local RoPE base for its
+sliding layer; granite has all four multipliers away from 1. Every model runs transformers' eager attention.
 
 tokenizer_llama2_ids.json: python sentencepiece ids of a small corpus for ../shared/tokenizers/llama2.
 
@@ -54,6 +57,23 @@ FAMILIES = {
     # against a window of 4.
     "mistral_window": (transformers.MistralConfig, transformers.MistralForCausalLM,
                        dict(tie_word_embeddings=True, sliding_window=4), torch.bfloat16),
+    # Added after the others, in this order (issue 22).
+    "gemma2": (transformers.Gemma2Config, transformers.Gemma2ForCausalLM,
+               dict(head_dim=8, query_pre_attn_scalar=6, sliding_window=4, attn_logit_softcapping=5.0,
+                    final_logit_softcapping=4.0, bos_token_id=2, eos_token_id=1), torch.bfloat16),
+    "gemma3": (transformers.Gemma3TextConfig, transformers.Gemma3ForCausalLM,
+               dict(head_dim=12, query_pre_attn_scalar=10, sliding_window=4,
+                    layer_types=["sliding_attention", "full_attention"],
+                    rope_parameters={"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000000.0},
+                                     "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+                    bos_token_id=2, eos_token_id=1), torch.bfloat16),
+    "granite": (transformers.GraniteConfig, transformers.GraniteForCausalLM,
+                dict(tie_word_embeddings=True, embedding_multiplier=3.0, residual_multiplier=0.5,
+                     attention_multiplier=0.25, logits_scaling=2.0), torch.float16),
+    "gemma2_seqcls": (transformers.Gemma2Config, transformers.Gemma2ForSequenceClassification,
+                      dict(head_dim=8, query_pre_attn_scalar=6, sliding_window=4, attn_logit_softcapping=5.0,
+                           num_labels=2, id2label={0: "safe", 1: "unsafe"}, label2id={"safe": 0, "unsafe": 1}),
+                      torch.bfloat16),
 }
 
 LENGTHS = [10, 6, 3]  # the batch is left-padded to 10
@@ -103,7 +123,7 @@ def make_family(name, config_cls, model_cls, extra, store_dtype, seed):
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos)
     tensors = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
     expected = {"family": name, "prompts": prompts}
-    if isinstance(model, transformers.LlamaForSequenceClassification):
+    if out.logits.dim() == 2:  # a *ForSequenceClassification
         tensors["scores"] = out.logits.float().contiguous()  # [B, num_labels]
     else:
         tensors["logits"] = out.logits.float().contiguous()  # [B, T, V]

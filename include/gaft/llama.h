@@ -1,8 +1,13 @@
-// The Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) as LibTorch modules, registered under the Hugging
-// Face checkpoint names so that state dicts line up without renaming code:
+// The Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Granite) as LibTorch modules,
+// registered under the Hugging Face checkpoint names so that state dicts line up without renaming code:
 //
-//   model.embed_tokens, model.layers.N.{input_layernorm, self_attn.{q,k,v,o}_proj, self_attn.{q,k}_norm (Qwen3),
-//   post_attention_layernorm, mlp.{gate,up,down}_proj}, model.norm, lm_head (untied LM) or score (classifier).
+//   model.embed_tokens, model.layers.N.{input_layernorm, self_attn.{q,k,v,o}_proj, self_attn.{q,k}_norm (Qwen3,
+//   Gemma 3), post_attention_layernorm, pre_feedforward_layernorm and post_feedforward_layernorm (Gemma),
+//   mlp.{gate,up,down}_proj}, model.norm, lm_head (untied LM) or score (classifier).
+//
+// The families differ only in the ModelConfig fields they set (model_config.h): Gemma's (1 + w) norms around
+// both blocks, GeGLU, scaled embeddings, query_pre_attn_scalar, soft-capped scores and logits and per-type RoPE;
+// Granite's embedding, residual, attention and logits multipliers.
 //
 // Weights in the HF layout already use the rotate-half RoPE convention, so no permutation is needed at load.
 // forward() returns the final hidden states [B, T, H] (after model.norm); logits() applies the LM head, and
@@ -41,12 +46,14 @@ struct LayerCache {
 };
 
 // weight * normalize(x), normalised in fp32 and cast back to the input dtype before the weight (HF semantics).
+// Gemma (offset): normalize(x) * (1 + weight) in fp32, cast back after the product.
 class RMSNormImpl : public torch::nn::Module {
  public:
-  RMSNormImpl(int64_t dim, double eps);
+  RMSNormImpl(int64_t dim, double eps, bool offset = false);
   at::Tensor forward(const at::Tensor& x);  // [..., dim]
   at::Tensor weight;                        // [dim]
   double eps;
+  bool offset;
 };
 TORCH_MODULE(RMSNorm);
 
@@ -64,9 +71,13 @@ struct AttentionOptions {
   int64_t hidden_size, num_heads, num_kv_heads, head_dim;
   bool qkv_bias, o_bias, qk_norm;
   double eps;
+  bool gemma_norms = false;  // q/k norms with (1 + w)
+  double scale = 0;          // scores times scale; 0 = 1/sqrt(head_dim)
+  double softcap = 0;        // scores soft-capped: softcap * tanh(scores / softcap); 0 = none
 };
 
-// Grouped-query self-attention through at::scaled_dot_product_attention.
+// Grouped-query self-attention through at::scaled_dot_product_attention (soft-capped scores: the same in
+// plain ATen, scores materialised, softmax in fp32 as transformers' eager attention).
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const AttentionOptions& o);
@@ -81,23 +92,29 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
-// SwiGLU: down(silu(gate(x)) * up(x)).
+// SwiGLU: down(silu(gate(x)) * up(x)); GeGLU (Gemma): gelu_tanh in place of silu.
 class MLPImpl : public torch::nn::Module {
  public:
-  MLPImpl(int64_t hidden_size, int64_t intermediate_size, bool bias);
+  MLPImpl(int64_t hidden_size, int64_t intermediate_size, bool bias, Activation activation = Activation::kSilu);
   at::Tensor forward(const at::Tensor& x);  // [B, T, H]
   LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};  // adaptable (lora.h)
+  Activation activation;
 };
 TORCH_MODULE(MLP);
 
+// Llama: h = x + attn(norm1(x)); out = h + mlp(norm2(h)). Gemma (sandwich norms): h = x + norm2(attn(norm1(x)));
+// out = h + norm4(mlp(norm3(h))). Granite: each block's output times residual_scale before the sum.
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  DecoderLayerImpl(const AttentionOptions& attn, int64_t intermediate_size, bool mlp_bias);
+  DecoderLayerImpl(const AttentionOptions& attn, int64_t intermediate_size, bool mlp_bias,
+                   Activation activation = Activation::kSilu, double residual_scale = 1.0);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      const LayerCache* cache);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  RMSNorm pre_feedforward_layernorm{nullptr}, post_feedforward_layernorm{nullptr};  // Gemma only
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
+  double residual_scale = 1.0;
 };
 TORCH_MODULE(DecoderLayer);
 
@@ -125,6 +142,10 @@ class LlamaModelImpl : public torch::nn::Module {
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
   RotaryEmbedding rotary;
+  RotaryEmbedding rotary_local;     // Gemma 3's sliding-window layers (local_rope_theta); else unused
+  bool local_rope = false;
+  double embedding_scale = 1.0;     // embeddings times this (Gemma: rounded to the weights' dtype first)
+  bool round_embedding_scale = false;
   int64_t sliding_window = 0;       // 0: full attention on every layer
   std::vector<bool> sliding_layers;  // per layer: windowed (when sliding_window > 0)
   // Activation checkpointing: in a forward that builds a graph (grad mode, no cache) each decoder layer keeps
@@ -140,7 +161,11 @@ class LlamaImpl : public torch::nn::Module {
  public:
   explicit LlamaImpl(const ModelConfig& c);
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {}, KVCache* cache = nullptr);
-  at::Tensor logits(const at::Tensor& hidden);  // [B, T, H] -> [B, T, V]
+  // [B, T, H] -> [B, T, V]: softcap(head_input(hidden) lm_head_weight()^T), the cap as config.final_softcap.
+  at::Tensor logits(const at::Tensor& hidden);
+  // What the LM head multiplies: the hidden states, times config.logits_scale (Granite's 1 / logits_scaling).
+  // A fused loss takes head_input(hidden), lm_head_weight() and config.final_softcap.
+  at::Tensor head_input(const at::Tensor& hidden) const;
   // [B, T, H] -> [B, num_labels] at the last attended token of each row (the last one without a mask).
   at::Tensor classify(const at::Tensor& hidden, const at::Tensor& attention_mask = {});
   at::Tensor lm_head_weight();  // [V, H]: lm_head.weight, or model.embed_tokens.weight when tied

@@ -1,8 +1,10 @@
 // ModelConfig: the hyper-parameters of a Llama-family model, read from a Hugging Face config.json in one
 // function (load_model_config) and validated in one pass that lists every problem, naming the file.
 //
-// Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and the
-// *ForSequenceClassification variant of each.
+// Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
+// Gemma2ForCausalLM, Gemma3ForCausalLM (text-only checkpoints), GraniteForCausalLM, and the
+// *ForSequenceClassification variant of each that transformers has (Gemma 3: Gemma3TextForSequenceClassification;
+// Granite: none).
 #pragma once
 
 #include <cstdint>
@@ -13,12 +15,14 @@
 
 namespace gaft {
 
-enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3 };
+enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kGemma2, kGemma3, kGranite };
+enum class Activation { kSilu, kGeluTanh };  // the MLP's gate activation: SwiGLU, or GeGLU (Gemma)
 enum class ModelHead { kCausalLM, kSequenceClassification };
 
-// rope_scaling {"rope_type": "llama3", ...} (Llama 3.1+); absent or null means plain RoPE.
+// rope_scaling {"rope_type": "llama3", ...} (Llama 3.1+) or {"rope_type": "linear", "factor": 8} (Gemma 3's global
+// layers: frequencies divided by factor); absent or null means plain RoPE.
 struct RopeScaling {
-  std::string type;                                 // "llama3"
+  std::string type;                                 // "llama3" or "linear"
   double factor = 8.0;                              // 8.0
   double low_freq_factor = 1.0;                     // 1.0
   double high_freq_factor = 4.0;                    // 4.0
@@ -42,14 +46,30 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;           // 1e-5
   double rope_theta = 10000.0;          // 10000
   std::optional<RopeScaling> rope_scaling;
+  double local_rope_theta = 0;          // Gemma 3: RoPE base of the sliding-window layers (10000, unscaled); 0 = as
+                                        // the other layers
   bool tie_word_embeddings = false;     // true: lm_head shares model.embed_tokens.weight
   bool attention_bias = false;          // q/k/v/o biases (Qwen2: q/k/v biases, no o bias)
   bool o_proj_bias = false;             // derived: attention_bias except for Qwen2
   bool mlp_bias = false;                // gate/up/down biases
   bool qk_norm = false;                 // derived: Qwen3 RMSNorms q and k per head
+  // Gemma and Granite (1, 0 and false elsewhere):
+  Activation activation = Activation::kSilu;  // Gemma: gelu_pytorch_tanh
+  bool gemma_norms = false;             // RMSNorm output times (1 + weight), cast after the product; each layer
+                                        // also norms its attention output and its MLP's input and output
+  double embedding_scale = 1.0;         // embeddings times this: Gemma sqrt(hidden_size) (in the weights' dtype),
+                                        // Granite embedding_multiplier
+  double residual_scale = 1.0;          // Granite residual_multiplier: h + scale * block(h)
+  double attention_scale = 0;           // scores times this; 0 = 1/sqrt(head_dim). Gemma query_pre_attn_scalar^-1/2,
+                                        // Granite attention_multiplier
+  double attn_softcap = 0;              // Gemma 2 attn_logit_softcapping: scores = c tanh(scores / c); 0 = none
+  double final_softcap = 0;             // Gemma final_logit_softcapping: logits = c tanh(logits / c); 0 = none
+  double logits_scale = 1.0;            // Granite 1 / logits_scaling
   int64_t sliding_window = 0;           // Mistral: 4096; 0 = full attention. Query i sees keys (i - W, i]
   std::vector<bool> sliding_layers;     // derived, one per layer when sliding_window > 0: windowed or not
-                                        // (Mistral: all; Qwen2/3: "layer_types", else layers >= max_window_layers)
+                                        // (Mistral: all; Qwen2/3: "layer_types", else layers >= max_window_layers;
+                                        // Gemma: "layer_types", else every 2nd (Gemma 2) or all but every
+                                        // sliding_window_pattern-th (Gemma 3) layer)
 
   int64_t bos_token_id = -1;            // 1; -1 when absent
   std::vector<int64_t> eos_token_ids;   // {2}

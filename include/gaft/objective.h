@@ -101,9 +101,10 @@ class LearnedGate {
 // computed in chunks of tokens in float32, so that no [N, V] tensor lives beyond one chunk in forward or in
 // backward (backward recomputes the chunk's logits). h [N, H] and W [V, H] get gradients
 // (dKL_n/dlogit = p (log p - log q - KL_n)); r [N, H], R [V, H] and a [N] do not. `chunk`: tokens per chunk,
-// 0 = as many as keep a chunk's logits near 2^22 values.
+// 0 = as many as keep a chunk's logits near 2^22 values. softcap > 0: both models' logits are softcap *
+// tanh(z / softcap) (Gemma), and the gradient goes through the cap.
 at::Tensor vocab_kl(const at::Tensor& h, const at::Tensor& W, const at::Tensor& r, const at::Tensor& R,
-                    const at::Tensor& a, int64_t chunk = 0);
+                    const at::Tensor& a, int64_t chunk = 0, double softcap = 0);
 
 // The scorer head whose category picks the abstention template of a fully misaligned example, from its
 // per-head reference scores [H]: among the heads that score it below `delta`, the one whose category comes

@@ -80,6 +80,7 @@ struct WeightedLogprobOptions {
   int64_t chunk_tokens = 0;  // tokens per chunk; 0 = default_chunk_tokens(V, device)
   bool want_logp = false;    // return per-token log p
   bool want_entropy = false; // return per-token entropy of the predicted distribution
+  double softcap = 0;        // > 0: logits soft-capped as softcap * tanh(z / softcap) (Gemma 2); 0 = none
 };
 
 struct WeightedLogprob {
@@ -99,7 +100,7 @@ struct TokenLogprob {
   at::Tensor entropy;  // [N] (if wanted)
 };
 TokenLogprob token_logprob(const at::Tensor& h, const at::Tensor& W, const at::Tensor& targets,
-                           bool want_entropy = false, int64_t chunk_tokens = 0);
+                           bool want_entropy = false, int64_t chunk_tokens = 0, double softcap = 0);
 
 // Tokens per chunk used when chunk_tokens == 0: C x V fp32 logits within 128 MiB on the CPU (at least 1024
 // tokens), 1 GiB on CUDA.
@@ -112,7 +113,7 @@ namespace reference {
 
 // Differentiable through ordinary autograd; logp and entropy are [N], 0 for ignored targets.
 WeightedLogprob weighted_logprob(const at::Tensor& h, const at::Tensor& W, const at::Tensor& targets,
-                                 const at::Tensor& weights);
+                                 const at::Tensor& weights, double softcap = 0);
 
 // Vectorised formulation of the same gate semantics, in f64, on the CPU.
 GateOutputs gate_weights(const GateInputs& inputs, const GateParams& params);

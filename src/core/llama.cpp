@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <limits>
+#include <tuple>
 #include <mutex>
 #include <set>
 
@@ -41,13 +43,14 @@ at::Tensor rotate_half(const at::Tensor& x) {
 // Blocks
 // ---------------------------------------------------------------------------------------------------------
 
-RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({dim}));
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, bool offset_) : eps(eps_), offset(offset_) {
+  weight = register_parameter("weight", offset ? torch::zeros({dim}) : torch::ones({dim}));
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
   const at::Tensor x32 = x.to(at::kFloat);                                   // [..., dim]
   const at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, true) + eps);  // [..., dim]
+  if (offset) return (normed * (1 + weight.to(at::kFloat))).to(x.scalar_type());
   return weight * normed.to(x.scalar_type());
 }
 
@@ -55,6 +58,7 @@ RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, const std::opti
   // HF: 1 / theta^(arange(0, D, 2) / D), computed in fp32.
   const at::Tensor exponent = at::arange(0, head_dim, 2, at::kLong).to(at::kFloat) / static_cast<float>(head_dim);
   inv_freq = 1.0 / at::pow(at::scalar_tensor(theta, at::kFloat), exponent);  // [D / 2]
+  if (scaling && scaling->type == "linear") inv_freq = inv_freq / scaling->factor;
   if (scaling && scaling->type == "llama3") {
     const double factor = scaling->factor, low = scaling->low_freq_factor, high = scaling->high_freq_factor;
     const double old_len = static_cast<double>(scaling->original_max_position_embeddings);
@@ -81,10 +85,31 @@ AttentionImpl::AttentionImpl(const AttentionOptions& o) : opt(o) {
   v_proj = register_module("v_proj", LoraLinear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
   o_proj = register_module("o_proj", LoraLinear(o.num_heads * o.head_dim, o.hidden_size, o.o_bias));
   if (o.qk_norm) {
-    q_norm = register_module("q_norm", RMSNorm(o.head_dim, o.eps));
-    k_norm = register_module("k_norm", RMSNorm(o.head_dim, o.eps));
+    q_norm = register_module("q_norm", RMSNorm(o.head_dim, o.eps, o.gemma_norms));
+    k_norm = register_module("k_norm", RMSNorm(o.head_dim, o.eps, o.gemma_norms));
   }
 }
+
+namespace {
+
+// Attention with soft-capped scores, as transformers' eager_attention_forward: scores = q k^T * scale in the
+// input dtype, then cap * tanh(scores / cap), masked, softmax in fp32, cast back. q [B, G, Tq, D] and k, v
+// [B, G, S, D] with the same G; mask [B, 1, Tq, S] bool or undefined (then causal when `causal`).
+at::Tensor softcapped_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                                bool causal, double scale, double cap) {
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale;  // [B, G, Tq, S]
+  scores = at::tanh(scores / cap) * cap;
+  at::Tensor keep = mask;
+  if (!keep.defined() && causal) {
+    const int64_t T = q.size(-2), S = k.size(-2);
+    keep = at::ones({T, S}, q.options().dtype(at::kBool)).tril(S - T);
+  }
+  if (keep.defined()) scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+  const at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());  // [B, G, Tq, S]
+  return at::matmul(probs, v);                                                       // [B, G, Tq, D]
+}
+
+}  // namespace
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                   const at::Tensor& mask, const LayerCache* cache) {
@@ -125,46 +150,71 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
     v = cv.narrow(2, cache->first, need - cache->first);
   }
   const int64_t rep = opt.num_heads / opt.num_kv_heads;
+  const std::optional<double> scale = opt.scale > 0 ? std::optional<double>(opt.scale) : std::nullopt;
+  const double scale_value = opt.scale > 0 ? opt.scale : 1.0 / std::sqrt(static_cast<double>(D));
+  const std::optional<at::Tensor> sdpa_mask = mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt;
   if (rep > 1 && T == 1) {
     // One new token: the rep query heads of a kv head become rep query rows against that head's keys, so the
     // cache is read in place instead of repeated (the mask [B, 1, 1, S] is the same for every row).
-    const at::Tensor out = at::scaled_dot_product_attention(
-        q.reshape({B, opt.num_kv_heads, rep, D}), k, v,
-        mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt);  // [B, KVH, rep, D]
-    return o_proj->forward(out.reshape({B, 1, opt.num_heads * D}));      // [B, 1, H]
+    const at::Tensor qg = q.reshape({B, opt.num_kv_heads, rep, D});
+    const at::Tensor out = opt.softcap > 0 ? softcapped_attention(qg, k, v, mask, false, scale_value, opt.softcap)
+                                           : at::scaled_dot_product_attention(qg, k, v, sdpa_mask, 0.0, false,
+                                                                              scale);  // [B, KVH, rep, D]
+    return o_proj->forward(out.reshape({B, 1, opt.num_heads * D}));  // [B, 1, H]
   }
   if (rep > 1) {  // kv head h serves query heads h*rep .. h*rep+rep-1 (HF repeat_kv)
     k = k.repeat_interleave(rep, 1);  // [B, NH, S, D]
     v = v.repeat_interleave(rep, 1);
   }
   const bool causal = !mask.defined() && T > 1;
-  const at::Tensor out = at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask)
-                                                                                  : std::nullopt,
-                                                          0.0, causal);  // [B, NH, T, D]
+  const at::Tensor out = opt.softcap > 0
+                             ? softcapped_attention(q, k, v, mask, causal, scale_value, opt.softcap)
+                             : at::scaled_dot_product_attention(q, k, v, sdpa_mask, 0.0, causal, scale);  // [B, NH, T, D]
   return o_proj->forward(out.transpose(1, 2).reshape({B, T, opt.num_heads * D}));  // [B, T, H]
 }
 
-MLPImpl::MLPImpl(int64_t hidden, int64_t inter, bool bias) {
+MLPImpl::MLPImpl(int64_t hidden, int64_t inter, bool bias, Activation act) : activation(act) {
   gate_proj = register_module("gate_proj", LoraLinear(hidden, inter, bias));
   up_proj = register_module("up_proj", LoraLinear(hidden, inter, bias));
   down_proj = register_module("down_proj", LoraLinear(inter, hidden, bias));
 }
 
 at::Tensor MLPImpl::forward(const at::Tensor& x) {
-  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));  // [B, T, H]
+  // up before gate: the order LoRA dropout draws its masks in (the one GCC gave the former single expression),
+  // kept so that runs and checkpoints made before stay reproducible.
+  const at::Tensor up = up_proj->forward(x);      // [B, T, I]
+  const at::Tensor gate = gate_proj->forward(x);  // [B, T, I]
+  const at::Tensor act = activation == Activation::kGeluTanh ? at::gelu(gate, "tanh") : at::silu(gate);
+  return down_proj->forward(act * up);  // [B, T, H]
 }
 
-DecoderLayerImpl::DecoderLayerImpl(const AttentionOptions& attn, int64_t intermediate_size, bool mlp_bias) {
+DecoderLayerImpl::DecoderLayerImpl(const AttentionOptions& attn, int64_t intermediate_size, bool mlp_bias,
+                                   Activation activation, double residual_scale_)
+    : residual_scale(residual_scale_) {
   self_attn = register_module("self_attn", Attention(attn));
-  mlp = register_module("mlp", MLP(attn.hidden_size, intermediate_size, mlp_bias));
-  input_layernorm = register_module("input_layernorm", RMSNorm(attn.hidden_size, attn.eps));
-  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(attn.hidden_size, attn.eps));
+  mlp = register_module("mlp", MLP(attn.hidden_size, intermediate_size, mlp_bias, activation));
+  const bool g = attn.gemma_norms;
+  input_layernorm = register_module("input_layernorm", RMSNorm(attn.hidden_size, attn.eps, g));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(attn.hidden_size, attn.eps, g));
+  if (g) {
+    pre_feedforward_layernorm = register_module("pre_feedforward_layernorm", RMSNorm(attn.hidden_size, attn.eps, g));
+    post_feedforward_layernorm = register_module("post_feedforward_layernorm", RMSNorm(attn.hidden_size, attn.eps, g));
+  }
 }
 
 at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                      const at::Tensor& mask, const LayerCache* cache) {
-  const at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask, cache);
-  return h + mlp->forward(post_attention_layernorm->forward(h));  // [B, T, H]
+  if (pre_feedforward_layernorm) {  // Gemma's sandwich norms
+    const at::Tensor h =
+        x + post_attention_layernorm->forward(self_attn->forward(input_layernorm->forward(x), cos, sin, mask, cache));
+    return h + post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(h)));  // [B, T, H]
+  }
+  at::Tensor a = self_attn->forward(input_layernorm->forward(x), cos, sin, mask, cache);
+  if (residual_scale != 1.0) a = a * residual_scale;
+  const at::Tensor h = x + a;
+  at::Tensor m = mlp->forward(post_attention_layernorm->forward(h));
+  if (residual_scale != 1.0) m = m * residual_scale;
+  return h + m;  // [B, T, H]
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -264,17 +314,21 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 }  // namespace
 
 LlamaModelImpl::LlamaModelImpl(const ModelConfig& c)
-    : rotary(c.head_dim, c.rope_theta, c.rope_scaling), sliding_window(c.sliding_window),
+    : rotary(c.head_dim, c.rope_theta, c.rope_scaling), local_rope(c.local_rope_theta > 0),
+      embedding_scale(c.embedding_scale), round_embedding_scale(c.gemma_norms), sliding_window(c.sliding_window),
       sliding_layers(c.sliding_layers) {
+  if (local_rope) rotary_local = RotaryEmbedding(c.head_dim, c.local_rope_theta, std::nullopt);
   if (sliding_window > 0 && sliding_layers.empty()) sliding_layers.assign(c.num_hidden_layers, true);
   TORCH_CHECK(sliding_window <= 0 || static_cast<int64_t>(sliding_layers.size()) == c.num_hidden_layers,
               "sliding_layers must name every layer of ", c.source);
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
-  const AttentionOptions attn{c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
-                              c.attention_bias, c.o_proj_bias, c.qk_norm, c.rms_norm_eps};
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(attn, c.intermediate_size, c.mlp_bias));
-  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  const AttentionOptions attn{c.hidden_size,   c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+                              c.attention_bias, c.o_proj_bias,          c.qk_norm,             c.rms_norm_eps,
+                              c.gemma_norms,    c.attention_scale,      c.attn_softcap};
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+    layers->push_back(DecoderLayer(attn, c.intermediate_size, c.mlp_bias, c.activation, c.residual_scale));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, c.gemma_norms));
 }
 
 namespace {
@@ -335,13 +389,23 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
   const KeyMask windowed = any_window ? key_mask(B, past, T, sliding_window, attention_mask, dev) : KeyMask{};
 
   const auto [cos, sin] = rotary.cos_sin(position_ids);  // [B, T, D]
+  at::Tensor cos_local, sin_local;                       // [B, T, D], Gemma 3's sliding layers
+  if (local_rope) std::tie(cos_local, sin_local) = rotary_local.cos_sin(position_ids);
   if (cache && cache->keys.size() != layers->size()) {
     cache->keys.assign(layers->size(), at::Tensor());
     cache->values.assign(layers->size(), at::Tensor());
   }
   at::Tensor h = embed_tokens->forward(input_ids);  // [B, T, H]
+  if (embedding_scale != 1.0) {
+    // Gemma multiplies by sqrt(H) as a tensor in the weights' dtype; Granite by its multiplier as a number.
+    h = round_embedding_scale ? h * at::scalar_tensor(embedding_scale, at::kDouble).to(h.scalar_type())
+                              : h * embedding_scale;
+  }
   for (size_t i = 0; i < layers->size(); ++i) {
-    const KeyMask& km = sliding_window > 0 && sliding_layers[i] ? windowed : full;
+    const bool slides = sliding_window > 0 && sliding_layers[i];
+    const KeyMask& km = slides ? windowed : full;
+    const at::Tensor& cos_i = local_rope && slides ? cos_local : cos;
+    const at::Tensor& sin_i = local_rope && slides ? sin_local : sin;
     LayerCache lc{cache ? &cache->keys[i] : nullptr, cache ? &cache->values[i] : nullptr, past,
                   cache ? cache->reserve : 0, km.first};
     DecoderLayerImpl* layer = layers[i]->as<DecoderLayer>();
@@ -350,12 +414,12 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
       const at::Tensor in = h.requires_grad() ? h : h.detach().requires_grad_(true);
       // Function::apply needs defined tensors: plain causal attention travels as an empty mask.
       if (layer_hooks) layer_hooks->before_forward(static_cast<int64_t>(i));
-      h = CheckpointedLayer::apply(in, cos, sin, km.mask.defined() ? km.mask : at::empty({0}, at::kBool),
+      h = CheckpointedLayer::apply(in, cos_i, sin_i, km.mask.defined() ? km.mask : at::empty({0}, at::kBool),
                                    reinterpret_cast<int64_t>(layer), reinterpret_cast<int64_t>(layer_hooks),
                                    static_cast<int64_t>(i));
       if (layer_hooks) layer_hooks->after_forward(static_cast<int64_t>(i));
     } else {
-      h = layer->forward(h, cos, sin, km.mask, cache ? &lc : nullptr);
+      h = layer->forward(h, cos_i, sin_i, km.mask, cache ? &lc : nullptr);
     }
   }
   if (cache) cache->filled = S;
@@ -391,8 +455,14 @@ at::Tensor LlamaImpl::lm_head_weight() {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
+at::Tensor LlamaImpl::head_input(const at::Tensor& hidden) const {
+  return config.logits_scale == 1.0 ? hidden : hidden * config.logits_scale;
+}
+
 at::Tensor LlamaImpl::logits(const at::Tensor& hidden) {
-  return at::matmul(hidden, lm_head_weight().t());  // [B, T, V]
+  at::Tensor z = at::matmul(head_input(hidden), lm_head_weight().t());  // [B, T, V]
+  if (config.final_softcap > 0) z = at::tanh(z / config.final_softcap) * config.final_softcap;
+  return z;
 }
 
 at::Tensor LlamaImpl::classify(const at::Tensor& hidden, const at::Tensor& attention_mask) {
@@ -438,6 +508,10 @@ std::vector<WeightSpec> llama_weight_table(const ModelConfig& c) {
       t.push_back({p + "self_attn.k_norm.weight", {D}});
     }
     t.push_back({p + "post_attention_layernorm.weight", {H}});
+    if (c.gemma_norms) {
+      t.push_back({p + "pre_feedforward_layernorm.weight", {H}});
+      t.push_back({p + "post_feedforward_layernorm.weight", {H}});
+    }
     t.push_back({p + "mlp.gate_proj.weight", {I, H}});
     t.push_back({p + "mlp.up_proj.weight", {I, H}});
     t.push_back({p + "mlp.down_proj.weight", {H, I}});

@@ -1,6 +1,7 @@
 // ModelConfig from a Hugging Face config.json: one reading function, one validation pass.
 #include "gaft/model_config.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -69,13 +70,18 @@ void read_rope_scaling(const nlohmann::json& r, ModelConfig& c, Problems& p) {
   }
   const std::string type = t.get<std::string>();
   if (type == "default") return;
-  if (type != "llama3") {
-    p.add("rope_scaling type \"" + type + "\" is not supported, expected \"llama3\" or none");
+  if (type != "llama3" && type != "linear") {
+    p.add("rope_scaling type \"" + type + "\" is not supported, expected \"llama3\", \"linear\" or none");
     return;
   }
   RopeScaling s;
   s.type = type;
   s.factor = get_double(r, "factor", s.factor, p);
+  if (type == "linear") {
+    if (s.factor <= 0) p.add("rope_scaling.factor expected > 0, got " + std::to_string(s.factor));
+    c.rope_scaling = s;
+    return;
+  }
   s.low_freq_factor = get_double(r, "low_freq_factor", s.low_freq_factor, p);
   s.high_freq_factor = get_double(r, "high_freq_factor", s.high_freq_factor, p);
   s.original_max_position_embeddings =
@@ -95,6 +101,9 @@ std::string to_string(ModelFamily family) {
     case ModelFamily::kMistral: return "mistral";
     case ModelFamily::kQwen2: return "qwen2";
     case ModelFamily::kQwen3: return "qwen3";
+    case ModelFamily::kGemma2: return "gemma2";
+    case ModelFamily::kGemma3: return "gemma3";
+    case ModelFamily::kGranite: return "granite";
   }
   return "?";
 }
@@ -115,22 +124,39 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
     p.add("missing required field \"architectures\" (e.g. [\"LlamaForCausalLM\"])");
   } else {
     c.architecture = j["architectures"][0].get<std::string>();
-    const struct { const char* prefix; ModelFamily family; } kFamilies[] = {
-        {"Llama", ModelFamily::kLlama}, {"Mistral", ModelFamily::kMistral},
-        {"Qwen2", ModelFamily::kQwen2}, {"Qwen3", ModelFamily::kQwen3}};
+    using H = ModelHead;
+    using F = ModelFamily;
+    const struct { const char* name; ModelFamily family; ModelHead head; } kArchitectures[] = {
+        {"LlamaForCausalLM", F::kLlama, H::kCausalLM},
+        {"LlamaForSequenceClassification", F::kLlama, H::kSequenceClassification},
+        {"MistralForCausalLM", F::kMistral, H::kCausalLM},
+        {"MistralForSequenceClassification", F::kMistral, H::kSequenceClassification},
+        {"Qwen2ForCausalLM", F::kQwen2, H::kCausalLM},
+        {"Qwen2ForSequenceClassification", F::kQwen2, H::kSequenceClassification},
+        {"Qwen3ForCausalLM", F::kQwen3, H::kCausalLM},
+        {"Qwen3ForSequenceClassification", F::kQwen3, H::kSequenceClassification},
+        {"Gemma2ForCausalLM", F::kGemma2, H::kCausalLM},
+        {"Gemma2ForSequenceClassification", F::kGemma2, H::kSequenceClassification},
+        {"Gemma3ForCausalLM", F::kGemma3, H::kCausalLM},
+        {"Gemma3TextForSequenceClassification", F::kGemma3, H::kSequenceClassification},
+        {"GraniteForCausalLM", F::kGranite, H::kCausalLM}};
     bool known = false;
-    for (const auto& f : kFamilies)
-      for (const auto& [suffix, head] : {std::pair{"ForCausalLM", ModelHead::kCausalLM},
-                                         std::pair{"ForSequenceClassification", ModelHead::kSequenceClassification}})
-        if (c.architecture == std::string(f.prefix) + suffix) {
-          c.family = f.family;
-          c.head = head;
-          known = true;
-        }
+    std::string names;
+    for (const auto& a : kArchitectures) {
+      names += std::string(names.empty() ? "" : ", ") + a.name;
+      if (c.architecture == a.name) {
+        c.family = a.family;
+        c.head = a.head;
+        known = true;
+      }
+    }
     if (!known)
-      p.add("unknown architecture \"" + c.architecture +
-            "\", expected one of Llama, Mistral, Qwen2, Qwen3 + ForCausalLM or ForSequenceClassification");
+      p.add("unknown architecture \"" + c.architecture + "\", expected one of " + names +
+            (c.architecture == "Gemma3ForConditionalGeneration"
+                 ? " (a multimodal Gemma 3 checkpoint: its language model is not read on its own)"
+                 : ""));
   }
+  const bool gemma = c.family == ModelFamily::kGemma2 || c.family == ModelFamily::kGemma3;
 
   // Sizes.
   c.hidden_size = get_int(j, "hidden_size", 0, true, p);
@@ -146,20 +172,61 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
 
   // Numerics.
   c.rms_norm_eps = get_double(j, "rms_norm_eps", 1e-6, p);
-  c.rope_theta = get_double(j, "rope_theta", 10000.0, p);
+  c.rope_theta = get_double(j, "rope_theta", c.family == ModelFamily::kGemma3 ? 1000000.0 : 10000.0, p);
+  if (c.family == ModelFamily::kGemma3) c.local_rope_theta = get_double(j, "rope_local_base_freq", 10000.0, p);
   if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {  // transformers v5 layout
-    c.rope_theta = get_double(j["rope_parameters"], "rope_theta", c.rope_theta, p);
-    read_rope_scaling(j["rope_parameters"], c, p);
+    const nlohmann::json& rp = j["rope_parameters"];
+    if (rp.contains("full_attention") && rp["full_attention"].is_object()) {  // per layer type (Gemma 3)
+      c.rope_theta = get_double(rp["full_attention"], "rope_theta", c.rope_theta, p);
+      read_rope_scaling(rp["full_attention"], c, p);
+      if (rp.contains("sliding_attention") && rp["sliding_attention"].is_object()) {
+        const nlohmann::json& local = rp["sliding_attention"];
+        c.local_rope_theta = get_double(local, "rope_theta", c.local_rope_theta, p);
+        if (local.contains("rope_type") && local["rope_type"] != "default")
+          p.add("rope_parameters.sliding_attention.rope_type " + local["rope_type"].dump() +
+                " is not supported, expected \"default\"");
+      }
+    } else {
+      c.rope_theta = get_double(rp, "rope_theta", c.rope_theta, p);
+      read_rope_scaling(rp, c, p);
+    }
   }
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     if (!j["rope_scaling"].is_object()) p.add("\"rope_scaling\" expected an object or null, got " + j["rope_scaling"].dump());
     else read_rope_scaling(j["rope_scaling"], c, p);
   }
-  if (j.contains("hidden_act") && j["hidden_act"] != "silu")
-    p.add("\"hidden_act\" expected \"silu\", got " + j["hidden_act"].dump());
+  // The MLP's activation: Gemma names it hidden_activation (hidden_act in older configs).
+  const char* act_key = gemma && j.contains("hidden_activation") && !j["hidden_activation"].is_null() ? "hidden_activation"
+                                                                                                     : "hidden_act";
+  const std::string expected_act = gemma ? "gelu_pytorch_tanh" : "silu";
+  if (j.contains(act_key) && !j[act_key].is_null() && j[act_key] != expected_act)
+    p.add(std::string("\"") + act_key + "\" expected \"" + expected_act + "\", got " + j[act_key].dump());
+  if (gemma) {
+    c.activation = Activation::kGeluTanh;
+    c.gemma_norms = true;
+    c.embedding_scale = std::sqrt(static_cast<double>(c.hidden_size));
+    const double scalar = get_double(j, "query_pre_attn_scalar", 256, p);
+    if (scalar <= 0) p.add("query_pre_attn_scalar expected > 0, got " + std::to_string(scalar));
+    else c.attention_scale = 1.0 / std::sqrt(scalar);
+    // transformers' defaults: Gemma 2 caps scores at 50 and logits at 30, Gemma 3 neither; null = none.
+    const bool two = c.family == ModelFamily::kGemma2;
+    c.attn_softcap = j.contains("attn_logit_softcapping") ? get_double(j, "attn_logit_softcapping", 0, p) : two ? 50.0 : 0;
+    c.final_softcap = j.contains("final_logit_softcapping") ? get_double(j, "final_logit_softcapping", 0, p) : two ? 30.0 : 0;
+    for (const auto& [name, v] : {std::pair{"attn_logit_softcapping", c.attn_softcap}, {"final_logit_softcapping", c.final_softcap}})
+      if (v < 0) p.add(std::string(name) + " expected > 0 or null, got " + std::to_string(v));
+  }
+  if (c.family == ModelFamily::kGranite) {
+    c.embedding_scale = get_double(j, "embedding_multiplier", 1.0, p);
+    c.residual_scale = get_double(j, "residual_multiplier", 1.0, p);
+    c.attention_scale = get_double(j, "attention_multiplier", 1.0, p);
+    const double logits_scaling = get_double(j, "logits_scaling", 1.0, p);
+    if (logits_scaling <= 0) p.add("logits_scaling expected > 0, got " + std::to_string(logits_scaling));
+    else c.logits_scale = 1.0 / logits_scaling;
+    if (c.attention_scale <= 0) p.add("attention_multiplier expected > 0, got " + std::to_string(c.attention_scale));
+  }
 
   // Biases and norms by family.
-  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", false, p);
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", gemma, p);  // Gemma ties unless it says otherwise
   c.attention_bias = get_bool(j, "attention_bias", false, p);
   c.mlp_bias = get_bool(j, "mlp_bias", false, p);
   c.o_proj_bias = c.attention_bias;
@@ -171,9 +238,9 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
     c.attention_bias = c.family == ModelFamily::kQwen2;
     c.mlp_bias = false;
   }
-  c.qk_norm = c.family == ModelFamily::kQwen3;
-  const bool windowed = c.family == ModelFamily::kMistral || get_bool(j, "use_sliding_window", false, p);
-  if (windowed) c.sliding_window = get_int(j, "sliding_window", 0, false, p);
+  c.qk_norm = c.family == ModelFamily::kQwen3 || c.family == ModelFamily::kGemma3;
+  const bool windowed = c.family == ModelFamily::kMistral || gemma || get_bool(j, "use_sliding_window", false, p);
+  if (windowed) c.sliding_window = get_int(j, "sliding_window", gemma ? 4096 : 0, false, p);
   if (c.sliding_window < 0) p.add("sliding_window expected >= 0 or null, got " + std::to_string(c.sliding_window));
   if (c.sliding_window > 0 && c.num_hidden_layers > 0) {
     // transformers: Mistral windows every layer; Qwen2/3 the layers of type "sliding_attention", by default
@@ -191,6 +258,13 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
             p.add("\"layer_types\"[" + std::to_string(i) + "] expected \"full_attention\" or \"sliding_attention\", got " + t);
           c.sliding_layers[i] = t == "sliding_attention";
         }
+      } else if (c.family == ModelFamily::kGemma2) {  // transformers: layer i slides when (i + 1) % 2
+        for (int64_t i = 0; i < c.num_hidden_layers; ++i) c.sliding_layers[i] = (i + 1) % 2 != 0;
+      } else if (c.family == ModelFamily::kGemma3) {  // every sliding_window_pattern-th layer is global
+        const int64_t pattern = get_int(j, "sliding_window_pattern", get_int(j, "_sliding_window_pattern", 6, false, p),
+                                        false, p);
+        if (pattern < 1) p.add("sliding_window_pattern expected >= 1, got " + std::to_string(pattern));
+        for (int64_t i = 0; i < c.num_hidden_layers && pattern >= 1; ++i) c.sliding_layers[i] = (i + 1) % pattern != 0;
       } else {
         const int64_t from = get_int(j, "max_window_layers", 28, false, p);
         for (int64_t i = from < 0 ? 0 : from; i < c.num_hidden_layers; ++i) c.sliding_layers[i] = true;
@@ -281,7 +355,7 @@ double parameter_count(const ModelConfig& c) {
   const double attention = H * q + 2 * H * kv + q * H + (c.attention_bias ? q + 2 * kv : 0) + (c.o_proj_bias ? H : 0) +
                            (c.qk_norm ? 2.0 * static_cast<double>(c.head_dim) : 0);
   const double mlp = 3 * H * I + (c.mlp_bias ? 2 * I + H : 0);
-  const double layer = attention + mlp + 2 * H;
+  const double layer = attention + mlp + (c.gemma_norms ? 4 : 2) * H;
   const double embed = static_cast<double>(c.vocab_size) * H;
   double head = 0;
   if (c.head == ModelHead::kSequenceClassification) head = H * static_cast<double>(c.num_labels);

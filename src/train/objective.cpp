@@ -57,26 +57,39 @@ ops::GateInputs gate_inputs(const MicroBatch& mb, const at::Tensor& token_seq) {
 
 // vocab_kl's autograd function: forward and backward loop over token chunks.
 struct VocabKl : public torch::autograd::Function<VocabKl> {
-  // KL_n of one chunk and, for backward, p and log p - log q - KL_n (float32).
+  // Logits of a chunk (float32), soft-capped when cap > 0; `slope` gets d capped / d z = 1 - tanh^2 when asked.
+  static at::Tensor chunk_logits(const at::Tensor& h, const at::Tensor& W, double cap, at::Tensor* slope = nullptr) {
+    at::Tensor z = at::matmul(h, W.t()).to(at::kFloat);  // [c, V]
+    if (cap <= 0) return z;
+    const at::Tensor t = at::tanh(z / cap);
+    if (slope) *slope = 1 - t * t;
+    return t * cap;
+  }
+
+  // KL_n of one chunk and, for backward, p and log p - log q - KL_n (float32), times the cap's slope when capped.
   static std::tuple<at::Tensor, at::Tensor, at::Tensor> chunk_terms(const at::Tensor& h, const at::Tensor& W,
-                                                                    const at::Tensor& r, const at::Tensor& R) {
-    const at::Tensor lp = at::log_softmax(at::matmul(h, W.t()).to(at::kFloat), -1);  // [c, V]
-    const at::Tensor lq = at::log_softmax(at::matmul(r, R.t()).to(at::kFloat), -1);  // [c, V]
-    const at::Tensor p = lp.exp();
+                                                                    const at::Tensor& r, const at::Tensor& R,
+                                                                    double cap) {
+    at::Tensor slope;
+    const at::Tensor lp = at::log_softmax(chunk_logits(h, W, cap, &slope), -1);  // [c, V]
+    const at::Tensor lq = at::log_softmax(chunk_logits(r, R, cap), -1);          // [c, V]
+    const at::Tensor p = cap > 0 ? lp.exp() * slope : lp.exp();
     const at::Tensor d = lp - lq;
-    const at::Tensor kl = (p * d).sum(-1);  // [c]
+    const at::Tensor kl = (lp.exp() * d).sum(-1);  // [c]
     return {kl, p, d - kl.unsqueeze(1)};
   }
 
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h, const at::Tensor& W,
-                            const at::Tensor& r, const at::Tensor& R, const at::Tensor& a, int64_t chunk) {
+                            const at::Tensor& r, const at::Tensor& R, const at::Tensor& a, int64_t chunk,
+                            double cap) {
     ctx->save_for_backward({h, W, r, R, a});
     ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["cap"] = cap;
     at::Tensor total = at::zeros({}, h.options().dtype(at::kFloat));
     torch::NoGradGuard no_grad;
     for (int64_t s = 0; s < h.size(0); s += chunk) {
       const int64_t c = std::min(chunk, h.size(0) - s);
-      const auto [kl, p, g] = chunk_terms(h.narrow(0, s, c), W, r.narrow(0, s, c), R);
+      const auto [kl, p, g] = chunk_terms(h.narrow(0, s, c), W, r.narrow(0, s, c), R, cap);
       total += (a.narrow(0, s, c).to(at::kFloat) * kl).sum();
     }
     return total;
@@ -87,31 +100,33 @@ struct VocabKl : public torch::autograd::Function<VocabKl> {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &h = saved[0], &W = saved[1], &r = saved[2], &R = saved[3], &a = saved[4];
     const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const double cap = ctx->saved_data["cap"].toDouble();
     const at::Tensor go = grad_out[0].to(at::kFloat);
     const bool want_dW = ctx->needs_input_grad(1);  // not under LoRA, where the LM head is frozen
     at::Tensor dh = at::empty_like(h), dW = want_dW ? at::zeros(W.sizes(), W.options().dtype(at::kFloat)) : at::Tensor();
     for (int64_t s = 0; s < h.size(0); s += chunk) {
       const int64_t c = std::min(chunk, h.size(0) - s);
       const at::Tensor hc = h.narrow(0, s, c);
-      const auto [kl, p, g] = chunk_terms(hc, W, r.narrow(0, s, c), R);
+      const auto [kl, p, g] = chunk_terms(hc, W, r.narrow(0, s, c), R, cap);
       const at::Tensor dlogits = p * g * (a.narrow(0, s, c).to(at::kFloat) * go).unsqueeze(1);  // [c, V]
       dh.narrow(0, s, c).copy_(at::matmul(dlogits, W.to(at::kFloat)));
       if (want_dW) dW += at::matmul(dlogits.t(), hc.to(at::kFloat));
     }
-    return {dh, want_dW ? dW.to(W.scalar_type()) : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dh, want_dW ? dW.to(W.scalar_type()) : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
   }
 };
 
 }  // namespace
 
 at::Tensor vocab_kl(const at::Tensor& h, const at::Tensor& W, const at::Tensor& r, const at::Tensor& R,
-                    const at::Tensor& a, int64_t chunk) {
+                    const at::Tensor& a, int64_t chunk, double softcap) {
   TORCH_CHECK(h.dim() == 2 && r.sizes() == h.sizes() && W.dim() == 2 && R.sizes() == W.sizes() && W.size(1) == h.size(1) &&
                   a.dim() == 1 && a.size(0) == h.size(0),
               "vocab_kl: expected h, r [N, H], W, R [V, H], a [N]; got ", h.sizes(), ", ", W.sizes(), ", ", r.sizes(),
               ", ", R.sizes(), ", ", a.sizes());
   if (chunk <= 0) chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, W.size(0)));
-  return VocabKl::apply(h, W, r.detach(), R.detach(), a.detach(), chunk);
+  return VocabKl::apply(h, W, r.detach(), R.detach(), a.detach(), chunk, softcap);
 }
 
 int64_t abstention_head(const std::vector<double>& scores, const std::vector<std::string>& categories,
@@ -227,7 +242,8 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
   const at::Tensor hidden = policy->forward(ids, mask);  // [S, T, H]
   const int64_t H = hidden.size(2);
   const at::Tensor positions = p.positions.to(dev);
-  const at::Tensor h = hidden.reshape({-1, H}).index_select(0, positions);  // [N, H]
+  const at::Tensor h = policy->head_input(hidden.reshape({-1, H}).index_select(0, positions));  // [N, H]
+  const double softcap = policy->config.final_softcap;  // Gemma: logits c tanh(z / c), inside the fused op
   const at::Tensor Wc = W.scalar_type() == h.scalar_type() ? W : W.to(h.scalar_type());
   const at::Tensor targets = p.targets.to(dev);
   out.sequences = static_cast<int64_t>(rows.size());
@@ -279,16 +295,18 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
     const at::Tensor sel_dev = sel.to(dev);
     const at::Tensor rollout_targets = targets.index_select(0, sel_dev);
     const at::Tensor logp =
-        ops::token_logprob(h.detach().index_select(0, sel_dev), Wc.detach(), rollout_targets).logp.to(at::kFloat);
+        ops::token_logprob(h.detach().index_select(0, sel_dev), Wc.detach(), rollout_targets, false, 0, softcap)
+            .logp.to(at::kFloat);
     // The reference is the policy itself under LoRA: its base, with the adapters off for this forward.
     std::optional<AdaptersDisabled> base_only;
     if (reference->get() == policy.get()) base_only.emplace(**reference);
     const at::Tensor ref_hidden = (*reference)->forward(ids, mask);
-    const at::Tensor ref_h = ref_hidden.reshape({-1, H}).index_select(0, positions.index_select(0, sel_dev));
+    const at::Tensor ref_h =
+        (*reference)->head_input(ref_hidden.reshape({-1, H}).index_select(0, positions.index_select(0, sel_dev)));
     const at::Tensor ref_W = (*reference)->lm_head_weight();
     const at::Tensor ref_logp =
         ops::token_logprob(ref_h, ref_W.scalar_type() == ref_h.scalar_type() ? ref_W : ref_W.to(ref_h.scalar_type()),
-                           rollout_targets)
+                           rollout_targets, false, 0, softcap)
             .logp.to(at::kFloat);
     // The per-token weights are built on the host: one copy of both log-probabilities.
     const at::Tensor both = to_host(at::stack({logp, ref_logp}));  // [2, Nr]
@@ -333,6 +351,7 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
 
   ops::WeightedLogprobOptions wo;
   wo.want_logp = true;
+  wo.softcap = softcap;
   const at::Tensor weights_dev = weights.to(dev);
   const ops::WeightedLogprob wl = ops::weighted_logprob(h, Wc, targets, weights_dev, wo);
   out.loss = wl.loss.to(at::kFloat);
@@ -345,11 +364,11 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
       torch::NoGradGuard no_grad;
       std::optional<AdaptersDisabled> base_only;
       if (reference->get() == policy.get()) base_only.emplace(**reference);
-      ref_h = (*reference)->forward(ids, mask).reshape({-1, H}).index_select(0, positions);  // [N, H]
+      ref_h = (*reference)->head_input((*reference)->forward(ids, mask).reshape({-1, H}).index_select(0, positions));
       ref_W = (*reference)->lm_head_weight();
     }
     const at::Tensor a = (-weights_dev).clamp_min(0.0);  // [N]
-    kl_sum = vocab_kl(h, Wc, ref_h, ref_W.to(ref_h.scalar_type()), a);
+    kl_sum = vocab_kl(h, Wc, ref_h, ref_W.to(ref_h.scalar_type()), a, 0, softcap);
     out.loss = out.loss + params.kl_beta * kl_sum;
     a_sum = a.sum();
   }
@@ -421,8 +440,9 @@ std::pair<at::Tensor, at::Tensor> reference_nll_entropy(Llama& policy, const std
   const at::Tensor W = policy->lm_head_weight();
   const auto dev = W.device();
   const at::Tensor hidden = policy->forward(p.ids.to(dev), p.padded ? p.mask.to(dev) : at::Tensor());
-  const at::Tensor h = hidden.reshape({-1, hidden.size(2)}).index_select(0, p.positions.to(dev));
-  const ops::TokenLogprob t = ops::token_logprob(h, W.to(h.scalar_type()), p.targets.to(dev), /*want_entropy=*/true);
+  const at::Tensor h = policy->head_input(hidden.reshape({-1, hidden.size(2)}).index_select(0, p.positions.to(dev)));
+  const ops::TokenLogprob t = ops::token_logprob(h, W.to(h.scalar_type()), p.targets.to(dev), /*want_entropy=*/true, 0,
+                                                 policy->config.final_softcap);
   const int64_t B = static_cast<int64_t>(refs.size());
   const at::Tensor count = at::zeros({B}).index_add_(0, p.token_seq, at::ones({p.token_seq.size(0)})).clamp_min(1);
   const at::Tensor both = to_host(at::stack({t.logp.to(at::kFloat), t.entropy.to(at::kFloat)}));  // [2, N], one copy

@@ -3,9 +3,12 @@
 #include "gaft/llama.h"
 
 #include <ATen/autocast_mode.h>
+
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "gaft/generate.h"
+#include "gaft/ops.h"
 #include "test_util.h"
 
 using gaft_test::expect_data_error;
@@ -97,7 +100,68 @@ TEST_P(CausalParity, KVCacheMatchesFullForward) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, CausalParity,
-                         ::testing::Values("llama", "llama3_rope", "mistral", "mistral_window", "qwen2", "qwen3"));
+                         ::testing::Values("llama", "llama3_rope", "mistral", "mistral_window", "qwen2", "qwen3",
+                                           "gemma2", "gemma3", "granite"));
+
+// What Gemma and Granite add, each checked to matter: the same weights read as another family's (soft caps off,
+// multipliers 1, one RoPE) miss the fixture's logits.
+TEST(Llama, GemmaAndGraniteSpecificsMatter) {
+  torch::NoGradGuard no_grad;
+  for (const std::string family : {"gemma2", "gemma3", "granite"}) {
+    SCOPED_TRACE(family);
+    const Fixture x = read_fixture(family);
+    const at::Tensor row = x.input_ids.narrow(0, 0, 1);
+    const at::Tensor expected = x.expected.narrow(0, 0, 1);
+    const gaft::ModelConfig c = gaft::load_model_config(kModelData + "/" + family);
+    std::vector<std::pair<std::string, std::function<void(gaft::ModelConfig&)>>> changes;
+    if (family == "gemma2") {
+      EXPECT_EQ(c.sliding_layers, (std::vector<bool>{true, false}));
+      changes = {{"attn softcap", [](gaft::ModelConfig& m) { m.attn_softcap = 0; }},
+                 {"final softcap", [](gaft::ModelConfig& m) { m.final_softcap = 0; }},
+                 {"window", [](gaft::ModelConfig& m) { m.sliding_window = 0; m.sliding_layers.clear(); }},
+                 {"scale", [](gaft::ModelConfig& m) { m.attention_scale = 0; }}};
+    } else if (family == "gemma3") {
+      EXPECT_DOUBLE_EQ(c.local_rope_theta, 10000.0);
+      ASSERT_TRUE(c.rope_scaling.has_value());
+      EXPECT_EQ(c.rope_scaling->type, "linear");
+      changes = {{"local rope", [](gaft::ModelConfig& m) { m.local_rope_theta = 0; }},
+                 {"linear scaling", [](gaft::ModelConfig& m) { m.rope_scaling.reset(); }}};
+    } else {
+      changes = {{"embedding", [](gaft::ModelConfig& m) { m.embedding_scale = 1; }},
+                 {"residual", [](gaft::ModelConfig& m) { m.residual_scale = 1; }},
+                 {"attention", [](gaft::ModelConfig& m) { m.attention_scale = 0; }},
+                 {"logits", [](gaft::ModelConfig& m) { m.logits_scale = 1; }}};
+    }
+    const auto ckpt = gaft::load_checkpoint(kModelData + "/" + family);
+    for (const auto& [what, change] : changes) {
+      gaft::ModelConfig other = c;
+      change(other);
+      gaft::Llama m(other);
+      gaft::load_llama_weights(m, ckpt, family);
+      EXPECT_GT((m->logits(m->forward(row)) - expected).abs().max().item<double>(), 1e-3) << what;
+    }
+  }
+}
+
+// The fused loss sees head_input(hidden), the LM head and config.final_softcap: its log-probabilities equal
+// log_softmax of logits() (Gemma 2's cap, Granite's logits_scaling).
+TEST(Llama, FusedHeadInputsGiveTheLogitsLogProbs) {
+  torch::NoGradGuard no_grad;
+  for (const std::string family : {"gemma2", "granite", "llama"}) {
+    SCOPED_TRACE(family);
+    gaft::Llama model = gaft::load_llama(kModelData + "/" + family);
+    const Fixture x = read_fixture(family);
+    const at::Tensor row = x.input_ids.narrow(0, 0, 1);                         // [1, T]
+    const at::Tensor hidden = model->forward(row).squeeze(0);                    // [T, H]
+    const at::Tensor targets = row.squeeze(0).roll(-1);                          // [T]
+    const at::Tensor expected =
+        model->logits(hidden).log_softmax(-1).gather(1, targets.unsqueeze(1)).squeeze(1);  // [T]
+    const at::Tensor fused = gaft::ops::token_logprob(model->head_input(hidden), model->lm_head_weight(), targets,
+                                                      false, 3, model->config.final_softcap).logp;
+    EXPECT_LE((fused - expected).abs().max().item<double>(), 1e-5);
+  }
+}
+
 
 // mistral_window (sliding_window 4) against a plain causal mask: the fixture would not pass without the window,
 // and one token at a time through the cache (keys older than the window dropped) equals the full forward.
@@ -125,12 +189,15 @@ TEST(Llama, SlidingWindowMatters) {
 
 TEST(Llama, SequenceClassificationMatchesTransformers) {
   torch::NoGradGuard no_grad;
-  gaft::Llama model = gaft::load_llama(kModelData + "/llama_seqcls");
-  const Fixture x = read_fixture("llama_seqcls");
-  const at::Tensor scores = model->classify(model->forward(x.input_ids, x.attention_mask), x.attention_mask);
-  ASSERT_EQ(scores.sizes(), x.expected.sizes());
-  EXPECT_LE((scores - x.expected).abs().max().item<double>(), 1e-4);
-  EXPECT_THROW(model->lm_head_weight(), c10::Error);
+  for (const std::string family : {"llama_seqcls", "gemma2_seqcls"}) {
+    SCOPED_TRACE(family);
+    gaft::Llama model = gaft::load_llama(kModelData + "/" + family);
+    const Fixture x = read_fixture(family);
+    const at::Tensor scores = model->classify(model->forward(x.input_ids, x.attention_mask), x.attention_mask);
+    ASSERT_EQ(scores.sizes(), x.expected.sizes());
+    EXPECT_LE((scores - x.expected).abs().max().item<double>(), 1e-4);
+    EXPECT_THROW(model->lm_head_weight(), c10::Error);
+  }
 }
 
 TEST(Llama, ModulesCarryCheckpointNames) {

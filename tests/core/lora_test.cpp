@@ -158,6 +158,24 @@ TEST_P(LoraFixture, GaftMatchesPeftLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Peft, LoraFixture, ::testing::Values("gaft_trained", "peft_made", "peft_regex"));
 
+// PEFT adapters on all seven projections of the tiny Gemma 2, Gemma 3 and Granite models (tests/data/model):
+// applied on the base and merged in by load_llama, PEFT's logits within 1e-4.
+TEST(Lora, PeftAdaptersOnGemmaAndGranite) {
+  for (const std::string family : {"gemma2", "gemma3", "granite"}) {
+    SCOPED_TRACE(family);
+    const std::string folder = kLoraData + "/peft_" + family;
+    const gaft::SafetensorsFile f(folder + "/expected.safetensors");
+    const at::Tensor ids = f.get("input_ids"), expected = f.get("logits");  // [2, 9], [2, 9, 80]
+    gaft::Llama base = gaft::load_llama(gaft_test::kModelData + "/" + family);
+    const at::Tensor base_logits = logits_of(base, ids);
+    gaft::load_adapter(*base, folder);
+    EXPECT_LT(max_diff(logits_of(base, ids), expected), 1e-4);
+    EXPECT_GT(max_diff(base_logits, expected), 1e-2) << "the adapter changes nothing: the test could not fail";
+    gaft::Llama merged = gaft::load_llama(folder);
+    EXPECT_LT(max_diff(logits_of(merged, ids), expected), 1e-4);
+  }
+}
+
 TEST(Lora, PeftRegexTargetsSelectLayersAndProjections) {
   if (!fs::exists(kBase)) GTEST_SKIP() << "no shared folder";
   gaft::Llama m = gaft::load_llama(kBase);

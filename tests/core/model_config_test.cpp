@@ -80,6 +80,60 @@ TEST(ModelConfig, SlidingWindowLayers) {
                     {"qwen/config.json", "\"layer_types\" has 2 entries, expected num_hidden_layers 3", "got local"});
 }
 
+// Gemma and Granite as their published config.json files spell them (transformers v4 keys: rope_local_base_freq,
+// sliding_window_pattern, no layer_types, tie_word_embeddings absent).
+TEST(ModelConfig, GemmaAndGraniteFields) {
+  nlohmann::json j = tiny();
+  j["architectures"] = {"Gemma3ForCausalLM"};
+  j["num_hidden_layers"] = 7;
+  j["head_dim"] = 256;
+  j["query_pre_attn_scalar"] = 256;
+  j["rope_theta"] = 1000000;
+  j["rope_local_base_freq"] = 10000;
+  j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 8.0}};
+  j["sliding_window"] = 512;
+  j["sliding_window_pattern"] = 6;
+  j["final_logit_softcapping"] = nullptr;
+  j["hidden_activation"] = "gelu_pytorch_tanh";
+  gaft::ModelConfig c = gaft::parse_model_config(j, "gemma-3-1b/config.json");
+  EXPECT_EQ(c.family, gaft::ModelFamily::kGemma3);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_TRUE(c.gemma_norms);
+  EXPECT_EQ(c.activation, gaft::Activation::kGeluTanh);
+  EXPECT_DOUBLE_EQ(c.attention_scale, 1.0 / 16);
+  EXPECT_DOUBLE_EQ(c.embedding_scale, 8.0);  // sqrt(64)
+  EXPECT_DOUBLE_EQ(c.local_rope_theta, 10000);
+  EXPECT_EQ(c.rope_scaling->type, "linear");
+  EXPECT_DOUBLE_EQ(c.final_softcap, 0);
+  EXPECT_EQ(c.sliding_layers, (std::vector<bool>{true, true, true, true, true, false, true}));
+  j["architectures"] = {"Gemma2ForCausalLM"};
+  j.erase("final_logit_softcapping");
+  c = gaft::parse_model_config(j, "gemma-2/config.json");
+  EXPECT_DOUBLE_EQ(c.final_softcap, 30);  // transformers' default
+  EXPECT_DOUBLE_EQ(c.attn_softcap, 50);
+  EXPECT_EQ(c.sliding_layers, (std::vector<bool>{true, false, true, false, true, false, true}));
+  j["hidden_activation"] = "silu";
+  expect_data_error([&] { gaft::parse_model_config(j, "gemma-2/config.json"); },
+                    {"\"hidden_activation\" expected \"gelu_pytorch_tanh\""});
+  j = tiny();
+  j["architectures"] = {"GraniteForCausalLM"};
+  j["embedding_multiplier"] = 12.0;
+  j["residual_multiplier"] = 0.22;
+  j["attention_multiplier"] = 0.0078125;
+  j["logits_scaling"] = 8.0;
+  c = gaft::parse_model_config(j, "granite/config.json");
+  EXPECT_DOUBLE_EQ(c.embedding_scale, 12.0);
+  EXPECT_DOUBLE_EQ(c.residual_scale, 0.22);
+  EXPECT_DOUBLE_EQ(c.attention_scale, 0.0078125);
+  EXPECT_DOUBLE_EQ(c.logits_scale, 0.125);
+  j["logits_scaling"] = 0;
+  expect_data_error([&] { gaft::parse_model_config(j, "granite/config.json"); }, {"logits_scaling expected > 0"});
+  j["architectures"] = {"Gemma3ForConditionalGeneration"};
+  expect_data_error([&] { gaft::parse_model_config(j, "gemma-3-4b/config.json"); },
+                    {"Gemma3ForConditionalGeneration", "multimodal"});
+}
+
 TEST(ModelConfig, DefaultsAndLegacyRopeScaling) {
   nlohmann::json j = tiny();
   gaft::ModelConfig c = gaft::parse_model_config(j, "config.json");

@@ -77,7 +77,7 @@ struct Case {
   int64_t N, H, V, chunk;
 };
 
-void compare_on_gpu(const Case& c, at::ScalarType dtype, double rtol, double scale = 1.0) {
+void compare_on_gpu(const Case& c, at::ScalarType dtype, double rtol, double scale = 1.0, double softcap = 0) {
   auto opts = torch::TensorOptions().device(torch::kCUDA);
   at::Tensor h0 = (torch::randn({c.N, c.H}, opts) * scale).to(dtype);
   at::Tensor W0 = (torch::randn({c.V, c.H}, opts) / std::sqrt((double)c.H)).to(dtype);
@@ -91,8 +91,8 @@ void compare_on_gpu(const Case& c, at::ScalarType dtype, double rtol, double sca
   for (int which = 0; which < 2; ++which) {
     at::Tensor h = h0.clone().requires_grad_(true), W = W0.clone().requires_grad_(true),
                w = w0.clone().requires_grad_(true);
-    WeightedLogprob r = which == 0 ? weighted_logprob(h, W, targets, w, {c.chunk, true, true})
-                                   : reference::weighted_logprob(h, W, targets, w);
+    WeightedLogprob r = which == 0 ? weighted_logprob(h, W, targets, w, {c.chunk, true, true, softcap})
+                                   : reference::weighted_logprob(h, W, targets, w, softcap);
     r.loss.backward();
     at::Tensor lp = r.logp.detach(), en = r.entropy.detach();
     out[which][0] = r.loss.detach();
@@ -130,6 +130,13 @@ TEST(CudaWeightedLogprob, DoubleAndHugeLogits) {
   torch::manual_seed(3);
   compare_on_gpu({50, 16, 70, 8}, torch::kDouble, 1e-10);
   compare_on_gpu({50, 16, 70, 8}, torch::kFloat, 1e-5, 1e4);
+}
+
+TEST(CudaWeightedLogprob, SoftCappedLogits) {  // Gemma 2's final_logit_softcapping
+  SKIP_WITHOUT_GPU();
+  torch::manual_seed(5);
+  compare_on_gpu({123, 17, 37, 16}, torch::kFloat, 1e-5, 8.0, 3.0);
+  compare_on_gpu({200, 48, 3333, 64}, torch::kBFloat16, 2e-2, 8.0, 3.0);
 }
 
 TEST(CudaTokenLogprob, MatchesCpu) {

@@ -39,12 +39,12 @@ Inputs make_inputs(const Case& c, at::ScalarType dtype, double scale = 1.0) {
   return in;
 }
 
-Grads run(bool ours, const Inputs& in, int64_t chunk, double grad_scale = 1.0) {
+Grads run(bool ours, const Inputs& in, int64_t chunk, double grad_scale = 1.0, double softcap = 0) {
   at::Tensor h = in.h.detach().clone().requires_grad_(true);
   at::Tensor W = in.W.detach().clone().requires_grad_(true);
   at::Tensor w = in.weights.detach().clone().requires_grad_(true);
-  WeightedLogprob r = ours ? weighted_logprob(h, W, in.targets, w, {chunk, true, true})
-                           : reference::weighted_logprob(h, W, in.targets, w);
+  WeightedLogprob r = ours ? weighted_logprob(h, W, in.targets, w, {chunk, true, true, softcap})
+                           : reference::weighted_logprob(h, W, in.targets, w, softcap);
   (r.loss * grad_scale).backward();
   return {r.loss.detach(), r.logp.detach(), r.entropy.detach(), h.grad(), W.grad(), w.grad()};
 }
@@ -60,8 +60,8 @@ void expect_close(const at::Tensor& a, const at::Tensor& b, double rtol, const c
   EXPECT_LE(err, rtol * ref + atol) << what << ": max error " << err << " vs max |ref| " << ref;
 }
 
-void compare(const Inputs& in, int64_t chunk, double rtol, double grad_scale = 1.0) {
-  Grads a = run(true, in, chunk, grad_scale), b = run(false, in, chunk, grad_scale);
+void compare(const Inputs& in, int64_t chunk, double rtol, double grad_scale = 1.0, double softcap = 0) {
+  Grads a = run(true, in, chunk, grad_scale, softcap), b = run(false, in, chunk, grad_scale, softcap);
   at::Tensor computed = in.targets != kIgnoreIndex;  // w requires grad here, so w = 0 rows are computed too
   auto masked = [&](const at::Tensor& t) { return at::where(computed, t, at::zeros_like(t)); };
   expect_close(a.loss, b.loss, rtol, "loss");
@@ -97,6 +97,23 @@ TEST(WeightedLogprob, Bf16MatchesReference) {
     SCOPED_TRACE(testing::Message() << "N " << c.N << " H " << c.H << " V " << c.V << " chunk " << c.chunk);
     compare(make_inputs(c, torch::kBFloat16), c.chunk, 2e-2);
   }
+}
+
+// Gemma 2's soft-capped logits c tanh(z / c): with logits scaled up so that the cap bites (|z| up to ~4c).
+TEST(WeightedLogprob, SoftCappedLogitsMatchReference) {
+  torch::manual_seed(11);
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(testing::Message() << "N " << c.N << " H " << c.H << " V " << c.V << " chunk " << c.chunk);
+    compare(make_inputs(c, torch::kFloat, 8.0), c.chunk, 1e-5, 1.0, 3.0);
+    compare(make_inputs(c, torch::kBFloat16, 8.0), c.chunk, 2e-2, 1.0, 3.0);
+  }
+  // The cap changes the result (the inputs reach it) and token_logprob applies it too.
+  Inputs in = make_inputs({50, 16, 40, 0}, torch::kFloat, 8.0);
+  const at::Tensor capped = token_logprob(in.h, in.W, in.targets, false, 7, 3.0).logp;
+  const at::Tensor plain = token_logprob(in.h, in.W, in.targets, false, 7).logp;
+  expect_close(capped, reference::weighted_logprob(in.h, in.W, in.targets, in.weights, 3.0).logp, 1e-5, "capped logp");
+  EXPECT_GT((capped - plain).abs().max().item<double>(), 0.1);
+  EXPECT_THROW(weighted_logprob(in.h, in.W, in.targets, in.weights, {0, false, false, -1.0}), c10::Error);
 }
 
 TEST(WeightedLogprob, GradOutputScalesGradients) {
@@ -202,13 +219,15 @@ TEST(TokenLogprob, MatchesReferenceOnEveryToken) {
 }
 
 TEST(WeightedLogprob, DoubleFiniteDifferences) {
+ for (const double softcap : {0.0, 1.5}) {  // plain, and soft-capped logits (1.5: about |z| here)
+  SCOPED_TRACE(testing::Message() << "softcap " << softcap);
   torch::manual_seed(9);
-  Inputs in = make_inputs({6, 3, 5, 2}, torch::kDouble);
+  Inputs in = make_inputs({6, 3, 5, 2}, torch::kDouble, softcap > 0 ? 3.0 : 1.0);
   in.weights = in.weights.to(torch::kDouble);
   in.weights[0] = 0.7;  // keep all but the ignored token in play
-  Grads a = run(true, in, 2);
+  Grads a = run(true, in, 2, 1.0, softcap);
   auto loss_of = [&](const at::Tensor& h, const at::Tensor& W, const at::Tensor& w) {
-    return weighted_logprob(h, W, in.targets, w, {2}).loss.item<double>();
+    return weighted_logprob(h, W, in.targets, w, {2, false, false, softcap}).loss.item<double>();
   };
   const double eps = 1e-6;
   auto check = [&](const at::Tensor& x, const at::Tensor& grad, int which, const char* what) {
@@ -240,6 +259,7 @@ TEST(WeightedLogprob, DoubleFiniteDifferences) {
     in.weights[j] = w0;
     EXPECT_NEAR(a.dw[j].item<double>(), up2 - up, 1e-10) << "dw[" << j << "]";
   }
+ }
 }
 
 }  // namespace

@@ -168,6 +168,26 @@ TEST(Objective, GradientEqualsHandWrittenLoss) {
   }
 }
 
+// The same on Gemma 2 (soft-capped logits, through the fused op's cap) and Granite (logits_scaling, through
+// head_input): the fused loss equals the hand-written loss over logits().
+TEST(Objective, GradientEqualsHandWrittenLossForGemmaAndGranite) {
+  for (const std::string family : {"gemma2", "granite"}) {
+    SCOPED_TRACE(family);
+    gaft::Llama m = gaft::load_llama(gaft_test::kModelData + "/" + family);
+    const gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
+    const double g = 0.3, lambda = 0.7;
+    const auto p = params(g, lambda, 0.0);
+    const gaft::LossResult lr = gaft::compute_loss(m, nullptr, mb, gaft::decide_gate(mb, p.gate), p);
+    lr.loss.backward();
+    const auto ours = grads(m);
+    zero(m);
+    const at::Tensor hand = hand_loss(m, mb, g, lambda, kept_coefs(g), mb.rollout_scores);
+    hand.backward();
+    EXPECT_NEAR(lr.loss.item<double>(), hand.item<double>(), 1e-5 * std::max(1.0, std::abs(hand.item<double>())));
+    expect_close(ours, grads(m), 1e-4);
+  }
+}
+
 // The case the reference-aware coefficient exists for: an aligned reference whose rollouts all fail. With
 // g = 1 the complement switches imitation off (and every advantage is 0: nothing trains); the default
 // imitates the reference in full.
@@ -429,6 +449,29 @@ TEST(Objective, MicroBatchesWithGlobalCountsSumToTheBatch) {
     }
     expect_close(grads(m), whole, 1e-5);
   }
+}
+
+// Gemma's soft-capped logits: the KL of the capped distributions and its gradient through the cap.
+TEST(VocabKl, SoftCappedLogits) {
+  torch::manual_seed(12);
+  const int64_t N = 6, H = 4, V = 11;
+  const auto opt = at::TensorOptions().dtype(at::kDouble);
+  const at::Tensor h0 = 3 * at::randn({N, H}, opt), W0 = at::randn({V, H}, opt);
+  const at::Tensor r = 3 * at::randn({N, H}, opt), R = at::randn({V, H}, opt), a = at::rand({N}, opt);
+  const double cap = 2.0;
+  const auto capped = [&](const at::Tensor& x, const at::Tensor& w) { return at::tanh(at::matmul(x, w.t()) / cap) * cap; };
+  at::Tensor h = h0.clone().requires_grad_(true), W = W0.clone().requires_grad_(true);
+  const at::Tensor ours = gaft::vocab_kl(h, W, r, R, a, 4, cap);
+  ours.backward();
+  at::Tensor h2 = h0.clone().requires_grad_(true), W2 = W0.clone().requires_grad_(true);
+  const at::Tensor lp = at::log_softmax(capped(h2, W2), -1), lq = at::log_softmax(capped(r, R), -1);
+  const at::Tensor ref = (a * (lp.exp() * (lp - lq)).sum(-1)).sum();
+  ref.backward();
+  EXPECT_NEAR(ours.item<double>(), ref.item<double>(), 1e-5 * std::abs(ref.item<double>()));
+  EXPECT_LE((h.grad() - h2.grad()).abs().max().item<double>(), 1e-5);
+  EXPECT_LE((W.grad() - W2.grad()).abs().max().item<double>(), 1e-5);
+  // Not the uncapped KL.
+  EXPECT_GT(std::abs(gaft::vocab_kl(h0, W0, r, R, a, 4).item<double>() - ref.item<double>()), 1e-3);
 }
 
 TEST(VocabKl, EqualsTheFullSoftmaxKlAndItsGradient) {
