@@ -639,15 +639,20 @@ void resolve_hub_path(std::string& path, const std::string& key, Diagnostics& di
   }
 }
 
+void resolve_hub_paths(ScorerSection& s, Diagnostics& diag) {
+  for (size_t i = 0; i < s.heads.size(); ++i)
+    resolve_hub_path(s.heads[i].path, "scorer.heads." + std::to_string(i) + ".path", diag);
+}
+
 void resolve_hub_paths(RunConfig& c, Diagnostics& diag) {
   resolve_hub_path(c.model.path, "model.path", diag);
   if (!c.tokenizer.path.empty()) resolve_hub_path(c.tokenizer.path, "tokenizer.path", diag);
   if (!c.lora.adapter.empty()) resolve_hub_path(c.lora.adapter, "lora.adapter", diag);
-  for (size_t i = 0; i < c.scorer.heads.size(); ++i)
-    resolve_hub_path(c.scorer.heads[i].path, "scorer.heads." + std::to_string(i) + ".path", diag);
+  resolve_hub_paths(c.scorer, diag);
 }
 
 void resolve_hub_paths(EvalConfig& c, Diagnostics& diag) {
+  resolve_hub_paths(c.scorer, diag);
   for (size_t i = 0; i < c.models.size(); ++i) {
     resolve_hub_path(c.models[i].path, "models." + std::to_string(i) + ".path", diag);
     if (!c.models[i].tokenizer.empty()) resolve_hub_path(c.models[i].tokenizer, "models." + std::to_string(i) + ".tokenizer", diag);

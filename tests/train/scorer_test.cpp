@@ -164,3 +164,35 @@ TEST(Scorer, ClassifierReadsTheAlignedLabel) {
   gaft_test::expect_data_error([&] { gaft::make_classifier_head(spec, cls, gaft::Tokenizer::load(kModel), gaft::ChatTemplate::kPlain); },
                                {"aligned_label 3"});
 }
+
+// The judge recipes of configs/judges/ (Llama Guard 3, ShieldGemma) end to end: the recipe file as users load
+// it, its head pointed at a tiny random model of the judge's architecture (tests/data/judges, made by
+// tools/make_judge_fixtures.py with transformers), scores equal to transformers' P(safe word) over the two label
+// words within 1e-4, and the rendered template tokenized exactly as the reference did.
+TEST(Scorer, JudgeRecipesMatchTransformers) {
+  for (const std::string judge : {"llama_guard3", "shieldgemma"}) {
+    SCOPED_TRACE(judge);
+    const std::string folder = std::string(GAFT_TEST_DATA) + "/judges/" + judge;
+    const nlohmann::json expected = nlohmann::json::parse(gaft_test::read_bytes(folder + "/expected.json"));
+    const gaft::EvalConfig config =
+        gaft::load_eval_config(std::string(GAFT_SOURCE_DIR) + "/configs/judges/" + judge + ".yaml",
+                               {"scorer.heads.0.path=" + folder}, {}, {"responses.jsonl"});
+    ASSERT_EQ(config.scorer.heads.size(), 1u);
+    EXPECT_EQ(config.scorer.heads[0].prompt_template, expected["template"].get<std::string>());
+    gaft::Scorer s = gaft::Scorer::load(config.scorer, at::kCPU, at::kFloat);
+    const gaft::Tokenizer tok = gaft::Tokenizer::load(folder);
+    std::vector<std::string> prompts, responses;
+    for (const auto& c : expected["cases"]) {
+      prompts.push_back(c["prompt"]);
+      responses.push_back(c["response"]);
+      std::string text = config.scorer.heads[0].prompt_template;
+      text.replace(text.find("{prompt}"), 8, prompts.back());
+      text.replace(text.find("{response}"), 10, responses.back());
+      EXPECT_EQ(tok.encode(text), c["ids"].get<std::vector<int64_t>>()) << prompts.back();
+    }
+    const gaft::ScoreResult r = s.score(prompts, responses);
+    for (size_t i = 0; i < prompts.size(); ++i)
+      EXPECT_NEAR(r.combined[static_cast<int64_t>(i)].item<double>(), expected["cases"][i]["p_safe"].get<double>(), 1e-4)
+          << prompts[i];
+  }
+}
