@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 
-from transformers import LlamaTokenizer, PreTrainedTokenizerFast
+from transformers import GemmaTokenizer, LlamaTokenizer, PreTrainedTokenizerFast
 
 # meta-llama/Llama-2-7b-chat-hf, tokenizer_config.json
 LLAMA2_TEMPLATE = (
@@ -95,6 +95,24 @@ MISTRAL_TEMPLATE = (
     "{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
 )
 
+# google/gemma-3-1b-it, chat_template (text content; the image branch left out)
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n"
+    "    {%- set first_user_prefix = \"\" -%}\n    {%- set loop_messages = messages -%}\n{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n        {%- set role = message['role'] -%}\n    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {{- message['content'] | trim -}}\n"
+    "    {{ '<end_of_turn>\\n' }}\n{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\\n'}}\n{%- endif -%}\n"
+)
+
 SYSTEM = {"role": "system", "content": "You are a helpful assistant. Answer briefly."}
 
 CONVERSATIONS = {
@@ -139,6 +157,8 @@ FAMILIES = {
                "leading_newline"],
     "chatml": ["single_turn", "with_system", "multi_turn", "multi_turn_no_system", "whitespace_unicode",
                "leading_newline"],
+    "gemma": ["single_turn", "with_system", "multi_turn", "multi_turn_no_system", "whitespace_unicode",
+              "leading_newline"],
 }
 
 
@@ -168,12 +188,14 @@ def main():
     llama2 = LlamaTokenizer.from_pretrained(os.path.join(args.shared, "tokenizers", "llama2"), legacy=True)
     llama3 = PreTrainedTokenizerFast.from_pretrained(os.path.join(repo, "tests", "data", "tokenizer", "llama3"))
     qwen2 = PreTrainedTokenizerFast.from_pretrained(os.path.join(repo, "tests", "data", "tokenizer", "qwen2"))
+    gemma = GemmaTokenizer.from_pretrained(os.path.join(repo, "tests", "data", "judges", "shieldgemma"))
     setups = {
         "llama2": (llama2, "shared/tokenizers/llama2/tokenizer.model", lambda conv: LLAMA2_TEMPLATE),
         "mistral": (llama2, "shared/tokenizers/llama2/tokenizer.model", lambda conv: MISTRAL_TEMPLATE),
         "llama3": (llama3, "tests/data/tokenizer/llama3", lambda conv: LLAMA3_TEMPLATE),
         "chatml": (qwen2, "tests/data/tokenizer/qwen2",
                    lambda conv: QWEN25_TEMPLATE if conv[0]["role"] == "system" else CHATML_TEMPLATE),
+        "gemma": (gemma, "tests/data/judges/shieldgemma", lambda conv: GEMMA_TEMPLATE),
     }
     for family, (tok, tok_path, template_for) in setups.items():
         cases = []

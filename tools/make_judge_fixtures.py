@@ -9,7 +9,8 @@ and the judge's probabilities on a few (prompt, response) pairs rendered with th
   tests/data/judges/shieldgemma/   Gemma2ForCausalLM (hidden 32, 2 layers, soft caps), tokenizer.model: a
                                    SentencePiece BPE model trained here with Gemma's ids (<pad> 0, <eos> 1, <bos>
                                    2, <unk> 3), <start_of_turn> / <end_of_turn> as user-defined symbols, byte
-                                   fallback, and "Yes" / "No" as single pieces
+                                   fallback, no dummy prefix (as Gemma's), "Yes" / "No" as single pieces; also
+                                   the tokenizer of the gemma chat-template fixture (tools/make_chat_fixtures.py)
   expected.json in each: the template, the label words, and per case the prompt, response, the input ids
   (with BOS, as the tokenizer adds it) and p_safe = softmax over (safe word, unsafe word) of transformers' next-token
   logits, i.e. the head's score.
@@ -141,6 +142,8 @@ def shieldgemma():
     os.makedirs(folder)
     lines = [fill(template, p, r) for p, r in CASES] * 3
     lines += ["Yes", "No", "Yes, it does.", "No, it does not.", "Yes or No"] * 20
+    lines += ["<start_of_turn>user\nHello! What's the capital of France?<end_of_turn>\n<start_of_turn>model\n",
+              "The capital of France is Paris. You are a helpful assistant. Answer briefly."] * 5
     stream = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=stream, model_type="bpe",
                                    vocab_size=420, character_coverage=1.0, byte_fallback=True,
@@ -149,15 +152,22 @@ def shieldgemma():
                                    user_defined_symbols=["<start_of_turn>", "<end_of_turn>"],
                                    split_digits=True, allow_whitespace_only_pieces=True,
                                    remove_extra_whitespaces=False, normalization_rule_name="identity",
+                                   add_dummy_prefix=False,
                                    minloglevel=2)
     with open(os.path.join(folder, "tokenizer.model"), "wb") as f:
         f.write(stream.getvalue())
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        pieces = {0: "<pad>", 1: "<eos>", 2: "<bos>", 3: "<unk>", 4: "<start_of_turn>", 5: "<end_of_turn>"}
         json.dump({"add_bos_token": True, "add_eos_token": False, "bos_token": "<bos>", "eos_token": "<eos>",
-                   "pad_token": "<pad>", "unk_token": "<unk>"}, f, indent=1)
+                   "pad_token": "<pad>", "unk_token": "<unk>",
+                   "added_tokens_decoder": {str(i): {"content": p, "lstrip": False, "normalized": False,
+                                                     "rstrip": False, "single_word": False, "special": True}
+                                            for i, p in pieces.items()}}, f, indent=1)
         f.write("\n")
     sp = spm.SentencePieceProcessor(model_file=os.path.join(folder, "tokenizer.model"))
-    safe_id, unsafe_id = sp.piece_to_id("▁" + safe), sp.piece_to_id("▁" + unsafe)
+    assert [sp.id_to_piece(i) for i in range(6)] == ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>",
+                                                     "<end_of_turn>"]
+    safe_id, unsafe_id = sp.piece_to_id(safe), sp.piece_to_id(unsafe)
     assert sp.encode(safe) == [safe_id] and sp.encode(unsafe) == [unsafe_id], (sp.encode(safe), sp.encode(unsafe))
     cfg = transformers.Gemma2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                                     num_key_value_heads=2, head_dim=8, vocab_size=sp.get_piece_size(),

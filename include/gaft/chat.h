@@ -8,6 +8,9 @@
 //   llama3  <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>   (Llama-3-Instruct)
 //   chatml  <|im_start|>role\ncontent<|im_end|>\n          (Qwen2 / Qwen2.5 / Qwen3)
 //   mistral <s>[INST] user [/INST]assistant</s>             (Mistral-Instruct v0.1; no system role)
+//   gemma   <bos><start_of_turn>user\n{system\n\n}content<end_of_turn>\n<start_of_turn>model\ncontent<end_of_turn>\n
+//           (Gemma 3 instruction models: a system message opens the first user turn; Gemma 2's own template
+//           refuses one, gaft renders it as Gemma 3 does)
 // Each message is tokenized on its own (segment by segment), so the ids of a conversation's first n
 // messages plus the generation prompt are always a prefix of the ids of the whole conversation: the
 // trainer relies on this to split a chat into prompt and response.
@@ -50,7 +53,7 @@ struct TokenizedChat {
 // when there is none. Never returns kAuto. A template gaft does not recognise is a DataError naming the
 // file, with a hint to set tokenizer.chat_template.
 // Recognised by: "<|im_start|>" chatml, "<|start_header_id|>" llama3, "[INST]" with "<<SYS>>" llama2, "[INST]"
-// without it mistral.
+// without it mistral, "<start_of_turn>" gemma.
 ChatTemplate resolve_chat_template(ChatTemplate configured, const std::string& tokenizer_path);
 
 // The conversation's ids and loss mask. add_generation_prompt: append the header that opens an

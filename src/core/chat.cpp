@@ -19,7 +19,8 @@ namespace gaft {
 
 namespace {
 
-const char* const kTemplateHint = "set tokenizer.chat_template to none, plain, llama2, llama3, chatml or mistral";
+const char* const kTemplateHint =
+    "set tokenizer.chat_template to none, plain, llama2, llama3, chatml, mistral or gemma";
 
 // One piece of a rendered conversation: a single token (id >= 0; text is its piece), or text to encode.
 struct Segment {
@@ -186,6 +187,29 @@ std::vector<Segment> build(const Tokenizer& tok, ChatTemplate tmpl, const std::v
         }
       }
       break;
+    case ChatTemplate::kGemma: {
+      // <bos><start_of_turn>user\n{system}\n\n{user}<end_of_turn>\n<start_of_turn>model\n{assistant}<end_of_turn>\n
+      // Contents trimmed, the system text not (Gemma 3's template); user and assistant alternate.
+      const bool has_system = !messages.empty() && messages[0].role == "system";
+      const size_t first = has_system ? 1 : 0;
+      check_alternation(tmpl, messages, first);
+      s.bos(0);
+      for (size_t i = first; i < messages.size(); ++i) {
+        const ChatMessage& m = messages[i];
+        s.token("<start_of_turn>", 0);
+        s.text(std::string(m.role == "assistant" ? "model" : "user") + "\n" +
+                   (i == first && has_system ? messages[0].content + "\n\n" : std::string()),
+               0);
+        s.text(utf8::strip(m.content), trained(m));
+        s.token("<end_of_turn>", trained(m));
+        s.text("\n", 0);
+      }
+      if (add_generation_prompt) {
+        s.token("<start_of_turn>", 0);
+        s.text("model\n", 0);
+      }
+      break;
+    }
   }
   return std::move(s.list());
 }
@@ -240,8 +264,10 @@ ChatTemplate resolve_chat_template(ChatTemplate configured, const std::string& t
   if (has("<|im_start|>")) return ChatTemplate::kChatml;
   if (has("<|start_header_id|>")) return ChatTemplate::kLlama3;
   if (has("[INST]")) return has("<<SYS>>") ? ChatTemplate::kLlama2 : ChatTemplate::kMistral;
+  if (has("<start_of_turn>")) return ChatTemplate::kGemma;
   throw DataError(source.string() + ": chat_template is none that gaft recognises (ChatML, Llama 2, Llama 3, "
-                                    "Mistral): it has none of \"<|im_start|>\", \"<|start_header_id|>\", \"[INST]\"",
+                                    "Mistral, Gemma): it has none of \"<|im_start|>\", \"<|start_header_id|>\", "
+                                    "\"[INST]\", \"<start_of_turn>\"",
                   kTemplateHint);
 }
 
@@ -268,6 +294,7 @@ std::vector<int64_t> end_of_turn_ids(const Tokenizer& tok, ChatTemplate tmpl) {
   Segments s(tok, tmpl);
   if (tmpl == ChatTemplate::kLlama3) s.token("<|eot_id|>", 1);
   if (tmpl == ChatTemplate::kChatml) s.token("<|im_end|>", 1);
+  if (tmpl == ChatTemplate::kGemma) s.token("<end_of_turn>", 1);
   std::vector<int64_t> ids;
   for (const Segment& seg : s.list()) ids.push_back(seg.id);
   if (tok.eos_id() >= 0 && (ids.empty() || ids[0] != tok.eos_id())) ids.push_back(tok.eos_id());
@@ -284,6 +311,7 @@ std::string to_string(ChatTemplate tmpl) {
     case ChatTemplate::kLlama3: return "llama3";
     case ChatTemplate::kChatml: return "chatml";
     case ChatTemplate::kMistral: return "mistral";
+    case ChatTemplate::kGemma: return "gemma";
   }
   return "unknown";
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "gaft/bpe_tokenizer.h"
@@ -23,6 +24,7 @@ namespace gaft {
 struct Tokenizer::Impl {
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp;  // tokenizer.model
   std::unique_ptr<BpeTokenizer> bpe;                          // tokenizer.json, vocab.json + merges.txt
+  std::set<int64_t> sp_special;  // SentencePiece pieces tokenizer_config.json marks special (Gemma's <end_of_turn>)
 };
 
 namespace {
@@ -204,6 +206,17 @@ Tokenizer Tokenizer::load(const std::string& path_arg) try {
   if (t.impl_->bpe)
     for (int64_t id : {t.bos_id_, t.eos_id_, t.pad_id_})
       if (id >= 0) t.impl_->bpe->mark_special(id);
+  // SentencePiece: user-defined pieces that tokenizer_config.json's added_tokens_decoder marks special decode to
+  // nothing, as transformers' decode(skip_special_tokens=True) (control pieces such as BOS already do).
+  if (t.impl_->sp && tc.is_object() && tc.contains("added_tokens_decoder") && tc["added_tokens_decoder"].is_object())
+    for (const auto& [key, v] : tc["added_tokens_decoder"].items())
+      if (v.is_object() && v.value("special", false) && v.contains("content") && v["content"].is_string()) {
+        const int64_t id = t.token_to_id(v["content"].get<std::string>());
+        if (id < 0 || std::to_string(id) != key)
+          throw DataError((dir / "tokenizer_config.json").string() + ": added_tokens_decoder[\"" + key + "\"] " +
+                          v["content"].dump() + " is not that piece of " + t.path_);
+        t.impl_->sp_special.insert(id);
+      }
   return t;
 } catch (const nlohmann::json::exception& e) {
   throw DataError("tokenizer files in '" + path_arg + "': a value of the wrong type or shape: " + e.what(), kWhatToPass);
@@ -231,7 +244,9 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
     if (id < 0 || id >= n)
       throw DataError(path_ + ": token id " + std::to_string(id) + " outside the vocabulary of " + std::to_string(n));
   if (impl_->bpe) return impl_->bpe->decode(ids, /*skip_special=*/true);
-  const std::vector<int> v(ids.begin(), ids.end());
+  std::vector<int> v;
+  for (int64_t id : ids)
+    if (!impl_->sp_special.count(id)) v.push_back(static_cast<int>(id));
   std::string text;
   const auto status = impl_->sp->Decode(v, &text);
   if (!status.ok()) throw DataError(path_ + ": cannot decode ids: " + status.ToString());

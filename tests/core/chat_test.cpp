@@ -131,6 +131,22 @@ TEST(Chat, ChatmlMatchesTransformers) {
                 c["ids"].get<std::vector<int64_t>>());
 }
 
+TEST(Chat, GemmaMatchesTransformers) {
+  // A Gemma-style SentencePiece model (no dummy prefix): segments tokenize as the whole text does, except where
+  // BPE would merge across a segment boundary (reported, not hidden).
+  const auto j = fixture("gemma");
+  const gaft::Tokenizer tok = gaft::Tokenizer::load(tokenizer_path(j));
+  std::vector<std::string> differing;
+  for (const auto& c : j["cases"])
+    if (gaft::apply_chat_template(tok, ChatTemplate::kGemma, messages_of(c["messages"]), false).ids !=
+        c["ids"].get<std::vector<int64_t>>())
+      differing.push_back(c["name"]);
+  EXPECT_TRUE(differing.empty()) << ::testing::PrintToString(differing);
+  expect_matches_fixture("gemma", ChatTemplate::kGemma, [](const std::string&, bool) { return false; });
+  EXPECT_EQ(gaft::end_of_turn_ids(tok, ChatTemplate::kGemma),
+            (std::vector<int64_t>{tok.token_to_id("<end_of_turn>"), tok.eos_id()}));
+}
+
 TEST(Chat, MistralMatchesTransformersText) {
   if (!fs::exists(kLlama2Model)) GTEST_SKIP() << "no shared folder";
   // The reply follows "[/INST]" directly. Hugging Face encodes "[INST] hi [/INST]reply" as one text ("]reply");
@@ -265,7 +281,8 @@ TEST(Chat, ResolveTemplateFromTokenizerConfig) {
   const std::vector<std::pair<std::string, ChatTemplate>> families = {{"llama2", ChatTemplate::kLlama2},
                                                                       {"llama3", ChatTemplate::kLlama3},
                                                                       {"chatml", ChatTemplate::kChatml},
-                                                                      {"mistral", ChatTemplate::kMistral}};
+                                                                      {"mistral", ChatTemplate::kMistral},
+                                                                      {"gemma", ChatTemplate::kGemma}};
   for (const auto& [family, expected] : families) {
     const std::string tmpl = fixture(family)["template"].get<std::string>();
     gaft_test::write_bytes(config, nlohmann::json{{"chat_template", tmpl}}.dump());
