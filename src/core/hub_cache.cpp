@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gaft/error.h"
+#include "gaft/utf8.h"
 
 namespace gaft {
 
@@ -25,13 +26,6 @@ bool valid_part(const std::string& p) {
 
 bool is_hex(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isxdigit(c) && !std::isupper(c); });
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  size_t a = 0;
-  while (a < s.size() && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
-  return s.substr(a);
 }
 
 }  // namespace
@@ -80,7 +74,7 @@ std::string resolve_model_path(const std::string& spec, const std::function<cons
   if (fs::is_regular_file(ref, ec)) {
     std::ifstream in(ref);
     std::getline(in, commit);
-    commit = trim(commit);
+    commit = utf8::strip(commit);
     if (!is_hex(commit)) throw DataError(ref.string() + ": expected a commit hash, found '" + commit + "'", "download the model again");
   } else if (is_hex(revision) && revision.size() >= 7) {  // a commit hash, or a unique prefix of one
     std::vector<std::string> matches;

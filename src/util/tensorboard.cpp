@@ -8,10 +8,9 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include "gaft/error.h"
+#include "gaft/read_file.h"
 
 namespace gaft {
 
@@ -195,9 +194,7 @@ void TensorBoardWriter::write_record(const std::string& bytes) {
 }
 
 std::vector<std::pair<int64_t, std::map<std::string, float>>> read_tensorboard_scalars(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw DataError("cannot read the TensorBoard event file " + file);
-  const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string data = read_text_file(file, "a TensorBoard event file (events.out.tfevents.*)", kMaxDataBytes);
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   std::vector<std::pair<int64_t, std::map<std::string, float>>> out;
   size_t at = 0;
@@ -208,7 +205,8 @@ std::vector<std::pair<int64_t, std::map<std::string, float>>> read_tensorboard_s
     if (data.size() - at < 12) bad("truncated header");
     const uint64_t n = get_le(p + at, 8);
     if (static_cast<uint32_t>(get_le(p + at + 8, 4)) != masked_crc32c(p + at, 8)) bad("wrong length CRC");
-    if (data.size() - at - 12 < n + 4) bad("truncated record");
+    const uint64_t left = data.size() - at - 12;  // after the header; n + 4 could wrap around
+    if (left < 4 || n > left - 4) bad("truncated record");
     if (static_cast<uint32_t>(get_le(p + at + 12 + n, 4)) != masked_crc32c(p + at + 12, n)) bad("wrong data CRC");
     std::vector<Field> event;
     if (!parse_fields(data.substr(at + 12, n), &event)) bad("not an Event protobuf");
