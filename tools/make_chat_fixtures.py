@@ -13,11 +13,19 @@ once for its context (all but the last message) with add_generation_prompt=True.
   chatml           tests/data/tokenizer/qwen2, same; the Qwen2.5 template for conversations with a system
                    message, the plain ChatML template for those without (Qwen2.5's would insert its default
                    system prompt, which gaft does not: see gaft/chat.h)
+  gemma            tests/data/judges/shieldgemma (tools/make_judge_fixtures.py) through GemmaTokenizer
+  granite          tests/data/judges/granite_guardian (tools/make_judge_fixtures.py) through
+                   PreTrainedTokenizerFast; the Granite 3.1 instruct template for conversations with a system
+                   message, the Granite 3.0 instruct template for those without: 3.1's inserts a default system
+                   message with today's date ("Knowledge Cutoff Date: April 2024.\nToday's Date: ..."), which gaft
+                   does not (see gaft/chat.h). Checked here: with a system message both templates render the same
+                   text; without one, 3.1 renders 3.0's text after its dated default system turn and nothing else.
 
-usage: tools/make_chat_fixtures.py [--shared ../shared] [--out tests/data/chat]
+usage: tools/make_chat_fixtures.py [--shared ../shared] [--out tests/data/chat] [--only granite ...]
 needs: pip install transformers tokenizers sentencepiece protobuf jinja2
 """
 import argparse
+import datetime
 import json
 import os
 
@@ -113,6 +121,112 @@ GEMMA_TEMPLATE = (
     "{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\\n'}}\n{%- endif -%}\n"
 )
 
+# ibm-granite/granite-3.0-2b-instruct (and -8b), tokenizer_config.json "chat_template", as its GGUF carries it
+# (huggingface/huggingface.js, packages/ollama-utils/src/chat-template-automap.ts, "library/granite3-dense:2b")
+GRANITE30_TEMPLATE = (
+    "{%- if tools %}\n"
+    "    {{- '<|start_of_role|>available_tools<|end_of_role|>\n' }}\n"
+    "    {%- for tool in tools %}\n"
+    "    {{- tool | tojson(indent=4) }}\n"
+    "    {%- if not loop.last %}\n"
+    "        {{- '\n\n' }}\n"
+    "    {%- endif %}\n"
+    "    {%- endfor %}\n"
+    "    {{- '<|end_of_text|>\n' }}\n"
+    "{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    "    {%- if message['role'] == 'system' %}\n"
+    "    {{- '<|start_of_role|>system<|end_of_role|>' + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- elif message['role'] == 'user' %}\n"
+    "    {{- '<|start_of_role|>user<|end_of_role|>' + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- elif message['role'] == 'assistant' %}\n"
+    "    {{- '<|start_of_role|>assistant<|end_of_role|>'  + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- elif message['role'] == 'assistant_tool_call' %}\n"
+    "    {{- '<|start_of_role|>assistant<|end_of_role|><|tool_call|>' + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- elif message['role'] == 'tool_response' %}\n"
+    "    {{- '<|start_of_role|>tool_response<|end_of_role|>' + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- endif %}\n"
+    "    {%- if loop.last and add_generation_prompt %}\n"
+    "    {{- '<|start_of_role|>assistant<|end_of_role|>' }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}"
+)
+
+# ibm-granite/granite-3.1-1b-a400m-instruct (the 2b and 8b dense models carry the same), tokenizer_config.json
+# "chat_template", as its GGUF carries it (huggingface/huggingface.js, packages/ollama-utils/src/
+# chat-template-automap.ts, "library/granite3.1-moe:1b")
+GRANITE31_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content'] %}\n"
+    "    {%- set loop_messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set system_message = \"Knowledge Cutoff Date: April 2024.\nToday's Date: \" + strftime_now('%B %d, %Y') + "
+    "\".\nYou are Granite, developed by IBM.\" %}\n"
+    "    {%- if tools and documents %}\n"
+    "        {%- set system_message = system_message + \" You are a helpful AI assistant with access to the following "
+    "tools. When a tool is required to answer the user's query, respond with <|tool_call|> followed by a JSON list of "
+    "tools used. If a tool does not exist in the provided list of tools, notify the user that you do not have the "
+    "ability to fulfill the request.\n\nWrite the response to the user's input by strictly aligning with the facts "
+    "in the provided documents. If the information needed to answer the question is not available in the documents, "
+    "inform the user that the question cannot be answered based on the available data.\" %}\n"
+    "    {%- elif tools %}\n"
+    "        {%- set system_message = system_message + \" You are a helpful AI assistant with access to the following "
+    "tools. When a tool is required to answer the user's query, respond with <|tool_call|> followed by a JSON list of "
+    "tools used. If a tool does not exist in the provided list of tools, notify the user that you do not have the "
+    "ability to fulfill the request.\" %}\n"
+    "    {%- elif documents %}\n"
+    "        {%- set system_message = system_message + \" Write the response to the user's input by strictly aligning "
+    "with the facts in the provided documents. If the information needed to answer the question is not available in "
+    "the documents, inform the user that the question cannot be answered based on the available data.\" %}\n"
+    "    {%- else %}\n"
+    "        {%- set system_message = system_message + \" You are a helpful AI assistant.\" %}    \n"
+    "    {%- endif %}\n"
+    "    {%- if 'citations' in controls and documents %}\n"
+    "        {%- set system_message = system_message + '\n\nIn your response, use the symbols <co> and </co> to "
+    "indicate when a fact comes from a document in the search result, e.g <co>0</co> for a fact from document 0. "
+    "Afterwards, list all the citations with their corresponding documents in an ordered list.' %}\n"
+    "    {%- endif %}\n"
+    "    {%- if 'hallucinations' in controls and documents %}\n"
+    "        {%- set system_message = system_message + '\n\nFinally, after the response is written, include a "
+    "numbered list of sentences from the response that are potentially hallucinated and not based in the "
+    "documents.' %}\n"
+    "    {%- endif %}\n"
+    "    {%- set loop_messages = messages %}\n"
+    "{%- endif %}\n"
+    "{{- '<|start_of_role|>system<|end_of_role|>' + system_message + '<|end_of_text|>\n' }}\n"
+    "{%- if tools %}\n"
+    "    {{- '<|start_of_role|>tools<|end_of_role|>' }}\n"
+    "    {{- tools | tojson(indent=4) }}\n"
+    "    {{- '<|end_of_text|>\n' }}\n"
+    "{%- endif %}\n"
+    "{%- if documents %}\n"
+    "    {{- '<|start_of_role|>documents<|end_of_role|>' }}\n"
+    "    {%- for document in documents %}\n"
+    "        {{- 'Document ' + loop.index0 | string + '\n' }}\n"
+    "        {{- document['text'] }}\n"
+    "        {%- if not loop.last %}\n"
+    "            {{- '\n\n'}}\n"
+    "        {%- endif%}\n"
+    "    {%- endfor %}\n"
+    "    {{- '<|end_of_text|>\n' }}\n"
+    "{%- endif %}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {{- '<|start_of_role|>' + message['role'] + '<|end_of_role|>' + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- if loop.last and add_generation_prompt %}\n"
+    "        {{- '<|start_of_role|>assistant' }}\n"
+    "            {%- if controls %}\n"
+    "                {{- ' ' + controls | tojson()}}\n"
+    "            {%- endif %}\n"
+    "        {{- '<|end_of_role|>' }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}"
+)
+
+# What Granite 3.1's template writes before the conversation when it has no system message (strftime_now: today).
+GRANITE31_DEFAULT_SYSTEM = ("<|start_of_role|>system<|end_of_role|>Knowledge Cutoff Date: April 2024.\n"
+                            "Today's Date: {today}.\nYou are Granite, developed by IBM. You are a helpful AI "
+                            "assistant.<|end_of_text|>\n")
+
 SYSTEM = {"role": "system", "content": "You are a helpful assistant. Answer briefly."}
 
 CONVERSATIONS = {
@@ -159,6 +273,8 @@ FAMILIES = {
                "leading_newline"],
     "gemma": ["single_turn", "with_system", "multi_turn", "multi_turn_no_system", "whitespace_unicode",
               "leading_newline"],
+    "granite": ["single_turn", "with_system", "multi_turn", "multi_turn_no_system", "whitespace_unicode",
+                "leading_newline"],
 }
 
 
@@ -176,12 +292,24 @@ def render(tok, template, messages, add_generation_prompt):
     return text, ids
 
 
+def check_granite_templates(tok, messages, add_generation_prompt):
+    """Granite 3.0's and 3.1's templates differ only by 3.1's dated default system turn."""
+    text30, _ = render(tok, GRANITE30_TEMPLATE, messages, add_generation_prompt)
+    text31, _ = render(tok, GRANITE31_TEMPLATE, messages, add_generation_prompt)
+    if messages[0]["role"] == "system":
+        assert text31 == text30, (text31, text30)
+    else:
+        today = datetime.datetime.now().strftime("%B %d, %Y")  # transformers' strftime_now
+        assert text31 == GRANITE31_DEFAULT_SYSTEM.format(today=today) + text30, (text31, text30)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.join(here, "..")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", default=os.path.join(repo, "..", "shared"))
     parser.add_argument("--out", default=os.path.join(repo, "tests", "data", "chat"))
+    parser.add_argument("--only", nargs="+", choices=sorted(FAMILIES), help="write only these families' files")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
@@ -189,6 +317,7 @@ def main():
     llama3 = PreTrainedTokenizerFast.from_pretrained(os.path.join(repo, "tests", "data", "tokenizer", "llama3"))
     qwen2 = PreTrainedTokenizerFast.from_pretrained(os.path.join(repo, "tests", "data", "tokenizer", "qwen2"))
     gemma = GemmaTokenizer.from_pretrained(os.path.join(repo, "tests", "data", "judges", "shieldgemma"))
+    granite = PreTrainedTokenizerFast.from_pretrained(os.path.join(repo, "tests", "data", "judges", "granite_guardian"))
     setups = {
         "llama2": (llama2, "shared/tokenizers/llama2/tokenizer.model", lambda conv: LLAMA2_TEMPLATE),
         "mistral": (llama2, "shared/tokenizers/llama2/tokenizer.model", lambda conv: MISTRAL_TEMPLATE),
@@ -196,12 +325,19 @@ def main():
         "chatml": (qwen2, "tests/data/tokenizer/qwen2",
                    lambda conv: QWEN25_TEMPLATE if conv[0]["role"] == "system" else CHATML_TEMPLATE),
         "gemma": (gemma, "tests/data/judges/shieldgemma", lambda conv: GEMMA_TEMPLATE),
+        "granite": (granite, "tests/data/judges/granite_guardian",
+                    lambda conv: GRANITE31_TEMPLATE if conv[0]["role"] == "system" else GRANITE30_TEMPLATE),
     }
     for family, (tok, tok_path, template_for) in setups.items():
+        if args.only and family not in args.only:
+            continue
         cases = []
         for name in FAMILIES[family]:
             messages = CONVERSATIONS[name]
             template = template_for(messages)
+            if family == "granite":
+                check_granite_templates(tok, messages, False)
+                check_granite_templates(tok, messages[:-1], True)
             text, ids = render(tok, template, messages, False)
             prompt_text, prompt_ids = render(tok, template, messages[:-1], True)
             cases.append({"name": name, "messages": messages, "text": text, "ids": ids,
@@ -209,6 +345,8 @@ def main():
         out = {"family": family, "tokenizer": tok_path, "template": template_for([SYSTEM]), "cases": cases}
         if family == "chatml":
             out["template_without_system"] = CHATML_TEMPLATE
+        if family == "granite":
+            out["template_without_system"] = GRANITE30_TEMPLATE
         with open(os.path.join(args.out, family + ".json"), "w", encoding="utf-8") as f:
             json.dump(out, f, ensure_ascii=False, indent=1)
             f.write("\n")

@@ -11,6 +11,7 @@
 //   gemma   <bos><start_of_turn>user\n{system\n\n}content<end_of_turn>\n<start_of_turn>model\ncontent<end_of_turn>\n
 //           (Gemma 3 instruction models: a system message opens the first user turn; Gemma 2's own template
 //           refuses one, gaft renders it as Gemma 3 does)
+//   granite <|start_of_role|>role<|end_of_role|>content<|end_of_text|>\n   (Granite 3.x instruction models)
 // Each message is tokenized on its own (segment by segment), so the ids of a conversation's first n
 // messages plus the generation prompt are always a prefix of the ids of the whole conversation: the
 // trainer relies on this to split a chat into prompt and response.
@@ -26,7 +27,9 @@
 // Template details kept from the Hugging Face originals: llama2 strips user and assistant contents, llama3
 // trims all contents, llama2 and mistral require user/assistant alternation (after llama2's optional system
 // message). Not kept: the default system prompt that Qwen2/Qwen2.5's templates insert when a conversation
-// has none (it differs per model; put a system message in the data to have one), tools and tool calls.
+// has none (it differs per model; put a system message in the data to have one), nor Granite 3.1+'s ("Knowledge
+// Cutoff Date: April 2024.\nToday's Date: <today>.\nYou are Granite, developed by IBM. ..."; Granite 3.0's
+// template has none, and gaft renders as it does), tools and tool calls.
 #pragma once
 
 #include <cstdint>
@@ -53,7 +56,7 @@ struct TokenizedChat {
 // when there is none. Never returns kAuto. A template gaft does not recognise is a DataError naming the
 // file, with a hint to set tokenizer.chat_template.
 // Recognised by: "<|im_start|>" chatml, "<|start_header_id|>" llama3, "[INST]" with "<<SYS>>" llama2, "[INST]"
-// without it mistral, "<start_of_turn>" gemma.
+// without it mistral, "<|start_of_role|>" granite, "<start_of_turn>" gemma (in this order).
 ChatTemplate resolve_chat_template(ChatTemplate configured, const std::string& tokenizer_path);
 
 // The conversation's ids and loss mask. add_generation_prompt: append the header that opens an

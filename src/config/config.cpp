@@ -64,7 +64,8 @@ void describe(Schema& s, TokenizerSection& c) {
   s.choice("chat_template", &c.chat_template,
            {{"auto", ChatTemplate::kAuto}, {"none", ChatTemplate::kNone}, {"plain", ChatTemplate::kPlain},
             {"llama2", ChatTemplate::kLlama2}, {"llama3", ChatTemplate::kLlama3},
-            {"chatml", ChatTemplate::kChatml}, {"mistral", ChatTemplate::kMistral}, {"gemma", ChatTemplate::kGemma}},
+            {"chatml", ChatTemplate::kChatml}, {"mistral", ChatTemplate::kMistral}, {"gemma", ChatTemplate::kGemma},
+            {"granite", ChatTemplate::kGranite}},
            "Chat format; auto recognises tokenizer_config.json's chat_template.");
   s.integer("max_length", &c.max_length, "Longest prompt + response, in tokens.", Range::between(1, 1 << 24));
 }
@@ -299,7 +300,7 @@ void describe(Schema& s, RunConfig& c) {
 const std::vector<std::pair<std::string, ChatTemplate>> kChatTemplates = {
     {"auto", ChatTemplate::kAuto},     {"none", ChatTemplate::kNone},     {"plain", ChatTemplate::kPlain},
     {"llama2", ChatTemplate::kLlama2}, {"llama3", ChatTemplate::kLlama3}, {"chatml", ChatTemplate::kChatml},
-    {"mistral", ChatTemplate::kMistral}, {"gemma", ChatTemplate::kGemma}};
+    {"mistral", ChatTemplate::kMistral}, {"gemma", ChatTemplate::kGemma}, {"granite", ChatTemplate::kGranite}};
 
 void describe(Schema& s, EvalModel& c) {
   s.text("name", &c.name, "Column title in the report; empty: the folder's name.");

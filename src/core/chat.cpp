@@ -20,7 +20,7 @@ namespace gaft {
 namespace {
 
 const char* const kTemplateHint =
-    "set tokenizer.chat_template to none, plain, llama2, llama3, chatml, mistral or gemma";
+    "set tokenizer.chat_template to none, plain, llama2, llama3, chatml, mistral, gemma or granite";
 
 // One piece of a rendered conversation: a single token (id >= 0; text is its piece), or text to encode.
 struct Segment {
@@ -210,6 +210,23 @@ std::vector<Segment> build(const Tokenizer& tok, ChatTemplate tmpl, const std::v
       }
       break;
     }
+    case ChatTemplate::kGranite:
+      // <|start_of_role|>{role}<|end_of_role|>{content}<|end_of_text|>\n... (Granite 3.x instruct; contents as
+      // they are, any role order). No default system message when the conversation has none (gaft/chat.h).
+      for (const ChatMessage& m : messages) {
+        s.token("<|start_of_role|>", 0);
+        s.text(m.role, 0);
+        s.token("<|end_of_role|>", 0);
+        s.text(m.content, trained(m));
+        s.token("<|end_of_text|>", trained(m));
+        s.text("\n", 0);
+      }
+      if (add_generation_prompt) {
+        s.token("<|start_of_role|>", 0);
+        s.text("assistant", 0);
+        s.token("<|end_of_role|>", 0);
+      }
+      break;
   }
   return std::move(s.list());
 }
@@ -264,10 +281,12 @@ ChatTemplate resolve_chat_template(ChatTemplate configured, const std::string& t
   if (has("<|im_start|>")) return ChatTemplate::kChatml;
   if (has("<|start_header_id|>")) return ChatTemplate::kLlama3;
   if (has("[INST]")) return has("<<SYS>>") ? ChatTemplate::kLlama2 : ChatTemplate::kMistral;
+  // Granite before Gemma: Granite Guardian's template writes "<start_of_turn>" as text inside its user turn.
+  if (has("<|start_of_role|>")) return ChatTemplate::kGranite;
   if (has("<start_of_turn>")) return ChatTemplate::kGemma;
   throw DataError(source.string() + ": chat_template is none that gaft recognises (ChatML, Llama 2, Llama 3, "
-                                    "Mistral, Gemma): it has none of \"<|im_start|>\", \"<|start_header_id|>\", "
-                                    "\"[INST]\", \"<start_of_turn>\"",
+                                    "Mistral, Gemma, Granite): it has none of \"<|im_start|>\", "
+                                    "\"<|start_header_id|>\", \"[INST]\", \"<start_of_turn>\", \"<|start_of_role|>\"",
                   kTemplateHint);
 }
 
@@ -295,6 +314,7 @@ std::vector<int64_t> end_of_turn_ids(const Tokenizer& tok, ChatTemplate tmpl) {
   if (tmpl == ChatTemplate::kLlama3) s.token("<|eot_id|>", 1);
   if (tmpl == ChatTemplate::kChatml) s.token("<|im_end|>", 1);
   if (tmpl == ChatTemplate::kGemma) s.token("<end_of_turn>", 1);
+  if (tmpl == ChatTemplate::kGranite) s.token("<|end_of_text|>", 1);  // also Granite's EOS
   std::vector<int64_t> ids;
   for (const Segment& seg : s.list()) ids.push_back(seg.id);
   if (tok.eos_id() >= 0 && (ids.empty() || ids[0] != tok.eos_id())) ids.push_back(tok.eos_id());
@@ -312,6 +332,7 @@ std::string to_string(ChatTemplate tmpl) {
     case ChatTemplate::kChatml: return "chatml";
     case ChatTemplate::kMistral: return "mistral";
     case ChatTemplate::kGemma: return "gemma";
+    case ChatTemplate::kGranite: return "granite";
   }
   return "unknown";
 }

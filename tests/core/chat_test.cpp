@@ -147,6 +147,18 @@ TEST(Chat, GemmaMatchesTransformers) {
             (std::vector<int64_t>{tok.token_to_id("<end_of_turn>"), tok.eos_id()}));
 }
 
+TEST(Chat, GraniteMatchesTransformers) {
+  // Every text between special tokens is one segment, as in the whole text: ids agree everywhere, the leading
+  // newline of "leading_newline" included (it follows <|end_of_role|>, not a "\n" of the template). The fixture's
+  // conversations without a system message are rendered by Granite 3.0's template: 3.1's would insert its dated
+  // default system message (tools/make_chat_fixtures.py checks that this is the only difference).
+  expect_matches_fixture("granite", ChatTemplate::kGranite, [](const std::string&, bool) { return false; });
+  const gaft::Tokenizer tok = gaft::Tokenizer::load(tokenizer_path(fixture("granite")));
+  EXPECT_EQ(tok.eos_id(), tok.token_to_id("<|end_of_text|>"));
+  EXPECT_FALSE(tok.add_bos());
+  EXPECT_EQ(gaft::end_of_turn_ids(tok, ChatTemplate::kGranite), (std::vector<int64_t>{tok.eos_id()}));
+}
+
 TEST(Chat, MistralMatchesTransformersText) {
   if (!fs::exists(kLlama2Model)) GTEST_SKIP() << "no shared folder";
   // The reply follows "[/INST]" directly. Hugging Face encodes "[INST] hi [/INST]reply" as one text ("]reply");
@@ -282,7 +294,8 @@ TEST(Chat, ResolveTemplateFromTokenizerConfig) {
                                                                       {"llama3", ChatTemplate::kLlama3},
                                                                       {"chatml", ChatTemplate::kChatml},
                                                                       {"mistral", ChatTemplate::kMistral},
-                                                                      {"gemma", ChatTemplate::kGemma}};
+                                                                      {"gemma", ChatTemplate::kGemma},
+                                                                      {"granite", ChatTemplate::kGranite}};
   for (const auto& [family, expected] : families) {
     const std::string tmpl = fixture(family)["template"].get<std::string>();
     gaft_test::write_bytes(config, nlohmann::json{{"chat_template", tmpl}}.dump());
@@ -291,6 +304,12 @@ TEST(Chat, ResolveTemplateFromTokenizerConfig) {
     EXPECT_EQ(gaft::to_string(expected), family);
   }
   EXPECT_EQ(gaft::resolve_chat_template(ChatTemplate::kNone, dir.str()), ChatTemplate::kNone);  // configured wins
+  // Granite 3.0's template (no system message), and Granite Guardian's, whose user turn holds "<start_of_turn>".
+  gaft_test::write_bytes(config,
+                         nlohmann::json{{"chat_template", fixture("granite")["template_without_system"]}}.dump());
+  EXPECT_EQ(gaft::resolve_chat_template(ChatTemplate::kAuto, dir.str()), ChatTemplate::kGranite);
+  EXPECT_EQ(gaft::resolve_chat_template(ChatTemplate::kAuto, std::string(GAFT_TEST_DATA) + "/judges/granite_guardian"),
+            ChatTemplate::kGranite);
   // The list form of newer tokenizer configs, and chat_template.jinja.
   const std::string chatml = fixture("chatml")["template_without_system"].get<std::string>();
   gaft_test::write_bytes(config, nlohmann::json{{"chat_template", {{{"name", "tool_use"}, {"template", "x"}},

@@ -165,12 +165,12 @@ TEST(Scorer, ClassifierReadsTheAlignedLabel) {
                                {"aligned_label 3"});
 }
 
-// The judge recipes of configs/judges/ (Llama Guard 3, ShieldGemma) end to end: the recipe file as users load
-// it, its head pointed at a tiny random model of the judge's architecture (tests/data/judges, made by
+// The judge recipes of configs/judges/ (Llama Guard 3, ShieldGemma, Granite Guardian) end to end: the recipe file
+// as users load it, its head pointed at a tiny random model of the judge's architecture (tests/data/judges, made by
 // tools/make_judge_fixtures.py with transformers), scores equal to transformers' P(safe word) over the two label
 // words within 1e-4, and the rendered template tokenized exactly as the reference did.
 TEST(Scorer, JudgeRecipesMatchTransformers) {
-  for (const std::string judge : {"llama_guard3", "shieldgemma"}) {
+  for (const std::string judge : {"llama_guard3", "shieldgemma", "granite_guardian"}) {
     SCOPED_TRACE(judge);
     const std::string folder = std::string(GAFT_TEST_DATA) + "/judges/" + judge;
     const nlohmann::json expected = nlohmann::json::parse(gaft_test::read_bytes(folder + "/expected.json"));
