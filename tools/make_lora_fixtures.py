@@ -15,13 +15,15 @@ peft_gemma2/, peft_gemma3/, peft_granite/
                 adapters made by PEFT (r 4, alpha 8, all seven projections, random B) on the tiny random Gemma 2,
                 Gemma 3 and Granite models of tests/data/model/ (tools/make_model_fixtures.py), with PEFT's
                 logits for input_ids [2, 9] (ids below their vocabulary of 80).
+peft_phi3/      the same on the tiny Phi-3 (tests/data/model/phi3) over its fused modules qkv_proj, o_proj,
+                gate_up_proj, down_proj (PEFT's names for Phi-3).
 Each folder's base_model_name_or_path is rewritten to the base's path relative to the folder, so gaft finds the
 base from the committed fixture. expected.safetensors in each folder: input_ids [2, 12] and PEFT's float32
 logits [2, 12, 512].
 
 Run (needs transformers, peft, safetensors; C++ tests never run Python):
   /root/.cache/gaft/torch-2.11.0/bin/python tools/make_lora_fixtures.py --gaft build/gaft
-  (--only peft_gemma2 peft_gemma3 peft_granite rewrites those folders and leaves the others)
+  (--only peft_gemma2 peft_gemma3 peft_granite peft_phi3 rewrites those folders and leaves the others)
 """
 import argparse
 import json
@@ -125,7 +127,8 @@ def peft_made(name, base=BASE, ids=IDS, **lora):
 
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-FOLDERS = ["gaft_trained", "peft_made", "peft_regex", "peft_gemma2", "peft_gemma3", "peft_granite"]
+FOLDERS = ["gaft_trained", "peft_made", "peft_regex", "peft_gemma2", "peft_gemma3", "peft_granite", "peft_phi3"]
+FUSED_PROJECTIONS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # Phi-3's modules
 
 
 def main():
@@ -147,6 +150,9 @@ def main():
         if "peft_" + family in todo:
             peft_made("peft_" + family, base=os.path.join(ROOT, "tests", "data", "model", family), ids=FAMILY_IDS,
                       r=4, lora_alpha=8, target_modules=ALL_PROJECTIONS)
+    if "peft_phi3" in todo:
+        peft_made("peft_phi3", base=os.path.join(ROOT, "tests", "data", "model", "phi3"), ids=FAMILY_IDS,
+                  r=4, lora_alpha=8, target_modules=FUSED_PROJECTIONS)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """Writes the model parity fixtures under tests/data/model/ with Hugging Face transformers as the reference.
 
 For each family (llama, llama3_rope, mistral, mistral_window, qwen2, qwen3, llama_seqcls, gemma2, gemma3, granite,
-gemma2_seqcls) a tiny random model (hidden 32, 2 layers, 4 heads, 2 KV heads, MLP 32, vocab 80) is saved as <family>/config.json + model.safetensors, with weights
+gemma2_seqcls, phi3, phi3_seqcls) a tiny random model (hidden 32, 2 layers, 4 heads, 2 KV heads, MLP 32, vocab 80) is saved as <family>/config.json + model.safetensors, with weights
 rounded to float16 (bfloat16 for mistral) to keep the fixtures small; the reference runs in float32 on those
 rounded weights. <family>/expected.safetensors holds a left-padded batch (input_ids, attention_mask,
 position_ids) and the float32 logits (or classification scores); <family>/expected.json the greedy
@@ -11,7 +11,13 @@ continuation of every prompt, each generated alone without padding.
 mistral_window has sliding_window 4, so every prompt (and its greedy continuation) is longer than the window.
 gemma2 (one sliding layer of window 4, one global) has soft caps small enough to bite (scores 5, logits 4);
 gemma3 has head_dim 12 != hidden / heads, q/k norms, a linear-scaled global RoPE and a local RoPE base for its
-sliding layer; granite has all four multipliers away from 1. Every model runs transformers' eager attention.
+sliding layer; granite has all four multipliers away from 1. phi3 has fused qkv / gate_up projections, a partial
+rotary factor of 0.75 (6 of 8 features turn), a sliding window of 6 and longrope scaling with
+original_max_position_embeddings 12: the padded batch (10 tokens) runs on the short factors, the greedy
+continuations (10 + 8 tokens, each sequence alone, no cache) cross to the long ones, and long_input_ids /
+long_logits (16 tokens, one row) check the long factors directly. transformers' padded generate switches the
+whole batch when its longest row crosses, so its rows 1 and 2 differ from each sequence alone (the WARNING the
+script prints for phi3); gaft switches each row by its own length, as transformers on that sequence alone. Every model runs transformers' eager attention.
 
 tokenizer_llama2_ids.json: python sentencepiece ids of a small corpus for ../shared/tokenizers/llama2.
 
@@ -36,6 +42,10 @@ COMMON = dict(hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_att
               num_key_value_heads=2, vocab_size=80, max_position_embeddings=64, rms_norm_eps=1e-5,
               bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
+# Phi-3 with every knob away from neutral: longrope factors (3 = 6 rotary features / 2), partial rotary 0.75,
+# window 6 < prompt 10, original_max_position_embeddings 12 < max_position_embeddings 64 (attention factor 1.29).
+PHI3 = dict(partial_rotary_factor=0.75, sliding_window=6, original_max_position_embeddings=12,
+            rope_scaling={"rope_type": "longrope", "short_factor": [1.0, 1.3, 2.1], "long_factor": [1.7, 4.0, 9.5]})
 FAMILIES = {
     "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM,
               dict(tie_word_embeddings=False), torch.float16),
@@ -74,6 +84,10 @@ FAMILIES = {
                       dict(head_dim=8, query_pre_attn_scalar=6, sliding_window=4, attn_logit_softcapping=5.0,
                            num_labels=2, id2label={0: "safe", 1: "unsafe"}, label2id={"safe": 0, "unsafe": 1}),
                       torch.bfloat16),
+    "phi3": (transformers.Phi3Config, transformers.Phi3ForCausalLM, dict(PHI3, tie_word_embeddings=False), torch.bfloat16),
+    "phi3_seqcls": (transformers.Phi3Config, transformers.Phi3ForSequenceClassification,
+                    dict(PHI3, num_labels=2, id2label={0: "safe", 1: "unsafe"}, label2id={"safe": 0, "unsafe": 1}),
+                    torch.bfloat16),
 }
 
 LENGTHS = [10, 6, 3]  # the batch is left-padded to 10
@@ -127,6 +141,12 @@ def make_family(name, config_cls, model_cls, extra, store_dtype, seed):
         tensors["scores"] = out.logits.float().contiguous()  # [B, num_labels]
     else:
         tensors["logits"] = out.logits.float().contiguous()  # [B, T, V]
+        if getattr(cfg, "original_max_position_embeddings", None) and "rope_scaling" in extra:
+            # longrope: one row longer than original_max_position_embeddings runs on the long factors.
+            long_ids = torch.randint(3, COMMON["vocab_size"], (1, 16), generator=g)
+            with torch.no_grad():
+                tensors["long_input_ids"] = long_ids
+                tensors["long_logits"] = model(input_ids=long_ids).logits.float().contiguous()  # [1, 16, V]
         greedy, margins = [], []
         for p in prompts:
             seq = torch.tensor([p])

@@ -8,8 +8,16 @@
 
 namespace gaft {
 
-// The projections an adapter can target, by their module names (PEFT's target_modules).
+// The projections an adapter can target, by their module names (PEFT's target_modules), and those of a model
+// with fused projections (Phi-3: qkv_proj, o_proj, gate_up_proj, down_proj).
 const std::vector<std::string>& lora_target_names();
+const std::vector<std::string>& fused_lora_target_names();
+
+// The module names that `targets` (a list: lora.targets, PEFT's list form) adapt on a model with fused
+// projections: q_proj, k_proj and v_proj together name qkv_proj, gate_proj and up_proj gate_up_proj, so the
+// default list adapts every projection of a Phi-3 model. Part of a fused group (q_proj alone) is a UsageError:
+// its adapter would adapt k and v too. Unchanged when `fused` is false.
+std::vector<std::string> resolve_lora_targets(const std::vector<std::string>& targets, bool fused);
 
 struct LoraOptions {
   int64_t rank = 16;

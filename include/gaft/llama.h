@@ -1,13 +1,15 @@
-// The Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Granite) as LibTorch modules,
+// The Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Granite, Phi-3) as LibTorch modules,
 // registered under the Hugging Face checkpoint names so that state dicts line up without renaming code:
 //
 //   model.embed_tokens, model.layers.N.{input_layernorm, self_attn.{q,k,v,o}_proj, self_attn.{q,k}_norm (Qwen3,
 //   Gemma 3), post_attention_layernorm, pre_feedforward_layernorm and post_feedforward_layernorm (Gemma),
-//   mlp.{gate,up,down}_proj}, model.norm, lm_head (untied LM) or score (classifier).
+//   mlp.{gate,up,down}_proj}, model.norm, lm_head (untied LM) or score (classifier). Phi-3 fuses the projections:
+//   self_attn.qkv_proj [q | k | v] and mlp.gate_up_proj [gate | up], each one adaptable module (LoRA as PEFT).
 //
 // The families differ only in the ModelConfig fields they set (model_config.h): Gemma's (1 + w) norms around
 // both blocks, GeGLU, scaled embeddings, query_pre_attn_scalar, soft-capped scores and logits and per-type RoPE;
-// Granite's embedding, residual, attention and logits multipliers.
+// Granite's embedding, residual, attention and logits multipliers; Phi-3's fused projections, partial rotary
+// features and longrope scaling.
 //
 // Weights in the HF layout already use the rotate-half RoPE convention, so no permutation is needed at load.
 // forward() returns the final hidden states [B, T, H] (after model.norm); logits() applies the LM head, and
@@ -57,14 +59,19 @@ class RMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
-// Rotary position embeddings (rotate-half convention), optionally with llama3 frequency scaling.
+// Rotary position embeddings (rotate-half convention) over the first `dim` features of a head, optionally with
+// llama3, linear or longrope frequency scaling (model_config.h).
 class RotaryEmbedding {
  public:
   RotaryEmbedding() = default;
-  RotaryEmbedding(int64_t head_dim, double theta, const std::optional<RopeScaling>& scaling);
-  // cos and sin [B, T, D] in fp32 for position ids [B, T].
+  RotaryEmbedding(int64_t dim, double theta, const std::optional<RopeScaling>& scaling);
+  // cos and sin [B, T, D] in fp32 for position ids [B, T] (D = dim). longrope: each row takes the long
+  // frequencies when its largest position id is at or past `original` (on the device, no host sync).
   std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& position_ids) const;
-  at::Tensor inv_freq;  // [D / 2] fp32
+  at::Tensor inv_freq;       // [D / 2] fp32 (longrope: the short factors')
+  at::Tensor inv_freq_long;  // [D / 2] fp32, longrope only
+  int64_t original = 0;      // longrope: original_max_position_embeddings
+  double scale = 1.0;        // cos and sin times this (longrope's attention_factor)
 };
 
 struct AttentionOptions {
@@ -74,6 +81,7 @@ struct AttentionOptions {
   bool gemma_norms = false;  // q/k norms with (1 + w)
   double scale = 0;          // scores times scale; 0 = 1/sqrt(head_dim)
   double softcap = 0;        // scores soft-capped: softcap * tanh(scores / softcap); 0 = none
+  bool fused = false;        // Phi-3: one qkv_proj [q | k | v] in place of q/k/v_proj
 };
 
 // Grouped-query self-attention through at::scaled_dot_product_attention (soft-capped scores: the same in
@@ -81,23 +89,27 @@ struct AttentionOptions {
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const AttentionOptions& o);
-  // x [B, T, H]; cos/sin [B, T, D]; mask [B, 1, T, S - first] bool (true = attend) or undefined for plain
+  // x [B, T, H]; cos/sin [B, T, Dr] (Dr <= D: RoPE turns the first Dr features); mask [B, 1, T, S - first] bool (true = attend) or undefined for plain
   // causal (T > 1) or every key (T == 1); cache: this layer's keys and values, extended in place; nullptr
   // without a cache (then S = T and first = 0).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      const LayerCache* cache);
   AttentionOptions opt;
   LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // adaptable (lora.h)
+  LoraLinear qkv_proj{nullptr};  // fused: [NH*D + 2*KVH*D, H], in place of q/k/v_proj
   RMSNorm q_norm{nullptr}, k_norm{nullptr};
 };
 TORCH_MODULE(Attention);
 
-// SwiGLU: down(silu(gate(x)) * up(x)); GeGLU (Gemma): gelu_tanh in place of silu.
+// SwiGLU: down(silu(gate(x)) * up(x)); GeGLU (Gemma): gelu_tanh in place of silu. Fused (Phi-3): one
+// gate_up_proj whose first half of outputs is the gate, the second the up projection.
 class MLPImpl : public torch::nn::Module {
  public:
-  MLPImpl(int64_t hidden_size, int64_t intermediate_size, bool bias, Activation activation = Activation::kSilu);
+  MLPImpl(int64_t hidden_size, int64_t intermediate_size, bool bias, Activation activation = Activation::kSilu,
+          bool fused = false);
   at::Tensor forward(const at::Tensor& x);  // [B, T, H]
   LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};  // adaptable (lora.h)
+  LoraLinear gate_up_proj{nullptr};  // fused: [2I, H], in place of gate/up_proj
   Activation activation;
 };
 TORCH_MODULE(MLP);
@@ -107,7 +119,7 @@ TORCH_MODULE(MLP);
 class DecoderLayerImpl : public torch::nn::Module {
  public:
   DecoderLayerImpl(const AttentionOptions& attn, int64_t intermediate_size, bool mlp_bias,
-                   Activation activation = Activation::kSilu, double residual_scale = 1.0);
+                   Activation activation = Activation::kSilu, double residual_scale = 1.0);  // attn.fused: MLP too
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      const LayerCache* cache);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};

@@ -2,9 +2,9 @@
 // function (load_model_config) and validated in one pass that lists every problem, naming the file.
 //
 // Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
-// Gemma2ForCausalLM, Gemma3ForCausalLM (text-only checkpoints), GraniteForCausalLM, and the
-// *ForSequenceClassification variant of each that transformers has (Gemma 3: Gemma3TextForSequenceClassification;
-// Granite: none).
+// Gemma2ForCausalLM, Gemma3ForCausalLM (text-only checkpoints), GraniteForCausalLM, Phi3ForCausalLM (Phi-3, Phi-3.5,
+// Phi-4, Phi-4-mini), and the *ForSequenceClassification variant of each that transformers has (Gemma 3:
+// Gemma3TextForSequenceClassification; Granite: none).
 #pragma once
 
 #include <cstdint>
@@ -15,18 +15,27 @@
 
 namespace gaft {
 
-enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kGemma2, kGemma3, kGranite };
+enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kGemma2, kGemma3, kGranite, kPhi3 };
 enum class Activation { kSilu, kGeluTanh };  // the MLP's gate activation: SwiGLU, or GeGLU (Gemma)
 enum class ModelHead { kCausalLM, kSequenceClassification };
 
-// rope_scaling {"rope_type": "llama3", ...} (Llama 3.1+) or {"rope_type": "linear", "factor": 8} (Gemma 3's global
-// layers: frequencies divided by factor); absent or null means plain RoPE.
+// rope_scaling {"rope_type": "llama3", ...} (Llama 3.1+), {"rope_type": "linear", "factor": 8} (Gemma 3's global
+// layers: frequencies divided by factor) or {"rope_type": "longrope", "short_factor": [...], "long_factor": [...]}
+// (Phi-3 / Phi-3.5 / Phi-4-mini; older configs say "su"); absent or null means plain RoPE.
+//
+// longrope: frequency i is 1 / (ext_i * theta^(2i / rotary_dim)), ext = short_factor for a sequence of at most
+// original_max_position_embeddings tokens and long_factor beyond; cos and sin are multiplied by attention_factor
+// (given, else sqrt(1 + ln(f) / ln(original)) with f = max_position_embeddings / original, or 1 when f <= 1).
+// transformers picks the factors per forward from its largest position; gaft per row, from that row's largest
+// position, which equals transformers on each sequence alone (a row does not depend on its batchmates).
 struct RopeScaling {
-  std::string type;                                 // "llama3" or "linear"
+  std::string type;                                 // "llama3", "linear" or "longrope"
   double factor = 8.0;                              // 8.0
   double low_freq_factor = 1.0;                     // 1.0
   double high_freq_factor = 4.0;                    // 4.0
-  int64_t original_max_position_embeddings = 8192;  // 8192
+  int64_t original_max_position_embeddings = 8192;  // 8192 (llama3), 4096 (Phi-3 longrope)
+  std::vector<double> short_factor, long_factor;    // longrope: rotary_dim / 2 each
+  double attention_factor = 1.0;                    // longrope: cos and sin times this (1.19 for Phi-3.5-mini)
 };
 
 struct ModelConfig {
@@ -65,11 +74,16 @@ struct ModelConfig {
   double attn_softcap = 0;              // Gemma 2 attn_logit_softcapping: scores = c tanh(scores / c); 0 = none
   double final_softcap = 0;             // Gemma final_logit_softcapping: logits = c tanh(logits / c); 0 = none
   double logits_scale = 1.0;            // Granite 1 / logits_scaling
+  // Phi-3 (false elsewhere):
+  bool fused_projections = false;       // self_attn.qkv_proj [q | k | v] and mlp.gate_up_proj [gate | up] in
+                                        // place of q/k/v_proj and gate/up_proj
+  int64_t rotary_dim = 0;               // derived: head_dim * partial_rotary_factor (Phi-4-mini: 0.75); RoPE
+                                        // turns the first rotary_dim features of each head, the rest pass
   int64_t sliding_window = 0;           // Mistral: 4096; 0 = full attention. Query i sees keys (i - W, i]
   std::vector<bool> sliding_layers;     // derived, one per layer when sliding_window > 0: windowed or not
                                         // (Mistral: all; Qwen2/3: "layer_types", else layers >= max_window_layers;
                                         // Gemma: "layer_types", else every 2nd (Gemma 2) or all but every
-                                        // sliding_window_pattern-th (Gemma 3) layer)
+                                        // sliding_window_pattern-th (Gemma 3) layer; Phi-3: all)
 
   int64_t bos_token_id = -1;            // 1; -1 when absent
   std::vector<int64_t> eos_token_ids;   // {2}
@@ -92,5 +106,9 @@ double parameter_count(const ModelConfig& c);
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 
 std::string to_string(ModelFamily family);
+
+// The sequence length beyond which a longrope model switches to its long factors (original_max_position_
+// embeddings); 0 for every other model. A KV cache filled under the short factors is stale past it.
+int64_t longrope_switch(const ModelConfig& c);
 
 }  // namespace gaft

@@ -54,7 +54,7 @@ void describe(Schema& s, LoraSection& c) {
   s.integer("rank", &c.rank, "Adapter rank r.", Range::between(1, 1 << 16));
   s.number("alpha", &c.alpha, "Adapter scale numerator: scale = alpha / rank.", Range::positive());
   s.number("dropout", &c.dropout, "Dropout on the adapter input during training.", Range::at_least(0));
-  s.texts("targets", &c.targets, "Projections that get adapters: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.");
+  s.texts("targets", &c.targets, "Projections that get adapters: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; on Phi-3 q/k/v name its fused qkv_proj and gate/up its gate_up_proj (name a group whole, or the fused name).");
   s.flag("rslora", &c.rslora, "Rank-stabilised scale alpha / sqrt(rank).");
   s.text("adapter", &c.adapter, "Start from this PEFT adapter folder (its rank, alpha and targets); empty: new adapters.");
 }
@@ -597,10 +597,12 @@ void validate(const RunConfig& c, Diagnostics& diag) {
                                "have to be trained in full");
     if (c.lora.dropout >= 1.0) diag.add("lora.dropout", "expected a probability below 1");
     if (c.lora.targets.empty()) diag.add("lora.targets", "expected at least one projection");
-    static const std::set<std::string> known = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    static const std::set<std::string> known = {"q_proj",  "k_proj",    "v_proj",   "o_proj",
+                                                "gate_proj", "up_proj", "down_proj", "qkv_proj", "gate_up_proj"};
     for (const std::string& t : c.lora.targets)
       if (!known.count(t))
-        diag.add("lora.targets", "unknown projection '" + t + "'; expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj");
+        diag.add("lora.targets", "unknown projection '" + t + "'; expected q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                                 "up_proj, down_proj, or Phi-3's fused qkv_proj, gate_up_proj");
   } else if (!c.lora.adapter.empty()) {
     diag.add("lora.adapter", "an adapter is set but lora.enabled is false");
   }

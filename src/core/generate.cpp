@@ -143,6 +143,13 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
   cache.reserve = longest + steps;
   // The padding mask of every position there will be: prompt columns as given, generated ones all 1.
   at::Tensor full_mask = at::cat({mask, at::ones({B, steps}, mask.options())}, 1).to(device);  // [B, T0 + steps]
+  // longrope (Phi-3): a row whose sequence grows past original_max_position_embeddings switches to the long
+  // factors, and its cache, filled under the short ones, is recomputed once from its tokens at that step, as
+  // transformers' generate does for one sequence. `history` keeps every row's tokens for that.
+  const int64_t switch_at = longrope_switch(model->config);
+  at::Tensor history;  // [rows, T0 + steps]: prompt (left-padded) and fed tokens, longrope only
+  if (switch_at > 0 && longest + steps > switch_at)
+    history = at::cat({ids, at::full({B, steps}, o.pad_id, at::kLong)}, 1).to(device);
 
   // Prefill once per prompt; its last logits and its cache are then repeated for the K continuations (one copy
   // of the prompt's keys and values per continuation, made once, which each continuation's new tokens extend).
@@ -173,6 +180,7 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
     }
     full_mask = full_mask.index_select(0, index);
     last = last.index_select(0, index);
+    if (history.defined()) history = history.index_select(0, index);
   };
   if (K > 1 || static_cast<int64_t>(keep.size()) < B * K) {
     select_rows(keep, K);
@@ -212,8 +220,33 @@ std::vector<std::vector<int64_t>> generate(Llama& model, const std::vector<std::
       finished.assign(live.out_row.size(), false);
     }
     const at::Tensor attended = padded ? full_mask.narrow(1, 0, cache.length() + 1) : at::Tensor();
+    if (history.defined()) history.narrow(1, cache.length(), 1).copy_(input);
     const at::Tensor hidden = model->forward(input.to(device), attended, &cache);  // [R', 1, H]
     last = model->logits(hidden).squeeze(1);                                        // [R', V]
+    if (history.defined()) {
+      // Rows whose fed token sits at position switch_at (their sequence now exceeds it): recompute.
+      std::vector<int64_t> crossing;
+      for (size_t r = 0; r < live.out_row.size(); ++r) {
+        if (finished[r]) continue;
+        const int64_t n = static_cast<int64_t>(prompts[live.out_row[r] / K].size());
+        if (n <= switch_at && n + static_cast<int64_t>(out[live.out_row[r]].size()) - 1 == switch_at)
+          crossing.push_back(static_cast<int64_t>(r));
+      }
+      if (!crossing.empty()) {
+        const int64_t S = cache.length();
+        const at::Tensor idx = at::tensor(crossing, at::kLong).to(device);
+        KVCache fresh = model->make_cache();
+        fresh.reserve = cache.keys[0].size(2);
+        const at::Tensor h = model->forward(history.index_select(0, idx).narrow(1, 0, S),
+                                            padded ? full_mask.index_select(0, idx).narrow(1, 0, S) : at::Tensor(),
+                                            &fresh);  // [C, S, H]
+        for (size_t l = 0; l < cache.keys.size(); ++l) {
+          cache.keys[l].narrow(2, 0, S).index_copy_(0, idx, fresh.keys[l].narrow(2, 0, S));
+          cache.values[l].narrow(2, 0, S).index_copy_(0, idx, fresh.values[l].narrow(2, 0, S));
+        }
+        last.index_copy_(0, idx, model->logits(h.narrow(1, S - 1, 1)).squeeze(1));
+      }
+    }
   }
   return out;
 }

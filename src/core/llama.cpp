@@ -54,10 +54,22 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
   return weight * normed.to(x.scalar_type());
 }
 
-RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, const std::optional<RopeScaling>& scaling) {
+RotaryEmbedding::RotaryEmbedding(int64_t dim, double theta, const std::optional<RopeScaling>& scaling) {
   // HF: 1 / theta^(arange(0, D, 2) / D), computed in fp32.
-  const at::Tensor exponent = at::arange(0, head_dim, 2, at::kLong).to(at::kFloat) / static_cast<float>(head_dim);
-  inv_freq = 1.0 / at::pow(at::scalar_tensor(theta, at::kFloat), exponent);  // [D / 2]
+  const at::Tensor exponent = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<float>(dim);
+  const at::Tensor power = at::pow(at::scalar_tensor(theta, at::kFloat), exponent);  // [D / 2]
+  inv_freq = 1.0 / power;
+  if (scaling && scaling->type == "longrope") {  // HF: 1 / (ext_factors * base^(arange(0, D, 2) / D))
+    const auto ext = [&](const std::vector<double>& f) {
+      TORCH_CHECK(static_cast<int64_t>(f.size()) == dim / 2, "longrope factors: ", f.size(), " for ", dim / 2,
+                  " frequencies");
+      return at::tensor(f, at::kDouble).to(at::kFloat);
+    };
+    inv_freq = 1.0 / (ext(scaling->short_factor) * power);
+    inv_freq_long = 1.0 / (ext(scaling->long_factor) * power);
+    original = scaling->original_max_position_embeddings;
+    scale = scaling->attention_factor;
+  }
   if (scaling && scaling->type == "linear") inv_freq = inv_freq / scaling->factor;
   if (scaling && scaling->type == "llama3") {
     const double factor = scaling->factor, low = scaling->low_freq_factor, high = scaling->high_freq_factor;
@@ -73,16 +85,28 @@ RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, const std::opti
 }
 
 std::pair<at::Tensor, at::Tensor> RotaryEmbedding::cos_sin(const at::Tensor& position_ids) const {
-  const at::Tensor f = inv_freq.to(position_ids.device());
+  at::Tensor f = inv_freq.to(position_ids.device());  // [D / 2]
+  if (inv_freq_long.defined()) {
+    // longrope: a row whose largest position reaches `original` uses the long factors (transformers: seq_len =
+    // max(position_ids) + 1 > original_max_position_embeddings), chosen on the device.
+    const at::Tensor is_long = (position_ids.amax(-1, true) >= original).unsqueeze(-1);   // [B, 1, 1]
+    f = at::where(is_long, inv_freq_long.to(position_ids.device()).view({1, 1, -1}), f.view({1, 1, -1}));  // [B, 1, D / 2]
+  }
   const at::Tensor freqs = position_ids.to(at::kFloat).unsqueeze(-1) * f;  // [B, T, D / 2]
   const at::Tensor emb = at::cat({freqs, freqs}, -1);                     // [B, T, D]
+  if (scale != 1.0) return {emb.cos() * scale, emb.sin() * scale};
   return {emb.cos(), emb.sin()};
 }
 
 AttentionImpl::AttentionImpl(const AttentionOptions& o) : opt(o) {
-  q_proj = register_module("q_proj", LoraLinear(o.hidden_size, o.num_heads * o.head_dim, o.qkv_bias));
-  k_proj = register_module("k_proj", LoraLinear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
-  v_proj = register_module("v_proj", LoraLinear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
+  if (o.fused) {
+    qkv_proj = register_module(
+        "qkv_proj", LoraLinear(o.hidden_size, (o.num_heads + 2 * o.num_kv_heads) * o.head_dim, o.qkv_bias));
+  } else {
+    q_proj = register_module("q_proj", LoraLinear(o.hidden_size, o.num_heads * o.head_dim, o.qkv_bias));
+    k_proj = register_module("k_proj", LoraLinear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
+    v_proj = register_module("v_proj", LoraLinear(o.hidden_size, o.num_kv_heads * o.head_dim, o.qkv_bias));
+  }
   o_proj = register_module("o_proj", LoraLinear(o.num_heads * o.head_dim, o.hidden_size, o.o_bias));
   if (o.qk_norm) {
     q_norm = register_module("q_norm", RMSNorm(o.head_dim, o.eps, o.gemma_norms));
@@ -114,9 +138,18 @@ at::Tensor softcapped_attention(const at::Tensor& q, const at::Tensor& k, const 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                   const at::Tensor& mask, const LayerCache* cache) {
   const int64_t B = x.size(0), T = x.size(1), D = opt.head_dim;
-  at::Tensor q = q_proj->forward(x).view({B, T, opt.num_heads, D});     // [B, T, NH, D]
-  at::Tensor k = k_proj->forward(x).view({B, T, opt.num_kv_heads, D});  // [B, T, KVH, D]
-  at::Tensor v = v_proj->forward(x).view({B, T, opt.num_kv_heads, D});  // [B, T, KVH, D]
+  at::Tensor q, k, v;
+  if (qkv_proj) {
+    const at::Tensor qkv = qkv_proj->forward(x);  // [B, T, (NH + 2 KVH) D]
+    const int64_t nq = opt.num_heads * D, nkv = opt.num_kv_heads * D;
+    q = qkv.narrow(-1, 0, nq).reshape({B, T, opt.num_heads, D});          // [B, T, NH, D]
+    k = qkv.narrow(-1, nq, nkv).reshape({B, T, opt.num_kv_heads, D});     // [B, T, KVH, D]
+    v = qkv.narrow(-1, nq + nkv, nkv).reshape({B, T, opt.num_kv_heads, D});
+  } else {
+    q = q_proj->forward(x).view({B, T, opt.num_heads, D});     // [B, T, NH, D]
+    k = k_proj->forward(x).view({B, T, opt.num_kv_heads, D});  // [B, T, KVH, D]
+    v = v_proj->forward(x).view({B, T, opt.num_kv_heads, D});  // [B, T, KVH, D]
+  }
   if (opt.qk_norm) {
     q = q_norm->forward(q);
     k = k_norm->forward(k);
@@ -124,9 +157,19 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
   q = q.transpose(1, 2);  // [B, NH, T, D]
   k = k.transpose(1, 2);  // [B, KVH, T, D]
   v = v.transpose(1, 2);  // [B, KVH, T, D]
-  const at::Tensor c = cos.to(q.scalar_type()).unsqueeze(1), s = sin.to(q.scalar_type()).unsqueeze(1);  // [B, 1, T, D]
-  q = q * c + rotate_half(q) * s;
-  k = k * c + rotate_half(k) * s;
+  const at::Tensor c = cos.to(q.scalar_type()).unsqueeze(1), s = sin.to(q.scalar_type()).unsqueeze(1);  // [B, 1, T, Dr]
+  const int64_t Dr = c.size(-1);
+  if (Dr == D) {
+    q = q * c + rotate_half(q) * s;
+    k = k * c + rotate_half(k) * s;
+  } else {  // partial rotary (Phi-4-mini): the first Dr features turn, the rest pass unchanged
+    const auto turn = [&](const at::Tensor& t) {
+      const at::Tensor r = t.narrow(-1, 0, Dr);
+      return at::cat({r * c + rotate_half(r) * s, t.narrow(-1, Dr, D - Dr)}, -1);
+    };
+    q = turn(q);
+    k = turn(k);
+  }
   if (cache) {
     at::Tensor& ck = *cache->keys;
     at::Tensor& cv = *cache->values;
@@ -173,13 +216,24 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
   return o_proj->forward(out.transpose(1, 2).reshape({B, T, opt.num_heads * D}));  // [B, T, H]
 }
 
-MLPImpl::MLPImpl(int64_t hidden, int64_t inter, bool bias, Activation act) : activation(act) {
-  gate_proj = register_module("gate_proj", LoraLinear(hidden, inter, bias));
-  up_proj = register_module("up_proj", LoraLinear(hidden, inter, bias));
+MLPImpl::MLPImpl(int64_t hidden, int64_t inter, bool bias, Activation act, bool fused) : activation(act) {
+  if (fused) {
+    gate_up_proj = register_module("gate_up_proj", LoraLinear(hidden, 2 * inter, bias));
+  } else {
+    gate_proj = register_module("gate_proj", LoraLinear(hidden, inter, bias));
+    up_proj = register_module("up_proj", LoraLinear(hidden, inter, bias));
+  }
   down_proj = register_module("down_proj", LoraLinear(inter, hidden, bias));
 }
 
 at::Tensor MLPImpl::forward(const at::Tensor& x) {
+  if (gate_up_proj) {
+    const at::Tensor gu = gate_up_proj->forward(x);  // [B, T, 2I]
+    const int64_t I = gu.size(-1) / 2;
+    const at::Tensor gate = gu.narrow(-1, 0, I), up = gu.narrow(-1, I, I);
+    const at::Tensor act = activation == Activation::kGeluTanh ? at::gelu(gate, "tanh") : at::silu(gate);
+    return down_proj->forward(act * up);  // [B, T, H]
+  }
   // up before gate: the order LoRA dropout draws its masks in (the one GCC gave the former single expression),
   // kept so that runs and checkpoints made before stay reproducible.
   const at::Tensor up = up_proj->forward(x);      // [B, T, I]
@@ -192,7 +246,7 @@ DecoderLayerImpl::DecoderLayerImpl(const AttentionOptions& attn, int64_t interme
                                    Activation activation, double residual_scale_)
     : residual_scale(residual_scale_) {
   self_attn = register_module("self_attn", Attention(attn));
-  mlp = register_module("mlp", MLP(attn.hidden_size, intermediate_size, mlp_bias, activation));
+  mlp = register_module("mlp", MLP(attn.hidden_size, intermediate_size, mlp_bias, activation, attn.fused));
   const bool g = attn.gemma_norms;
   input_layernorm = register_module("input_layernorm", RMSNorm(attn.hidden_size, attn.eps, g));
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(attn.hidden_size, attn.eps, g));
@@ -314,10 +368,11 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 }  // namespace
 
 LlamaModelImpl::LlamaModelImpl(const ModelConfig& c)
-    : rotary(c.head_dim, c.rope_theta, c.rope_scaling), local_rope(c.local_rope_theta > 0),
+    : rotary(c.rotary_dim > 0 ? c.rotary_dim : c.head_dim, c.rope_theta, c.rope_scaling),
+      local_rope(c.local_rope_theta > 0),
       embedding_scale(c.embedding_scale), round_embedding_scale(c.gemma_norms), sliding_window(c.sliding_window),
       sliding_layers(c.sliding_layers) {
-  if (local_rope) rotary_local = RotaryEmbedding(c.head_dim, c.local_rope_theta, std::nullopt);
+  if (local_rope) rotary_local = RotaryEmbedding(c.rotary_dim > 0 ? c.rotary_dim : c.head_dim, c.local_rope_theta, std::nullopt);
   if (sliding_window > 0 && sliding_layers.empty()) sliding_layers.assign(c.num_hidden_layers, true);
   TORCH_CHECK(sliding_window <= 0 || static_cast<int64_t>(sliding_layers.size()) == c.num_hidden_layers,
               "sliding_layers must name every layer of ", c.source);
@@ -325,7 +380,7 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c)
   layers = register_module("layers", torch::nn::ModuleList());
   const AttentionOptions attn{c.hidden_size,   c.num_attention_heads, c.num_key_value_heads, c.head_dim,
                               c.attention_bias, c.o_proj_bias,          c.qk_norm,             c.rms_norm_eps,
-                              c.gemma_norms,    c.attention_scale,      c.attn_softcap};
+                              c.gemma_norms,    c.attention_scale,      c.attn_softcap,        c.fused_projections};
   for (int64_t i = 0; i < c.num_hidden_layers; ++i)
     layers->push_back(DecoderLayer(attn, c.intermediate_size, c.mlp_bias, c.activation, c.residual_scale));
   norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, c.gemma_norms));
@@ -493,11 +548,16 @@ std::vector<WeightSpec> llama_weight_table(const ModelConfig& c) {
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     t.push_back({p + "input_layernorm.weight", {H}});
-    t.push_back({p + "self_attn.q_proj.weight", {q, H}});
-    t.push_back({p + "self_attn.k_proj.weight", {kv, H}});
-    t.push_back({p + "self_attn.v_proj.weight", {kv, H}});
+    if (c.fused_projections) {
+      t.push_back({p + "self_attn.qkv_proj.weight", {q + 2 * kv, H}});
+    } else {
+      t.push_back({p + "self_attn.q_proj.weight", {q, H}});
+      t.push_back({p + "self_attn.k_proj.weight", {kv, H}});
+      t.push_back({p + "self_attn.v_proj.weight", {kv, H}});
+    }
     t.push_back({p + "self_attn.o_proj.weight", {H, q}});
-    if (c.attention_bias) {
+    if (c.attention_bias && c.fused_projections) t.push_back({p + "self_attn.qkv_proj.bias", {q + 2 * kv}});
+    if (c.attention_bias && !c.fused_projections) {
       t.push_back({p + "self_attn.q_proj.bias", {q}});
       t.push_back({p + "self_attn.k_proj.bias", {kv}});
       t.push_back({p + "self_attn.v_proj.bias", {kv}});
@@ -512,10 +572,18 @@ std::vector<WeightSpec> llama_weight_table(const ModelConfig& c) {
       t.push_back({p + "pre_feedforward_layernorm.weight", {H}});
       t.push_back({p + "post_feedforward_layernorm.weight", {H}});
     }
-    t.push_back({p + "mlp.gate_proj.weight", {I, H}});
-    t.push_back({p + "mlp.up_proj.weight", {I, H}});
+    if (c.fused_projections) {
+      t.push_back({p + "mlp.gate_up_proj.weight", {2 * I, H}});
+    } else {
+      t.push_back({p + "mlp.gate_proj.weight", {I, H}});
+      t.push_back({p + "mlp.up_proj.weight", {I, H}});
+    }
     t.push_back({p + "mlp.down_proj.weight", {H, I}});
-    if (c.mlp_bias) {
+    if (c.mlp_bias && c.fused_projections) {
+      t.push_back({p + "mlp.gate_up_proj.bias", {2 * I}});
+      t.push_back({p + "mlp.down_proj.bias", {H}});
+    }
+    if (c.mlp_bias && !c.fused_projections) {
       t.push_back({p + "mlp.gate_proj.bias", {I}});
       t.push_back({p + "mlp.up_proj.bias", {I}});
       t.push_back({p + "mlp.down_proj.bias", {H}});

@@ -43,6 +43,13 @@ std::vector<std::pair<std::string, LoraLinearImpl*>> projections(LlamaImpl& mode
     const std::string at = "model.layers." + std::to_string(i) + ".";
     AttentionImpl& a = *layer->self_attn;
     MLPImpl& m = *layer->mlp;
+    if (a.qkv_proj) {  // Phi-3: the fused projections are the adaptable modules (PEFT: qkv_proj, gate_up_proj)
+      for (const auto& [name, p] : std::vector<std::pair<std::string, LoraLinearImpl*>>{
+               {"self_attn.qkv_proj", a.qkv_proj.get()}, {"self_attn.o_proj", a.o_proj.get()},
+               {"mlp.gate_up_proj", m.gate_up_proj.get()}, {"mlp.down_proj", m.down_proj.get()}})
+        out.emplace_back(at + name, p);
+      continue;
+    }
     for (const auto& [name, p] : std::vector<std::pair<std::string, LoraLinearImpl*>>{
              {"self_attn.q_proj", a.q_proj.get()},  {"self_attn.k_proj", a.k_proj.get()},
              {"self_attn.v_proj", a.v_proj.get()},  {"self_attn.o_proj", a.o_proj.get()},
@@ -136,6 +143,44 @@ const std::vector<std::string>& lora_target_names() {
   static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                  "gate_proj", "up_proj", "down_proj"};
   return names;
+}
+
+const std::vector<std::string>& fused_lora_target_names() {
+  static const std::vector<std::string> names = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"};
+  return names;
+}
+
+std::vector<std::string> resolve_lora_targets(const std::vector<std::string>& targets, bool fused) {
+  if (!fused) return targets;
+  const auto has = [&](const std::string& t) { return std::find(targets.begin(), targets.end(), t) != targets.end(); };
+  const auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  };
+  struct Group {
+    std::vector<std::string> parts;
+    std::string fused, what;
+  };
+  const Group groups[] = {{{"q_proj", "k_proj", "v_proj"}, "qkv_proj", "q, k and v into one self_attn.qkv_proj"},
+                          {{"gate_proj", "up_proj"}, "gate_up_proj", "gate and up into one mlp.gate_up_proj"}};
+  for (const Group& g : groups) {
+    std::vector<std::string> named, missing;
+    for (const std::string& t : g.parts) (has(t) ? named : missing).push_back(t);
+    if (!named.empty() && !missing.empty())
+      throw UsageError("lora.targets names " + join(named) + " but not " + join(missing) + ": this model fuses " +
+                           g.what + ", whose adapter adapts all of them",
+                       "target " + g.fused + " (or name all of " + join(g.parts) + ")");
+  }
+  // In the given order, each part of a group replaced by the fused name once.
+  std::vector<std::string> out;
+  for (const std::string& t : targets) {
+    std::string name = t;
+    for (const Group& g : groups)
+      if (std::find(g.parts.begin(), g.parts.end(), t) != g.parts.end()) name = g.fused;
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
+  }
+  return out;
 }
 
 double LoraOptions::scale() const {

@@ -62,20 +62,72 @@ bool get_bool(const nlohmann::json& j, const char* key, bool fallback, Problems&
   return j[key].get<bool>();
 }
 
-void read_rope_scaling(const nlohmann::json& r, ModelConfig& c, Problems& p) {
+// A list of numbers under `key` of rope_scaling; problems named.
+std::vector<double> get_numbers(const nlohmann::json& r, const char* key, Problems& p) {
+  std::vector<double> out;
+  if (!r.contains(key) || !r[key].is_array()) {
+    p.add(std::string("rope_scaling.") + key + " expected a list of numbers, got " +
+          (r.contains(key) ? r[key].dump() : std::string("nothing")));
+    return out;
+  }
+  for (const auto& x : r[key]) {
+    if (!x.is_number()) {
+      p.add(std::string("rope_scaling.") + key + " expected a list of numbers, got " + r[key].dump());
+      return {};
+    }
+    out.push_back(x.get<double>());
+  }
+  return out;
+}
+
+// `r`: rope_scaling (or a rope_parameters block); `top`: the whole config, for the keys Phi-3 keeps at the top
+// (original_max_position_embeddings) and max_position_embeddings.
+void read_rope_scaling(const nlohmann::json& r, const nlohmann::json& top, ModelConfig& c, Problems& p) {
   const nlohmann::json& t = r.contains("rope_type") ? r["rope_type"] : r.contains("type") ? r["type"] : nlohmann::json("default");
   if (!t.is_string()) {
     p.add("rope_scaling type expected a string, got " + t.dump());
     return;
   }
-  const std::string type = t.get<std::string>();
+  std::string type = t.get<std::string>();
   if (type == "default") return;
-  if (type != "llama3" && type != "linear") {
-    p.add("rope_scaling type \"" + type + "\" is not supported, expected \"llama3\", \"linear\" or none");
+  // transformers' Phi3Config renames "su" (the Phi-3 128k checkpoints) and "yarn" to longrope.
+  if (type == "su" || (type == "yarn" && c.family == ModelFamily::kPhi3)) type = "longrope";
+  if (type != "llama3" && type != "linear" && !(type == "longrope" && c.family == ModelFamily::kPhi3)) {
+    p.add("rope_scaling type \"" + type + "\" is not supported" +
+          (type == "longrope" ? std::string(" for ") + c.architecture + " (longrope: Phi-3 models)" : std::string()) +
+          ", expected \"llama3\", \"linear\"" + (c.family == ModelFamily::kPhi3 ? ", \"longrope\"" : "") + " or none");
     return;
   }
   RopeScaling s;
   s.type = type;
+  if (type == "longrope") {
+    s.short_factor = get_numbers(r, "short_factor", p);
+    s.long_factor = get_numbers(r, "long_factor", p);
+    s.original_max_position_embeddings =
+        get_int(r, "original_max_position_embeddings",
+                get_int(top, "original_max_position_embeddings", 4096, false, p), false, p);
+    if (s.original_max_position_embeddings <= 0) {
+      p.add("original_max_position_embeddings expected > 0, got " + std::to_string(s.original_max_position_embeddings));
+      return;
+    }
+    // As transformers: factor given, else max_position_embeddings / original; attention_factor given, else
+    // sqrt(1 + ln(factor) / ln(original)) above 1.
+    s.factor = get_double(r, "factor", static_cast<double>(get_int(top, "max_position_embeddings", 2048, false, p)) /
+                                           static_cast<double>(s.original_max_position_embeddings), p);
+    const double fallback = s.factor <= 1.0 ? 1.0
+                                            : std::sqrt(1.0 + std::log(s.factor) /
+                                                                  std::log(static_cast<double>(s.original_max_position_embeddings)));
+    s.attention_factor = get_double(r, "attention_factor", fallback, p);
+    if (s.attention_factor <= 0) p.add("rope_scaling.attention_factor expected > 0, got " + std::to_string(s.attention_factor));
+    for (const auto& [name, v] : {std::pair{"short_factor", &s.short_factor}, {"long_factor", &s.long_factor}})
+      for (double x : *v)
+        if (!(x > 0)) {
+          p.add(std::string("rope_scaling.") + name + " expected positive numbers, got " + std::to_string(x));
+          break;
+        }
+    c.rope_scaling = s;
+    return;
+  }
   s.factor = get_double(r, "factor", s.factor, p);
   if (type == "linear") {
     if (s.factor <= 0) p.add("rope_scaling.factor expected > 0, got " + std::to_string(s.factor));
@@ -104,8 +156,13 @@ std::string to_string(ModelFamily family) {
     case ModelFamily::kGemma2: return "gemma2";
     case ModelFamily::kGemma3: return "gemma3";
     case ModelFamily::kGranite: return "granite";
+    case ModelFamily::kPhi3: return "phi3";
   }
   return "?";
+}
+
+int64_t longrope_switch(const ModelConfig& c) {
+  return c.rope_scaling && c.rope_scaling->type == "longrope" ? c.rope_scaling->original_max_position_embeddings : 0;
 }
 
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source) {
@@ -139,7 +196,9 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
         {"Gemma2ForSequenceClassification", F::kGemma2, H::kSequenceClassification},
         {"Gemma3ForCausalLM", F::kGemma3, H::kCausalLM},
         {"Gemma3TextForSequenceClassification", F::kGemma3, H::kSequenceClassification},
-        {"GraniteForCausalLM", F::kGranite, H::kCausalLM}};
+        {"GraniteForCausalLM", F::kGranite, H::kCausalLM},
+        {"Phi3ForCausalLM", F::kPhi3, H::kCausalLM},
+        {"Phi3ForSequenceClassification", F::kPhi3, H::kSequenceClassification}};
     bool known = false;
     std::string names;
     for (const auto& a : kArchitectures) {
@@ -178,7 +237,7 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
     const nlohmann::json& rp = j["rope_parameters"];
     if (rp.contains("full_attention") && rp["full_attention"].is_object()) {  // per layer type (Gemma 3)
       c.rope_theta = get_double(rp["full_attention"], "rope_theta", c.rope_theta, p);
-      read_rope_scaling(rp["full_attention"], c, p);
+      read_rope_scaling(rp["full_attention"], j, c, p);
       if (rp.contains("sliding_attention") && rp["sliding_attention"].is_object()) {
         const nlohmann::json& local = rp["sliding_attention"];
         c.local_rope_theta = get_double(local, "rope_theta", c.local_rope_theta, p);
@@ -188,12 +247,12 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
       }
     } else {
       c.rope_theta = get_double(rp, "rope_theta", c.rope_theta, p);
-      read_rope_scaling(rp, c, p);
+      read_rope_scaling(rp, j, c, p);
     }
   }
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     if (!j["rope_scaling"].is_object()) p.add("\"rope_scaling\" expected an object or null, got " + j["rope_scaling"].dump());
-    else read_rope_scaling(j["rope_scaling"], c, p);
+    else read_rope_scaling(j["rope_scaling"], j, c, p);
   }
   // The MLP's activation: Gemma names it hidden_activation (hidden_act in older configs).
   const char* act_key = gemma && j.contains("hidden_activation") && !j["hidden_activation"].is_null() ? "hidden_activation"
@@ -225,6 +284,27 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
     if (c.attention_scale <= 0) p.add("attention_multiplier expected > 0, got " + std::to_string(c.attention_scale));
   }
 
+  // Phi-3: fused projections, partial rotary (Phi-4-mini 0.75; top level, or in v5's rope_parameters).
+  double partial_rotary = 1.0;
+  if (c.family == ModelFamily::kPhi3) {
+    c.fused_projections = true;
+    partial_rotary = get_double(j, "partial_rotary_factor", 1.0, p);
+    if (j.contains("rope_parameters") && j["rope_parameters"].is_object())
+      partial_rotary = get_double(j["rope_parameters"], "partial_rotary_factor", partial_rotary, p);
+    if (!(partial_rotary > 0 && partial_rotary <= 1))
+      p.add("partial_rotary_factor expected in (0, 1], got " + std::to_string(partial_rotary));
+  }
+  c.rotary_dim = static_cast<int64_t>(static_cast<double>(c.head_dim) * partial_rotary);  // int() as transformers
+  if (c.head_dim > 0 && (c.rotary_dim % 2 != 0 || c.rotary_dim <= 0))
+    p.add("head_dim " + std::to_string(c.head_dim) + " x partial_rotary_factor " + std::to_string(partial_rotary) +
+          " = " + std::to_string(c.rotary_dim) + " rotary features, expected a positive even number");
+  if (c.rope_scaling && c.rope_scaling->type == "longrope")
+    for (const auto& [name, v] : {std::pair{"short_factor", &c.rope_scaling->short_factor},
+                                  {"long_factor", &c.rope_scaling->long_factor}})
+      if (!v->empty() && static_cast<int64_t>(v->size()) != c.rotary_dim / 2)
+        p.add(std::string("rope_scaling.") + name + " has " + std::to_string(v->size()) +
+              " entries, expected rotary_dim / 2 = " + std::to_string(c.rotary_dim / 2));
+
   // Biases and norms by family.
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", gemma, p);  // Gemma ties unless it says otherwise
   c.attention_bias = get_bool(j, "attention_bias", false, p);
@@ -234,19 +314,22 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& sourc
     c.attention_bias = true;
     c.o_proj_bias = false;
   }
-  if (c.family == ModelFamily::kMistral || c.family == ModelFamily::kQwen2) {
-    c.attention_bias = c.family == ModelFamily::kQwen2;
+  if (c.family == ModelFamily::kMistral || c.family == ModelFamily::kQwen2 || c.family == ModelFamily::kPhi3) {
+    c.attention_bias = c.family == ModelFamily::kQwen2;  // Phi-3: no biases
+    c.o_proj_bias = false;
     c.mlp_bias = false;
   }
   c.qk_norm = c.family == ModelFamily::kQwen3 || c.family == ModelFamily::kGemma3;
-  const bool windowed = c.family == ModelFamily::kMistral || gemma || get_bool(j, "use_sliding_window", false, p);
+  // Phi-3 windows every layer when sliding_window is set (Phi-3-mini: 2047), as Mistral.
+  const bool all_windowed = c.family == ModelFamily::kMistral || c.family == ModelFamily::kPhi3;
+  const bool windowed = all_windowed || gemma || get_bool(j, "use_sliding_window", false, p);
   if (windowed) c.sliding_window = get_int(j, "sliding_window", gemma ? 4096 : 0, false, p);
   if (c.sliding_window < 0) p.add("sliding_window expected >= 0 or null, got " + std::to_string(c.sliding_window));
   if (c.sliding_window > 0 && c.num_hidden_layers > 0) {
     // transformers: Mistral windows every layer; Qwen2/3 the layers of type "sliding_attention", by default
     // those from max_window_layers (28) on.
-    c.sliding_layers.assign(c.num_hidden_layers, c.family == ModelFamily::kMistral);
-    if (c.family != ModelFamily::kMistral) {
+    c.sliding_layers.assign(c.num_hidden_layers, all_windowed);
+    if (!all_windowed) {
       if (j.contains("layer_types") && j["layer_types"].is_array()) {
         const auto& types = j["layer_types"];
         if (static_cast<int64_t>(types.size()) != c.num_hidden_layers)

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "gaft/adapter_folder.h"
+
 namespace gaft {
 
 double lora_parameter_count(const ModelConfig& c, int64_t rank, const std::vector<std::string>& targets) {
@@ -11,8 +13,10 @@ double lora_parameter_count(const ModelConfig& c, int64_t rank, const std::vecto
   const double q = static_cast<double>(c.num_attention_heads * c.head_dim);
   const double kv = static_cast<double>(c.num_key_value_heads * c.head_dim);
   double per_layer = 0;  // r x (in + out) per adapted projection
-  for (const std::string& t : targets) {
-    if (t == "q_proj") per_layer += H + q;
+  for (const std::string& t : resolve_lora_targets(targets, c.fused_projections)) {
+    if (t == "qkv_proj") per_layer += H + q + 2 * kv;
+    else if (t == "gate_up_proj") per_layer += H + 2 * I;
+    else if (t == "q_proj") per_layer += H + q;
     else if (t == "k_proj" || t == "v_proj") per_layer += H + kv;
     else if (t == "o_proj") per_layer += q + H;
     else if (t == "gate_proj" || t == "up_proj" || t == "down_proj") per_layer += H + I;

@@ -85,8 +85,14 @@ at::Tensor last_hidden_states(Llama model, int64_t pad, std::vector<ScorerInput>
   const int64_t N = static_cast<int64_t>(inputs.size());
   std::map<std::vector<int64_t>, std::vector<int64_t>> by_prefix;
   std::vector<int64_t> alone;
-  for (int64_t i = 0; i < N; ++i)
+  // longrope (Phi-3): an input that crosses original_max_position_embeddings takes the long factors for all its
+  // tokens, so a prompt prefilled under the short ones cannot be shared with it.
+  const int64_t switch_at = longrope_switch(model->config);
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t n = static_cast<int64_t>(inputs[i].prefix.size()), m = static_cast<int64_t>(inputs[i].ids.size());
+    if (switch_at > 0 && n <= switch_at && m > switch_at) inputs[i].prefix.clear();
     if (!inputs[i].prefix.empty()) by_prefix[inputs[i].prefix].push_back(i);
+  }
   std::vector<std::vector<int64_t>> groups;
   for (auto& [prefix, rows] : by_prefix)
     if (rows.size() > 1) groups.push_back(rows);

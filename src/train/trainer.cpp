@@ -249,7 +249,9 @@ void Trainer::setup() {
         log::warn("lora.adapter with objective.kl: the KL reference is the base without any adapter, not the "
                   "starting adapter (merge it first with gaft export --merge to make base + adapter the reference)");
     } else {
-      lora_ = LoraOptions{cfg_.lora.rank, cfg_.lora.alpha, cfg_.lora.dropout, cfg_.lora.targets, "", cfg_.lora.rslora};
+      // The module names the adapters get (Phi-3: qkv_proj, gate_up_proj), as saved in adapter_config.json.
+      lora_ = LoraOptions{cfg_.lora.rank, cfg_.lora.alpha, cfg_.lora.dropout,
+                          resolve_lora_targets(cfg_.lora.targets, policy_->config.fused_projections), "", cfg_.lora.rslora};
       add_lora(*policy_, *lora_, master_, static_cast<uint64_t>(cfg_.run.seed));
     }
     int64_t trainable = 0, total = 0;

@@ -101,7 +101,7 @@ TEST_P(CausalParity, KVCacheMatchesFullForward) {
 
 INSTANTIATE_TEST_SUITE_P(Families, CausalParity,
                          ::testing::Values("llama", "llama3_rope", "mistral", "mistral_window", "qwen2", "qwen3",
-                                           "gemma2", "gemma3", "granite"));
+                                           "gemma2", "gemma3", "granite", "phi3"));
 
 // What Gemma and Granite add, each checked to matter: the same weights read as another family's (soft caps off,
 // multipliers 1, one RoPE) miss the fixture's logits.
@@ -140,6 +140,44 @@ TEST(Llama, GemmaAndGraniteSpecificsMatter) {
       gaft::load_llama_weights(m, ckpt, family);
       EXPECT_GT((m->logits(m->forward(row)) - expected).abs().max().item<double>(), 1e-3) << what;
     }
+  }
+}
+
+// Phi-3's fixture (tools/make_model_fixtures.py): fused projections, 6 of 8 features rotary, window 6, longrope
+// switching at 12 tokens. A 16-token row runs on the long factors; each knob switched off misses the fixture.
+TEST(Llama, Phi3LongRopeAndPartialRotary) {
+  torch::NoGradGuard no_grad;
+  const gaft::SafetensorsFile f(kModelData + "/phi3/expected.safetensors");
+  const at::Tensor long_ids = f.get("long_input_ids"), long_expected = f.get("long_logits");  // [1, 16], [1, 16, V]
+  const Fixture x = read_fixture("phi3");
+  const at::Tensor row = x.input_ids.narrow(0, 0, 1), expected = x.expected.narrow(0, 0, 1);  // 10 tokens: short
+  const gaft::ModelConfig c = gaft::load_model_config(kModelData + "/phi3");
+  ASSERT_EQ(c.rotary_dim, 6);
+  ASSERT_EQ(gaft::longrope_switch(c), 12);
+  gaft::Llama model = gaft::load_llama(kModelData + "/phi3");
+  EXPECT_LE((model->logits(model->forward(long_ids)) - long_expected).abs().max().item<double>(), 1e-4);
+  // Rows decide for themselves: the long row beside a short one (left-padded) gives the same logits.
+  const at::Tensor pair_ids = at::cat({long_ids, at::cat({at::zeros({1, 6}, at::kLong), row}, 1)});  // [2, 16]
+  const at::Tensor pair_mask = at::cat({at::ones({1, 16}, at::kLong), at::cat({at::zeros({1, 6}, at::kLong), at::ones({1, 10}, at::kLong)}, 1)});
+  const at::Tensor both = model->logits(model->forward(pair_ids, pair_mask));  // [2, 16, V]
+  EXPECT_LE((both.narrow(0, 0, 1) - long_expected).abs().max().item<double>(), 1e-4);
+  EXPECT_LE((both.narrow(0, 1, 1).narrow(1, 6, 10) - expected).abs().max().item<double>(), 1e-4);
+  const auto ckpt = gaft::load_checkpoint(kModelData + "/phi3");
+  const std::vector<std::pair<std::string, std::function<void(gaft::ModelConfig&)>>> changes = {
+      {"long factors", [](gaft::ModelConfig& m) { m.rope_scaling->long_factor = m.rope_scaling->short_factor; }},
+      {"attention factor", [](gaft::ModelConfig& m) { m.rope_scaling->attention_factor = 1; }},
+      {"partial rotary", [](gaft::ModelConfig& m) {
+         m.rotary_dim = 8;
+         m.rope_scaling->short_factor.push_back(1.0);
+         m.rope_scaling->long_factor.push_back(1.0);
+       }},
+      {"window", [](gaft::ModelConfig& m) { m.sliding_window = 0; m.sliding_layers.clear(); }}};
+  for (const auto& [what, change] : changes) {
+    gaft::ModelConfig other = c;
+    change(other);
+    gaft::Llama m(other);
+    gaft::load_llama_weights(m, ckpt, "phi3");
+    EXPECT_GT((m->logits(m->forward(long_ids)) - long_expected).abs().max().item<double>(), 1e-3) << what;
   }
 }
 
@@ -189,7 +227,7 @@ TEST(Llama, SlidingWindowMatters) {
 
 TEST(Llama, SequenceClassificationMatchesTransformers) {
   torch::NoGradGuard no_grad;
-  for (const std::string family : {"llama_seqcls", "gemma2_seqcls"}) {
+  for (const std::string family : {"llama_seqcls", "gemma2_seqcls", "phi3_seqcls"}) {
     SCOPED_TRACE(family);
     gaft::Llama model = gaft::load_llama(kModelData + "/" + family);
     const Fixture x = read_fixture(family);

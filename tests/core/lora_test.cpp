@@ -158,10 +158,11 @@ TEST_P(LoraFixture, GaftMatchesPeftLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Peft, LoraFixture, ::testing::Values("gaft_trained", "peft_made", "peft_regex"));
 
-// PEFT adapters on all seven projections of the tiny Gemma 2, Gemma 3 and Granite models (tests/data/model):
-// applied on the base and merged in by load_llama, PEFT's logits within 1e-4.
-TEST(Lora, PeftAdaptersOnGemmaAndGranite) {
-  for (const std::string family : {"gemma2", "gemma3", "granite"}) {
+// PEFT adapters on all seven projections of the tiny Gemma 2, Gemma 3 and Granite models (tests/data/model), and
+// on the four fused ones of the tiny Phi-3 (qkv_proj, o_proj, gate_up_proj, down_proj): applied on the base and
+// merged in by load_llama, PEFT's logits within 1e-4.
+TEST(Lora, PeftAdaptersOnGemmaGraniteAndPhi3) {
+  for (const std::string family : {"gemma2", "gemma3", "granite", "phi3"}) {
     SCOPED_TRACE(family);
     const std::string folder = kLoraData + "/peft_" + family;
     const gaft::SafetensorsFile f(folder + "/expected.safetensors");
@@ -174,6 +175,35 @@ TEST(Lora, PeftAdaptersOnGemmaAndGranite) {
     gaft::Llama merged = gaft::load_llama(folder);
     EXPECT_LT(max_diff(logits_of(merged, ids), expected), 1e-4);
   }
+}
+
+// lora.targets on a model with fused projections: q/k/v name qkv_proj and gate/up gate_up_proj, so the default
+// list adapts every projection of Phi-3; half a fused group is refused (its adapter would adapt the whole group).
+TEST(Lora, FusedProjectionTargets) {
+  const std::vector<std::string> all = gaft::lora_target_names();
+  EXPECT_EQ(gaft::resolve_lora_targets(all, false), all);
+  EXPECT_EQ(gaft::resolve_lora_targets(all, true), gaft::fused_lora_target_names());
+  EXPECT_EQ(gaft::resolve_lora_targets({"o_proj", "gate_up_proj"}, true), (std::vector<std::string>{"o_proj", "gate_up_proj"}));
+  gaft_test::expect_usage_error([] { gaft::resolve_lora_targets({"q_proj", "v_proj"}, true); },
+                                {"names q_proj, v_proj but not k_proj", "qkv_proj"});
+  gaft_test::expect_usage_error([] { gaft::resolve_lora_targets({"up_proj"}, true); }, {"gate_up_proj"});
+  gaft::Llama m = gaft::load_llama(gaft_test::kModelData + "/phi3");
+  gaft::LoraOptions o;
+  o.targets = gaft::resolve_lora_targets(o.targets, m->config.fused_projections);
+  EXPECT_EQ(gaft::add_lora(*m, o, at::kFloat, 1), 4 * 2);  // 4 projections x 2 layers
+  std::set<std::string> adapted;
+  for (const auto& [name, p] : gaft::lora_parameters(*m)) adapted.insert(name);
+  EXPECT_TRUE(adapted.count("model.layers.1.self_attn.qkv_proj.lora_B.weight"));
+  EXPECT_TRUE(adapted.count("model.layers.0.mlp.gate_up_proj.lora_A.weight"));
+  // gaft's own adapter on the fused modules round-trips through its PEFT folder.
+  for (auto& [name, p] : gaft::lora_parameters(*m)) p.detach().normal_(0, 0.1);
+  const at::Tensor ids = at::arange(3, 12, at::kLong).view({1, 9});
+  const at::Tensor before = logits_of(m, ids);
+  TempDir dir("lora_phi3");
+  gaft::save_adapter(*m, dir.file("adapter"), o, {gaft_test::kModelData + "/phi3"});
+  gaft::Llama again = gaft::load_llama(gaft_test::kModelData + "/phi3");
+  gaft::load_adapter(*again, dir.file("adapter"));
+  EXPECT_LT(max_diff(logits_of(again, ids), before), 1e-6);
 }
 
 TEST(Lora, PeftRegexTargetsSelectLayersAndProjections) {

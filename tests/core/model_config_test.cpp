@@ -134,6 +134,46 @@ TEST(ModelConfig, GemmaAndGraniteFields) {
                     {"Gemma3ForConditionalGeneration", "multimodal"});
 }
 
+// Phi-3 as its published configs write it: Phi-3.5-mini (longrope in rope_scaling, original_max_position_embeddings
+// at the top, window 262144), Phi-3-mini-128k's older "su", Phi-4-mini's partial rotary factor; errors name keys.
+TEST(ModelConfig, Phi3Fields) {
+  nlohmann::json j = tiny();  // head_dim 8
+  j["architectures"] = {"Phi3ForCausalLM"};
+  j["max_position_embeddings"] = 131072;
+  j["original_max_position_embeddings"] = 4096;
+  j["sliding_window"] = 262144;
+  j["rope_scaling"] = {{"type", "longrope"}, {"short_factor", {1.0, 1.1, 1.2, 1.3}}, {"long_factor", {2.0, 3.0, 4.0, 5.0}}};
+  gaft::ModelConfig c = gaft::parse_model_config(j, "phi-3.5-mini/config.json");
+  EXPECT_EQ(c.family, gaft::ModelFamily::kPhi3);
+  EXPECT_TRUE(c.fused_projections);
+  EXPECT_FALSE(c.attention_bias || c.o_proj_bias || c.mlp_bias);
+  EXPECT_EQ(c.rotary_dim, 8);
+  EXPECT_EQ(c.sliding_layers, (std::vector<bool>{true, true}));
+  ASSERT_TRUE(c.rope_scaling.has_value());
+  EXPECT_EQ(c.rope_scaling->type, "longrope");
+  EXPECT_EQ(c.rope_scaling->original_max_position_embeddings, 4096);
+  EXPECT_EQ(gaft::longrope_switch(c), 4096);
+  EXPECT_EQ(c.rope_scaling->long_factor, (std::vector<double>{2.0, 3.0, 4.0, 5.0}));
+  // Phi-3.5-mini's published attention factor: sqrt(1 + ln(32) / ln(4096)) = 1.1902
+  EXPECT_NEAR(c.rope_scaling->attention_factor, 1.19024, 1e-5);
+  j["rope_scaling"]["type"] = "su";  // Phi-3-mini-128k
+  EXPECT_EQ(gaft::parse_model_config(j, "phi-3-mini-128k/config.json").rope_scaling->type, "longrope");
+  j["partial_rotary_factor"] = 0.75;  // 6 rotary features: the factors must have 3 entries
+  expect_data_error([&] { gaft::parse_model_config(j, "phi-4-mini/config.json"); },
+                    {"phi-4-mini/config.json", "rope_scaling.short_factor has 4 entries, expected rotary_dim / 2 = 3",
+                     "rope_scaling.long_factor has 4 entries"});
+  j["rope_scaling"] = nullptr;
+  c = gaft::parse_model_config(j, "phi-4-mini/config.json");
+  EXPECT_EQ(c.rotary_dim, 6);
+  EXPECT_EQ(gaft::longrope_switch(c), 0);
+  j["partial_rotary_factor"] = 0.7;  // 5.6 -> 5 features: odd
+  expect_data_error([&] { gaft::parse_model_config(j, "phi/config.json"); }, {"partial_rotary_factor", "positive even"});
+  // longrope belongs to Phi-3: a Llama config naming it is refused rather than read as plain RoPE.
+  j = tiny();
+  j["rope_scaling"] = {{"rope_type", "longrope"}, {"short_factor", {1.0}}, {"long_factor", {1.0}}};
+  expect_data_error([&] { gaft::parse_model_config(j, "llama/config.json"); }, {"\"longrope\" is not supported for LlamaForCausalLM"});
+}
+
 TEST(ModelConfig, DefaultsAndLegacyRopeScaling) {
   nlohmann::json j = tiny();
   gaft::ModelConfig c = gaft::parse_model_config(j, "config.json");

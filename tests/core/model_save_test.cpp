@@ -121,7 +121,7 @@ TEST_P(SaveRoundTrip, ReloadsIdentically) {
 
 INSTANTIATE_TEST_SUITE_P(Families, SaveRoundTrip,
                          ::testing::Values("llama", "llama3_rope", "mistral", "mistral_window", "qwen2", "qwen3",
-                                           "llama_seqcls", "gemma2", "gemma3", "granite"));
+                                           "llama_seqcls", "gemma2", "gemma3", "granite", "phi3"));
 
 TEST(SaveModel, Bfloat16AndShards) {
   torch::NoGradGuard no_grad;

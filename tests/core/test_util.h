@@ -42,16 +42,24 @@ inline std::string read_bytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Runs `f`, expects a gaft::DataError whose message contains every one of `parts`.
-template <typename F>
-void expect_data_error(F&& f, std::initializer_list<std::string> parts) {
+// Runs `f`, expects an exception of type E whose message contains every one of `parts`.
+template <typename E, typename F>
+void expect_error(F&& f, std::initializer_list<std::string> parts, const char* kind) {
   try {
     f();
-    ADD_FAILURE() << "expected a DataError containing '" << *parts.begin() << "'";
-  } catch (const gaft::DataError& e) {
+    ADD_FAILURE() << "expected a " << kind << " containing '" << *parts.begin() << "'";
+  } catch (const E& e) {
     const std::string msg = e.what();
     for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
   }
+}
+template <typename F>
+void expect_data_error(F&& f, std::initializer_list<std::string> parts) {
+  expect_error<gaft::DataError>(std::forward<F>(f), parts, "DataError");
+}
+template <typename F>
+void expect_usage_error(F&& f, std::initializer_list<std::string> parts) {
+  expect_error<gaft::UsageError>(std::forward<F>(f), parts, "UsageError");
 }
 
 // The test models are tiny: one intra-op thread is ~10x faster than an OpenMP pool on a shared, busy machine

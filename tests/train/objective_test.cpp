@@ -168,10 +168,11 @@ TEST(Objective, GradientEqualsHandWrittenLoss) {
   }
 }
 
-// The same on Gemma 2 (soft-capped logits, through the fused op's cap) and Granite (logits_scaling, through
-// head_input): the fused loss equals the hand-written loss over logits().
-TEST(Objective, GradientEqualsHandWrittenLossForGemmaAndGranite) {
-  for (const std::string family : {"gemma2", "granite"}) {
+// The same on Gemma 2 (soft-capped logits, through the fused op's cap), Granite (logits_scaling, through
+// head_input) and Phi-3 (gradients through the fused qkv / gate_up projections and longrope): the fused loss
+// equals the hand-written loss over logits().
+TEST(Objective, GradientEqualsHandWrittenLossForGemmaGraniteAndPhi3) {
+  for (const std::string family : {"gemma2", "granite", "phi3"}) {
     SCOPED_TRACE(family);
     gaft::Llama m = gaft::load_llama(gaft_test::kModelData + "/" + family);
     const gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
