@@ -20,6 +20,12 @@ once for its context (all but the last message) with add_generation_prompt=True.
                    message with today's date ("Knowledge Cutoff Date: April 2024.\nToday's Date: ..."), which gaft
                    does not (see gaft/chat.h). Checked here: with a system message both templates render the same
                    text; without one, 3.1 renders 3.0's text after its dated default system turn and nothing else.
+  phi3, phi4,      tests/data/chat/phi (written here): a small GPT-2-style byte-level BPE trained on the fixture
+  phi4_mini        conversations, with <|endoftext|> (EOS), <|system|>, <|user|>, <|assistant|>, <|end|>,
+                   <|im_start|>, <|im_sep|>, <|im_end|> as special tokens (no lstrip / rstrip), through
+                   PreTrainedTokenizerFast. Phi-4 and Phi-4-mini ship byte-level BPE tokenizers; Phi-3's is a
+                   SentencePiece model whose added tokens may strip adjacent whitespace, which this fixture does not
+                   reproduce (its template text is checked, its tokenization on Phi-3's own tokenizer is not).
 
 usage: tools/make_chat_fixtures.py [--shared ../shared] [--out tests/data/chat] [--only granite ...]
 needs: pip install transformers tokenizers sentencepiece protobuf jinja2
@@ -30,6 +36,36 @@ import json
 import os
 
 from transformers import GemmaTokenizer, LlamaTokenizer, PreTrainedTokenizerFast
+
+from make_judge_fixtures import byte_level_bpe  # tools/, beside this script
+
+# microsoft/Phi-3-mini-4k-instruct, tokenizer_config.json "chat_template" (revision of 2024-05-08; Phi-3.5-mini's
+# differs only in skipping an empty system message)
+PHI3_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + "
+    "'<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+# microsoft/phi-4, tokenizer_config.json "chat_template"
+PHI4_TEMPLATE = (
+    "{% for message in messages %}{% if (message['role'] == 'system') %}{{'<|im_start|>system<|im_sep|>' + "
+    "message['content'] + '<|im_end|>'}}{% elif (message['role'] == 'user') %}{{'<|im_start|>user<|im_sep|>' + "
+    "message['content'] + '<|im_end|><|im_start|>assistant<|im_sep|>'}}{% elif (message['role'] == 'assistant') %}"
+    "{{message['content'] + '<|im_end|>'}}{% endif %}{% endfor %}"
+)
+
+# microsoft/Phi-4-mini-instruct, tokenizer_config.json "chat_template" (tools in a system message left out by gaft)
+PHI4_MINI_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and message['tools'] is "
+    "not none %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] + '<|/tool|>' "
+    "+ '<|end|>' }}{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+PHI_SPECIALS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|im_start|>", "<|im_sep|>",
+                "<|im_end|>"]
 
 # meta-llama/Llama-2-7b-chat-hf, tokenizer_config.json
 LLAMA2_TEMPLATE = (
@@ -263,6 +299,8 @@ CONVERSATIONS = {
     ],
 }
 
+ALL_CONVERSATIONS = list(CONVERSATIONS)
+
 # Which conversations each family renders (llama2/mistral: alternation rules; mistral: no system role).
 FAMILIES = {
     "llama2": ["single_turn", "with_system", "multi_turn", "multi_turn_no_system", "whitespace_unicode"],
@@ -275,7 +313,17 @@ FAMILIES = {
               "leading_newline"],
     "granite": ["single_turn", "with_system", "multi_turn", "multi_turn_no_system", "whitespace_unicode",
                 "leading_newline"],
+    "phi3": ALL_CONVERSATIONS,
+    "phi4": ALL_CONVERSATIONS,
+    "phi4_mini": ALL_CONVERSATIONS,
 }
+
+
+def phi_tokenizer(folder):
+    """The Phi templates' fixture tokenizer: byte-level BPE trained on the conversations, Phi's special tokens."""
+    lines = [m["content"] for conv in CONVERSATIONS.values() for m in conv] * 5 + ["system", "user", "assistant"] * 5
+    byte_level_bpe(folder, lines, PHI_SPECIALS, PHI3_TEMPLATE, vocab_size=600)
+    return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
 def ids_of(result):
@@ -318,6 +366,7 @@ def main():
     qwen2 = PreTrainedTokenizerFast.from_pretrained(os.path.join(repo, "tests", "data", "tokenizer", "qwen2"))
     gemma = GemmaTokenizer.from_pretrained(os.path.join(repo, "tests", "data", "judges", "shieldgemma"))
     granite = PreTrainedTokenizerFast.from_pretrained(os.path.join(repo, "tests", "data", "judges", "granite_guardian"))
+    phi = phi_tokenizer(os.path.join(args.out, "phi"))
     setups = {
         "llama2": (llama2, "shared/tokenizers/llama2/tokenizer.model", lambda conv: LLAMA2_TEMPLATE),
         "mistral": (llama2, "shared/tokenizers/llama2/tokenizer.model", lambda conv: MISTRAL_TEMPLATE),
@@ -327,6 +376,9 @@ def main():
         "gemma": (gemma, "tests/data/judges/shieldgemma", lambda conv: GEMMA_TEMPLATE),
         "granite": (granite, "tests/data/judges/granite_guardian",
                     lambda conv: GRANITE31_TEMPLATE if conv[0]["role"] == "system" else GRANITE30_TEMPLATE),
+        "phi3": (phi, "tests/data/chat/phi", lambda conv: PHI3_TEMPLATE),
+        "phi4": (phi, "tests/data/chat/phi", lambda conv: PHI4_TEMPLATE),
+        "phi4_mini": (phi, "tests/data/chat/phi", lambda conv: PHI4_MINI_TEMPLATE),
     }
     for family, (tok, tok_path, template_for) in setups.items():
         if args.only and family not in args.only:

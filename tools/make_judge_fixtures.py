@@ -371,28 +371,37 @@ def shieldgemma():
 GRANITE_SPECIALS = ["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|tool_call|>"]
 
 
-def granite_tokenizer(folder, lines, chat_template):
-    """A small Granite-style tokenizer: GPT-2 byte-level BPE, digits split one by one, Granite's special tokens."""
+def byte_level_bpe(folder, lines, specials, chat_template, digits=False, vocab_size=700):
+    """A small GPT-2-style byte-level BPE tokenizer trained on `lines`, `specials` first (ids 0, 1, ...), the first
+    of them BOS, EOS, pad and unk (never added), no lstrip / rstrip; digits split one by one when `digits`. Saved
+    as tokenizer.json + tokenizer_config.json in `folder` with `chat_template`. Also used by make_chat_fixtures.py."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                         if digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=GRANITE_SPECIALS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(lines, trainer)
-    assert [tok.token_to_id(t) for t in GRANITE_SPECIALS] == [0, 1, 2, 3]
+    assert [tok.token_to_id(t) for t in specials] == list(range(len(specials)))
+    os.makedirs(folder, exist_ok=True)
     tok.save(os.path.join(folder, "tokenizer.json"))
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({"add_bos_token": False, "add_prefix_space": False, "bos_token": "<|end_of_text|>",
-                   "eos_token": "<|end_of_text|>", "pad_token": "<|end_of_text|>", "unk_token": "<|end_of_text|>",
+        json.dump({"add_bos_token": False, "add_prefix_space": False, "bos_token": specials[0],
+                   "eos_token": specials[0], "pad_token": specials[0], "unk_token": specials[0],
                    "model_max_length": 8192, "tokenizer_class": "GPT2Tokenizer",
                    "added_tokens_decoder": {str(i): {"content": t, "lstrip": False, "normalized": False,
                                                      "rstrip": False, "single_word": False, "special": True}
-                                            for i, t in enumerate(GRANITE_SPECIALS)},
+                                            for i, t in enumerate(specials)},
                    "chat_template": chat_template}, f, indent=1, ensure_ascii=False)
         f.write("\n")
     return tok
+
+
+def granite_tokenizer(folder, lines, chat_template):
+    """A small Granite-style tokenizer: GPT-2 byte-level BPE, digits split one by one, Granite's special tokens."""
+    return byte_level_bpe(folder, lines, GRANITE_SPECIALS, chat_template, digits=True)
 
 
 def granite_guardian():

@@ -12,6 +12,10 @@
 //           (Gemma 3 instruction models: a system message opens the first user turn; Gemma 2's own template
 //           refuses one, gaft renders it as Gemma 3 does)
 //   granite <|start_of_role|>role<|end_of_role|>content<|end_of_text|>\n   (Granite 3.x instruction models)
+//   phi3    <|role|>\ncontent<|end|>\n ... then <|assistant|>\n, or EOS after a finished conversation (Phi-3, 3.5)
+//   phi4    <|im_start|>role<|im_sep|>content<|im_end|>, a user turn followed by <|im_start|>assistant<|im_sep|>
+//           (Phi-4)
+//   phi4_mini <|role|>content<|end|> ... then <|assistant|>, or EOS after a finished conversation (Phi-4-mini)
 // Each message is tokenized on its own (segment by segment), so the ids of a conversation's first n
 // messages plus the generation prompt are always a prefix of the ids of the whole conversation: the
 // trainer relies on this to split a chat into prompt and response.
@@ -56,7 +60,9 @@ struct TokenizedChat {
 // when there is none. Never returns kAuto. A template gaft does not recognise is a DataError naming the
 // file, with a hint to set tokenizer.chat_template.
 // Recognised by: "<|im_start|>" chatml, "<|start_header_id|>" llama3, "[INST]" with "<<SYS>>" llama2, "[INST]"
-// without it mistral, "<|start_of_role|>" granite, "<start_of_turn>" gemma (in this order).
+// without it mistral, "<|start_of_role|>" granite, "<start_of_turn>" gemma, "<|user|>" with a newline after it
+// phi3, "<|end|>" with "<|user|>" or "'<|' + message['role'] + '|>'" phi4_mini (in this order); "<|im_sep|>" phi4
+// before all (Phi-4's template also holds "<|im_start|>").
 ChatTemplate resolve_chat_template(ChatTemplate configured, const std::string& tokenizer_path);
 
 // The conversation's ids and loss mask. add_generation_prompt: append the header that opens an

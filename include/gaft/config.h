@@ -31,7 +31,7 @@ enum class Sharding { kNone, kOptimizer, kGradients, kFull };  // ZeRO-1 / -2 / 
 enum class ScoreCombine { kMin, kMean, kProduct };
 enum class DataFormat { kAuto, kPromptResponse, kChat };
 enum class TooLong { kTruncate, kDrop };
-enum class ChatTemplate { kAuto, kNone, kPlain, kLlama2, kLlama3, kChatml, kMistral, kGemma, kGranite };
+enum class ChatTemplate { kAuto, kNone, kPlain, kLlama2, kLlama3, kChatml, kMistral, kGemma, kGranite, kPhi3, kPhi4, kPhi4Mini };
 enum class Schedule { kConstant, kLinear, kCosine };
 enum class Progress { kAuto, kOn, kOff };
 // gaft eval: what a suite record asks of a response, the published file formats read, and the attacks.

@@ -65,7 +65,8 @@ void describe(Schema& s, TokenizerSection& c) {
            {{"auto", ChatTemplate::kAuto}, {"none", ChatTemplate::kNone}, {"plain", ChatTemplate::kPlain},
             {"llama2", ChatTemplate::kLlama2}, {"llama3", ChatTemplate::kLlama3},
             {"chatml", ChatTemplate::kChatml}, {"mistral", ChatTemplate::kMistral}, {"gemma", ChatTemplate::kGemma},
-            {"granite", ChatTemplate::kGranite}},
+            {"granite", ChatTemplate::kGranite}, {"phi3", ChatTemplate::kPhi3}, {"phi4", ChatTemplate::kPhi4},
+            {"phi4_mini", ChatTemplate::kPhi4Mini}},
            "Chat format; auto recognises tokenizer_config.json's chat_template.");
   s.integer("max_length", &c.max_length, "Longest prompt + response, in tokens.", Range::between(1, 1 << 24));
 }
@@ -300,7 +301,8 @@ void describe(Schema& s, RunConfig& c) {
 const std::vector<std::pair<std::string, ChatTemplate>> kChatTemplates = {
     {"auto", ChatTemplate::kAuto},     {"none", ChatTemplate::kNone},     {"plain", ChatTemplate::kPlain},
     {"llama2", ChatTemplate::kLlama2}, {"llama3", ChatTemplate::kLlama3}, {"chatml", ChatTemplate::kChatml},
-    {"mistral", ChatTemplate::kMistral}, {"gemma", ChatTemplate::kGemma}, {"granite", ChatTemplate::kGranite}};
+    {"mistral", ChatTemplate::kMistral}, {"gemma", ChatTemplate::kGemma}, {"granite", ChatTemplate::kGranite},
+    {"phi3", ChatTemplate::kPhi3},       {"phi4", ChatTemplate::kPhi4},     {"phi4_mini", ChatTemplate::kPhi4Mini}};
 
 void describe(Schema& s, EvalModel& c) {
   s.text("name", &c.name, "Column title in the report; empty: the folder's name.");

@@ -20,7 +20,8 @@ namespace gaft {
 namespace {
 
 const char* const kTemplateHint =
-    "set tokenizer.chat_template to none, plain, llama2, llama3, chatml, mistral, gemma or granite";
+    "set tokenizer.chat_template to none, plain, llama2, llama3, chatml, mistral, gemma, granite, phi3, phi4 or "
+    "phi4_mini";
 
 // One piece of a rendered conversation: a single token (id >= 0; text is its piece), or text to encode.
 struct Segment {
@@ -227,6 +228,47 @@ std::vector<Segment> build(const Tokenizer& tok, ChatTemplate tmpl, const std::v
         s.token("<|end_of_role|>", 0);
       }
       break;
+    case ChatTemplate::kPhi3:
+    case ChatTemplate::kPhi4Mini: {
+      // Phi-3 / 3.5: <|role|>\n{content}<|end|>\n; Phi-4-mini: <|role|>{content}<|end|>. Then <|assistant|>(\n) to
+      // generate, else EOS. Contents as they are.
+      const bool nl = tmpl == ChatTemplate::kPhi3;
+      for (const ChatMessage& m : messages) {
+        s.token("<|" + m.role + "|>", 0);
+        if (nl) s.text("\n", 0);
+        s.text(m.content, trained(m));
+        s.token("<|end|>", trained(m));
+        if (nl) s.text("\n", 0);
+      }
+      if (add_generation_prompt) {
+        s.token("<|assistant|>", 0);
+        if (nl) s.text("\n", 0);
+      } else {
+        s.eos(0);  // after the last <|end|>: generation stops at <|end|>, which is trained
+      }
+      break;
+    }
+    case ChatTemplate::kPhi4:
+      // <|im_start|>{role}<|im_sep|>{content}<|im_end|>; a user turn ends with <|im_start|>assistant<|im_sep|>
+      // (the template writes the generation prompt itself, so add_generation_prompt adds nothing).
+      for (const ChatMessage& m : messages) {
+        if (m.role == "assistant") {
+          s.text(m.content, 1);
+          s.token("<|im_end|>", 1);
+          continue;
+        }
+        s.token("<|im_start|>", 0);
+        s.text(m.role, 0);
+        s.token("<|im_sep|>", 0);
+        s.text(m.content, 0);
+        s.token("<|im_end|>", 0);
+        if (m.role == "user") {
+          s.token("<|im_start|>", 0);
+          s.text("assistant", 0);
+          s.token("<|im_sep|>", 0);
+        }
+      }
+      break;
   }
   return std::move(s.list());
 }
@@ -278,15 +320,20 @@ ChatTemplate resolve_chat_template(ChatTemplate configured, const std::string& t
   }
   if (text.empty()) return ChatTemplate::kPlain;
   const auto has = [&](const char* s) { return text.find(s) != std::string::npos; };
+  if (has("<|im_sep|>")) return ChatTemplate::kPhi4;  // before ChatML: Phi-4's turns are <|im_start|>role<|im_sep|>
   if (has("<|im_start|>")) return ChatTemplate::kChatml;
   if (has("<|start_header_id|>")) return ChatTemplate::kLlama3;
   if (has("[INST]")) return has("<<SYS>>") ? ChatTemplate::kLlama2 : ChatTemplate::kMistral;
   // Granite before Gemma: Granite Guardian's template writes "<start_of_turn>" as text inside its user turn.
   if (has("<|start_of_role|>")) return ChatTemplate::kGranite;
   if (has("<start_of_turn>")) return ChatTemplate::kGemma;
+  // Phi-3's "<|user|>\n" (a newline escaped in the Jinja string, or a real one); Phi-4-mini's "<|' + role + '|>".
+  if (has("<|user|>\\n") || has("<|user|>\n")) return ChatTemplate::kPhi3;
+  if (has("<|end|>") && (has("<|user|>") || has("'<|' + message['role'] + '|>'"))) return ChatTemplate::kPhi4Mini;
   throw DataError(source.string() + ": chat_template is none that gaft recognises (ChatML, Llama 2, Llama 3, "
-                                    "Mistral, Gemma, Granite): it has none of \"<|im_start|>\", "
-                                    "\"<|start_header_id|>\", \"[INST]\", \"<start_of_turn>\", \"<|start_of_role|>\"",
+                                    "Mistral, Gemma, Granite, Phi-3, Phi-4, Phi-4-mini): it has none of "
+                                    "\"<|im_start|>\", \"<|start_header_id|>\", \"[INST]\", \"<start_of_turn>\", "
+                                    "\"<|start_of_role|>\", \"<|im_sep|>\", \"<|end|>\"",
                   kTemplateHint);
 }
 
@@ -315,6 +362,8 @@ std::vector<int64_t> end_of_turn_ids(const Tokenizer& tok, ChatTemplate tmpl) {
   if (tmpl == ChatTemplate::kChatml) s.token("<|im_end|>", 1);
   if (tmpl == ChatTemplate::kGemma) s.token("<end_of_turn>", 1);
   if (tmpl == ChatTemplate::kGranite) s.token("<|end_of_text|>", 1);  // also Granite's EOS
+  if (tmpl == ChatTemplate::kPhi3 || tmpl == ChatTemplate::kPhi4Mini) s.token("<|end|>", 1);
+  if (tmpl == ChatTemplate::kPhi4) s.token("<|im_end|>", 1);
   std::vector<int64_t> ids;
   for (const Segment& seg : s.list()) ids.push_back(seg.id);
   if (tok.eos_id() >= 0 && (ids.empty() || ids[0] != tok.eos_id())) ids.push_back(tok.eos_id());
@@ -333,6 +382,9 @@ std::string to_string(ChatTemplate tmpl) {
     case ChatTemplate::kMistral: return "mistral";
     case ChatTemplate::kGemma: return "gemma";
     case ChatTemplate::kGranite: return "granite";
+    case ChatTemplate::kPhi3: return "phi3";
+    case ChatTemplate::kPhi4: return "phi4";
+    case ChatTemplate::kPhi4Mini: return "phi4_mini";
   }
   return "unknown";
 }

@@ -284,6 +284,24 @@ TEST(Chat, Errors) {
                     {"message 1", "no system role"});
 }
 
+// Phi-3 / 3.5 (newlines after the role tags), Phi-4 (<|im_sep|>, the assistant header written after each user
+// turn) and Phi-4-mini (no newlines) on one byte-level BPE fixture tokenizer with Phi's special tokens.
+TEST(Chat, PhiTemplatesMatchTransformers) {
+  // phi3: "leading_newline"'s reply "\n1. one" follows the header's "\n": the whole text's regex takes "\n\n" as
+  // one piece, gaft's segments apart (as ChatML; the prompt is exact). phi4 / phi4_mini put every text between
+  // special tokens in one segment, as the whole text: exact everywhere.
+  expect_matches_fixture("phi3", ChatTemplate::kPhi3,
+                         [](const std::string& name, bool prompt) { return name == "leading_newline" && !prompt; });
+  expect_matches_fixture("phi4", ChatTemplate::kPhi4, [](const std::string&, bool) { return false; });
+  expect_matches_fixture("phi4_mini", ChatTemplate::kPhi4Mini, [](const std::string&, bool) { return false; });
+  const gaft::Tokenizer tok = gaft::Tokenizer::load(tokenizer_path(fixture("phi3")));
+  const int64_t end = tok.token_to_id("<|end|>");
+  EXPECT_EQ(gaft::end_of_turn_ids(tok, ChatTemplate::kPhi3), (std::vector<int64_t>{end, tok.eos_id()}));
+  EXPECT_EQ(gaft::end_of_turn_ids(tok, ChatTemplate::kPhi4Mini), (std::vector<int64_t>{end, tok.eos_id()}));
+  EXPECT_EQ(gaft::end_of_turn_ids(tok, ChatTemplate::kPhi4),
+            (std::vector<int64_t>{tok.token_to_id("<|im_end|>"), tok.eos_id()}));
+}
+
 TEST(Chat, ResolveTemplateFromTokenizerConfig) {
   TempDir dir("chat_resolve");
   const std::string config = dir.file("tokenizer_config.json");
@@ -295,7 +313,10 @@ TEST(Chat, ResolveTemplateFromTokenizerConfig) {
                                                                       {"chatml", ChatTemplate::kChatml},
                                                                       {"mistral", ChatTemplate::kMistral},
                                                                       {"gemma", ChatTemplate::kGemma},
-                                                                      {"granite", ChatTemplate::kGranite}};
+                                                                      {"granite", ChatTemplate::kGranite},
+                                                                      {"phi3", ChatTemplate::kPhi3},
+                                                                      {"phi4", ChatTemplate::kPhi4},
+                                                                      {"phi4_mini", ChatTemplate::kPhi4Mini}};
   for (const auto& [family, expected] : families) {
     const std::string tmpl = fixture(family)["template"].get<std::string>();
     gaft_test::write_bytes(config, nlohmann::json{{"chat_template", tmpl}}.dump());
