@@ -2,7 +2,7 @@
 """Writes the model parity fixtures under tests/data/model/ with Hugging Face transformers as the reference.
 
 For each family (llama, llama3_rope, mistral, mistral_window, qwen2, qwen3, llama_seqcls, gemma2, gemma3, granite,
-gemma2_seqcls, phi3, phi3_seqcls) a tiny random model (hidden 32, 2 layers, 4 heads, 2 KV heads, MLP 32, vocab 80) is saved as <family>/config.json + model.safetensors, with weights
+gemma2_seqcls, phi3, phi3_seqcls, gemma3_seqcls) a tiny random model (hidden 32, 2 layers, 4 heads, 2 KV heads, MLP 32, vocab 80) is saved as <family>/config.json + model.safetensors, with weights
 rounded to float16 (bfloat16 for mistral) to keep the fixtures small; the reference runs in float32 on those
 rounded weights. <family>/expected.safetensors holds a left-padded batch (input_ids, attention_mask,
 position_ids) and the float32 logits (or classification scores); <family>/expected.json the greedy
@@ -88,6 +88,14 @@ FAMILIES = {
     "phi3_seqcls": (transformers.Phi3Config, transformers.Phi3ForSequenceClassification,
                     dict(PHI3, num_labels=2, id2label={0: "safe", 1: "unsafe"}, label2id={"safe": 0, "unsafe": 1}),
                     torch.bfloat16),
+    "gemma3_seqcls": (transformers.Gemma3TextConfig, transformers.Gemma3TextForSequenceClassification,
+                      dict(head_dim=12, query_pre_attn_scalar=10, sliding_window=4,
+                           layer_types=["sliding_attention", "full_attention"],
+                           rope_parameters={"full_attention": {"rope_type": "linear", "factor": 4.0,
+                                                               "rope_theta": 1000000.0},
+                                            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+                           num_labels=2, id2label={0: "safe", 1: "unsafe"}, label2id={"safe": 0, "unsafe": 1}),
+                      torch.bfloat16),
 }
 
 LENGTHS = [10, 6, 3]  # the batch is left-padded to 10

@@ -227,7 +227,7 @@ TEST(Llama, SlidingWindowMatters) {
 
 TEST(Llama, SequenceClassificationMatchesTransformers) {
   torch::NoGradGuard no_grad;
-  for (const std::string family : {"llama_seqcls", "gemma2_seqcls", "phi3_seqcls"}) {
+  for (const std::string family : {"llama_seqcls", "gemma2_seqcls", "gemma3_seqcls", "phi3_seqcls"}) {
     SCOPED_TRACE(family);
     gaft::Llama model = gaft::load_llama(kModelData + "/" + family);
     const Fixture x = read_fixture(family);
