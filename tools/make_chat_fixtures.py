@@ -37,7 +37,7 @@ import os
 
 from transformers import GemmaTokenizer, LlamaTokenizer, PreTrainedTokenizerFast
 
-from make_judge_fixtures import byte_level_bpe  # tools/, beside this script
+from make_judge_fixtures import byte_level_bpe, ids_of  # tools/, beside this script
 
 # microsoft/Phi-3-mini-4k-instruct, tokenizer_config.json "chat_template" (revision of 2024-05-08; Phi-3.5-mini's
 # differs only in skipping an empty system message)
@@ -324,11 +324,6 @@ def phi_tokenizer(folder):
     lines = [m["content"] for conv in CONVERSATIONS.values() for m in conv] * 5 + ["system", "user", "assistant"] * 5
     byte_level_bpe(folder, lines, PHI_SPECIALS, PHI3_TEMPLATE, vocab_size=600)
     return PreTrainedTokenizerFast.from_pretrained(folder)
-
-
-def ids_of(result):
-    # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True); older versions a list.
-    return list(result["input_ids"]) if hasattr(result, "keys") else list(result)
 
 
 def render(tok, template, messages, add_generation_prompt):

@@ -257,6 +257,21 @@ def save_model(model, folder):
             os.remove(os.path.join(folder, extra))
 
 
+def tiny_model(model_cls, cfg, seed, folder):
+    """The judge: `model_cls(cfg)` with eager attention and random bf16-rounded weights from `seed`, saved to
+    `folder`; returned in eval mode, in fp32, for the reference probabilities."""
+    cfg._attn_implementation = "eager"
+    model = model_cls(cfg).eval()
+    randomize(model, seed)
+    save_model(model, folder)
+    return model
+
+
+def ids_of(result):
+    """apply_chat_template(tokenize=True)'s ids: transformers 5 returns a BatchEncoding, older versions a list."""
+    return list(result["input_ids"]) if hasattr(result, "keys") else list(result)
+
+
 def judge(model, ids, safe_id, unsafe_id):
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0, -1].float()
@@ -302,10 +317,7 @@ def llama_guard3():
                                    num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=2048,
                                    rope_theta=500000.0, bos_token_id=tok.token_to_id("<|begin_of_text|>"),
                                    eos_token_id=tok.token_to_id("<|eot_id|>"), tie_word_embeddings=False)
-    cfg._attn_implementation = "eager"
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    randomize(model, 31)
-    save_model(model, folder)
+    model = tiny_model(transformers.LlamaForCausalLM, cfg, 31, folder)
     hf = transformers.PreTrainedTokenizerFast.from_pretrained(folder)
     cases = []
     for prompt, response in CASES:
@@ -355,10 +367,7 @@ def shieldgemma():
                                     num_key_value_heads=2, head_dim=8, vocab_size=sp.get_piece_size(),
                                     max_position_embeddings=2048, query_pre_attn_scalar=8, sliding_window=64,
                                     bos_token_id=2, eos_token_id=1, pad_token_id=0)
-    cfg._attn_implementation = "eager"
-    model = transformers.Gemma2ForCausalLM(cfg).eval()
-    randomize(model, 32)
-    save_model(model, folder)
+    model = tiny_model(transformers.Gemma2ForCausalLM, cfg, 32, folder)
     cases = []
     for prompt, response in CASES:
         ids = [sp.bos_id()] + sp.encode(fill(template, prompt, response))
@@ -423,10 +432,7 @@ def granite_guardian():
                                      max_position_embeddings=2048, rope_theta=10000.0, tie_word_embeddings=True,
                                      embedding_multiplier=3.0, residual_multiplier=0.5, attention_multiplier=0.25,
                                      logits_scaling=2.0, bos_token_id=0, eos_token_id=0, pad_token_id=0)
-    cfg._attn_implementation = "eager"
-    model = transformers.GraniteForCausalLM(cfg).eval()
-    randomize(model, 33)
-    save_model(model, folder)
+    model = tiny_model(transformers.GraniteForCausalLM, cfg, 33, folder)
     hf = transformers.PreTrainedTokenizerFast.from_pretrained(folder)
     cases = []
     for prompt, response in CASES:
@@ -438,8 +444,7 @@ def granite_guardian():
         rendered = hf.apply_chat_template(messages, tokenize=False, **kwargs)
         assert rendered == text, (rendered, text)
         ids = tok.encode(text).ids  # no BOS: Granite adds none
-        rendered_ids = hf.apply_chat_template(messages, tokenize=True, **kwargs)
-        rendered_ids = list(rendered_ids["input_ids"]) if hasattr(rendered_ids, "keys") else list(rendered_ids)
+        rendered_ids = ids_of(hf.apply_chat_template(messages, tokenize=True, **kwargs))
         assert ids == rendered_ids == hf(text)["input_ids"], "tokenizers and transformers disagree"
         assert ids.count(tok.token_to_id("<|start_of_role|>")) == 2, "the role markers are single tokens"
         cases.append({"prompt": prompt, "response": response, "ids": ids,

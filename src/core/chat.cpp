@@ -42,6 +42,13 @@ class Segments {
     if (id < 0) missing("the token \"" + piece + "\"");
     list_.push_back({piece, id, mask});
   }
+  // A role header: the opening special token, the role's name as text, the closing special token (untrained),
+  // e.g. <|start_header_id|>assistant<|end_header_id|>.
+  void header(const std::string& open, const std::string& role, const std::string& close) {
+    token(open, 0);
+    text(role, 0);
+    token(close, 0);
+  }
   void bos(uint8_t mask) {
     if (tok_.bos_id() < 0) missing("a BOS token");
     list_.push_back({tok_.id_to_piece(tok_.bos_id()), tok_.bos_id(), mask});
@@ -144,17 +151,13 @@ std::vector<Segment> build(const Tokenizer& tok, ChatTemplate tmpl, const std::v
       for (size_t i = 0; i < messages.size(); ++i) {
         const ChatMessage& m = messages[i];
         if (i == 0) s.token("<|begin_of_text|>", 0);
-        s.token("<|start_header_id|>", 0);
-        s.text(m.role, 0);
-        s.token("<|end_header_id|>", 0);
+        s.header("<|start_header_id|>", m.role, "<|end_header_id|>");
         s.text("\n\n", 0);
         s.text(utf8::strip(m.content), trained(m));
         s.token("<|eot_id|>", trained(m));
       }
       if (add_generation_prompt) {
-        s.token("<|start_header_id|>", 0);
-        s.text("assistant", 0);
-        s.token("<|end_header_id|>", 0);
+        s.header("<|start_header_id|>", "assistant", "<|end_header_id|>");
         s.text("\n\n", 0);
       }
       break;
@@ -215,17 +218,13 @@ std::vector<Segment> build(const Tokenizer& tok, ChatTemplate tmpl, const std::v
       // <|start_of_role|>{role}<|end_of_role|>{content}<|end_of_text|>\n... (Granite 3.x instruct; contents as
       // they are, any role order). No default system message when the conversation has none (gaft/chat.h).
       for (const ChatMessage& m : messages) {
-        s.token("<|start_of_role|>", 0);
-        s.text(m.role, 0);
-        s.token("<|end_of_role|>", 0);
+        s.header("<|start_of_role|>", m.role, "<|end_of_role|>");
         s.text(m.content, trained(m));
         s.token("<|end_of_text|>", trained(m));
         s.text("\n", 0);
       }
       if (add_generation_prompt) {
-        s.token("<|start_of_role|>", 0);
-        s.text("assistant", 0);
-        s.token("<|end_of_role|>", 0);
+        s.header("<|start_of_role|>", "assistant", "<|end_of_role|>");
       }
       break;
     case ChatTemplate::kPhi3:
@@ -257,16 +256,10 @@ std::vector<Segment> build(const Tokenizer& tok, ChatTemplate tmpl, const std::v
           s.token("<|im_end|>", 1);
           continue;
         }
-        s.token("<|im_start|>", 0);
-        s.text(m.role, 0);
-        s.token("<|im_sep|>", 0);
+        s.header("<|im_start|>", m.role, "<|im_sep|>");
         s.text(m.content, 0);
         s.token("<|im_end|>", 0);
-        if (m.role == "user") {
-          s.token("<|im_start|>", 0);
-          s.text("assistant", 0);
-          s.token("<|im_sep|>", 0);
-        }
+        if (m.role == "user") s.header("<|im_start|>", "assistant", "<|im_sep|>");
       }
       break;
   }

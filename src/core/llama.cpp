@@ -367,12 +367,20 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 
 }  // namespace
 
+namespace {
+
+// The features of a head RoPE turns: config.rotary_dim (parse_model_config derives it), or head_dim for a
+// config built without it.
+int64_t rotary_features(const ModelConfig& c) { return c.rotary_dim > 0 ? c.rotary_dim : c.head_dim; }
+
+}  // namespace
+
 LlamaModelImpl::LlamaModelImpl(const ModelConfig& c)
-    : rotary(c.rotary_dim > 0 ? c.rotary_dim : c.head_dim, c.rope_theta, c.rope_scaling),
+    : rotary(rotary_features(c), c.rope_theta, c.rope_scaling),
       local_rope(c.local_rope_theta > 0),
       embedding_scale(c.embedding_scale), round_embedding_scale(c.gemma_norms), sliding_window(c.sliding_window),
       sliding_layers(c.sliding_layers) {
-  if (local_rope) rotary_local = RotaryEmbedding(c.rotary_dim > 0 ? c.rotary_dim : c.head_dim, c.local_rope_theta, std::nullopt);
+  if (local_rope) rotary_local = RotaryEmbedding(rotary_features(c), c.local_rope_theta, std::nullopt);
   if (sliding_window > 0 && sliding_layers.empty()) sliding_layers.assign(c.num_hidden_layers, true);
   TORCH_CHECK(sliding_window <= 0 || static_cast<int64_t>(sliding_layers.size()) == c.num_hidden_layers,
               "sliding_layers must name every layer of ", c.source);
