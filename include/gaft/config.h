@@ -178,6 +178,7 @@ struct TrainSection {
   int64_t max_nonfinite_steps = 10;       // stop after this many skipped (NaN/inf) steps in a row
   double step_timeout_s = 0;              // watchdog: exit when no step finishes for this long; 0 = off
   double stop_grace_s = 300;              // after a stop signal, exit if the step has not finished by then
+  bool share_prefixes = true;             // an example's sequences run their common prompt once in the forward
 };
 
 struct OptimizerSection {

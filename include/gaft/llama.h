@@ -141,6 +141,18 @@ struct LayerHooks {
   virtual void after_backward(int64_t layer) = 0;   // the layer's parameter gradients are complete
 };
 
+// Sequences that share a prefix, packed into one row (the training forward, gaft/objective.h): the prefix once,
+// then the rest of each sequence (its branch). A branch token sits at the position it has in its own sequence and
+// attends to the prefix and to the earlier tokens of its own branch, so each sequence's hidden states are those of
+// the sequence run alone (up to float rounding), while the prefix's tokens run once.
+//   row:       p0 p1 p2 | a3 a4 | b3 b4 b5 | pad
+//   positions:  0  1  2 |  3  4 |  3  4  5 |  0
+//   segments:   0  0  0 |  1  1 |  2  2  2 | -1
+struct PackedLayout {
+  at::Tensor position_ids;  // [B, T] int64: a token's position in its own sequence
+  at::Tensor segments;      // [B, T] int64: 0 = the shared prefix, j > 0 = branch j, -1 = padding
+};
+
 // The backbone, registered as "model": embeddings, decoder layers, final norm. Under a sliding window W
 // (Mistral; Qwen2/3 with use_sliding_window, on the layers config.sliding_layers marks) the query at cache
 // position i attends keys j with i - W < j <= i, as transformers' sliding_window_causal_mask_function.
@@ -150,6 +162,8 @@ class LlamaModelImpl : public torch::nn::Module {
   // input_ids [B, T]; attention_mask [B, past + T] (1 = token, 0 = padding) or undefined; cache optional.
   // Returns the normalised hidden states [B, T, H].
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache);
+  // input_ids [B, T] packed as `layout` says (no cache). Returns [B, T, H]; padding rows are not meaningful.
+  at::Tensor forward_packed(const at::Tensor& input_ids, const PackedLayout& layout);
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -173,6 +187,10 @@ class LlamaImpl : public torch::nn::Module {
  public:
   explicit LlamaImpl(const ModelConfig& c);
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {}, KVCache* cache = nullptr);
+  // Shared-prefix rows (PackedLayout). Not for longrope models (Phi-3 picks its RoPE factors per sequence length,
+  // which a packed row does not have): can_pack() says.
+  at::Tensor forward_packed(const at::Tensor& input_ids, const PackedLayout& layout);
+  bool can_pack() const;
   // [B, T, H] -> [B, T, V]: softcap(head_input(hidden) lm_head_weight()^T), the cap as config.final_softcap.
   at::Tensor logits(const at::Tensor& hidden);
   // What the LM head multiplies: the hidden states, times config.logits_scale (Granite's 1 / logits_scaling).

@@ -48,6 +48,9 @@ struct ObjectiveParams {
   int64_t pad_id = 0;
   double recovery_lambda = 1.0;         // weight of the recovery rollouts' policy-gradient term
   double recovery_target_weight = 1.0;  // weight of a recovery target (per sequence, normalised like a reference)
+  // The sequences of one example (reference, rollouts, recovery rollouts and target) run their common prefix, the
+  // prompt, once in the forward (PackedLayout) when that costs less; false: every sequence whole.
+  bool share_prefixes = true;
 };
 
 struct LossResult {

@@ -204,6 +204,10 @@ void describe(Schema& s, TrainSection& c) {
            "After a stop signal, exit (code 1, with a message) when the current step has not finished and "
            "checkpointed within this many seconds; 0 = wait for it.",
            Range::at_least(0));
+  s.flag("share_prefixes", &c.share_prefixes,
+         "Run the tokens an example's sequences (reference, rollouts) have in common, its prompt, once in the "
+         "training forward, each sequence's own tokens attending to them, when that costs less than padded rows "
+         "(not for longrope models); the gradients are the same up to float rounding. false: every sequence whole.");
 }
 
 void describe(Schema& s, OptimizerSection& c) {

@@ -424,6 +424,64 @@ KeyMask key_mask(int64_t B, int64_t past, int64_t T, int64_t window, const at::T
   return m;
 }
 
+// Embeddings, decoder layers and the final norm, given each token's position and the masks: the part of a
+// forward that plain and packed batches share.
+at::Tensor run_decoder(LlamaModelImpl& m, const at::Tensor& input_ids, const at::Tensor& position_ids,
+                       const KeyMask& full, const KeyMask& windowed, KVCache* cache, int64_t past) {
+  const int64_t S = past + input_ids.size(1);
+  const auto [cos, sin] = m.rotary.cos_sin(position_ids);  // [B, T, D]
+  at::Tensor cos_local, sin_local;                         // [B, T, D], Gemma 3's sliding layers
+  if (m.local_rope) std::tie(cos_local, sin_local) = m.rotary_local.cos_sin(position_ids);
+  auto& layers = m.layers;
+  if (cache && cache->keys.size() != layers->size()) {
+    cache->keys.assign(layers->size(), at::Tensor());
+    cache->values.assign(layers->size(), at::Tensor());
+  }
+  at::Tensor h = m.embed_tokens->forward(input_ids);  // [B, T, H]
+  if (m.embedding_scale != 1.0) {
+    // Gemma multiplies by sqrt(H) as a tensor in the weights' dtype; Granite by its multiplier as a number.
+    h = m.round_embedding_scale ? h * at::scalar_tensor(m.embedding_scale, at::kDouble).to(h.scalar_type())
+                                : h * m.embedding_scale;
+  }
+  for (size_t i = 0; i < layers->size(); ++i) {
+    const bool slides = m.sliding_window > 0 && m.sliding_layers[i];
+    const KeyMask& km = slides ? windowed : full;
+    const at::Tensor& cos_i = m.local_rope && slides ? cos_local : cos;
+    const at::Tensor& sin_i = m.local_rope && slides ? sin_local : sin;
+    LayerCache lc{cache ? &cache->keys[i] : nullptr, cache ? &cache->values[i] : nullptr, past,
+                  cache ? cache->reserve : 0, km.first};
+    DecoderLayerImpl* layer = layers[i]->as<DecoderLayer>();
+    if (m.checkpoint_layers && !cache && at::GradMode::is_enabled()) {
+      // The input must require grad for backward to reach the layer (frozen embeddings, e.g. under LoRA).
+      const at::Tensor in = h.requires_grad() ? h : h.detach().requires_grad_(true);
+      // Function::apply needs defined tensors: plain causal attention travels as an empty mask.
+      if (m.layer_hooks) m.layer_hooks->before_forward(static_cast<int64_t>(i));
+      h = CheckpointedLayer::apply(in, cos_i, sin_i, km.mask.defined() ? km.mask : at::empty({0}, at::kBool),
+                                   reinterpret_cast<int64_t>(layer), reinterpret_cast<int64_t>(m.layer_hooks),
+                                   static_cast<int64_t>(i));
+      if (m.layer_hooks) m.layer_hooks->after_forward(static_cast<int64_t>(i));
+    } else {
+      h = layer->forward(h, cos_i, sin_i, km.mask, cache ? &lc : nullptr);
+    }
+  }
+  if (cache) cache->filled = S;
+  return m.norm->forward(h);  // [B, T, H]
+}
+
+// The mask of a packed batch (PackedLayout): key k serves query q when k is a token (segment >= 0) of the prefix
+// or of q's own branch, at a position <= q's (and > q's - window under a sliding window). A padding query sees
+// itself only.
+KeyMask packed_mask(const PackedLayout& layout, int64_t window) {
+  const at::Tensor pq = layout.position_ids.unsqueeze(2), pk = layout.position_ids.unsqueeze(1);  // [B, T, 1], [B, 1, T]
+  const at::Tensor sq = layout.segments.unsqueeze(2), sk = layout.segments.unsqueeze(1);
+  at::Tensor keep = (sk >= 0).logical_and((sk == 0).logical_or(sk == sq)).logical_and(pk <= pq);  // [B, T, T]
+  if (window > 0) keep = keep.logical_and(pk > pq - window);
+  const int64_t T = layout.segments.size(1);
+  const at::Tensor self = at::eye(T, layout.segments.options().dtype(at::kBool)).unsqueeze(0);  // [1, T, T]
+  keep = keep.logical_or(self.logical_and(sq < 0));
+  return KeyMask{keep.unsqueeze(1), 0};  // [B, 1, T, T]
+}
+
 }  // namespace
 
 at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
@@ -451,42 +509,24 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
   const KeyMask full = any_full ? key_mask(B, past, T, 0, attention_mask, dev) : KeyMask{};
   const KeyMask windowed = any_window ? key_mask(B, past, T, sliding_window, attention_mask, dev) : KeyMask{};
 
-  const auto [cos, sin] = rotary.cos_sin(position_ids);  // [B, T, D]
-  at::Tensor cos_local, sin_local;                       // [B, T, D], Gemma 3's sliding layers
-  if (local_rope) std::tie(cos_local, sin_local) = rotary_local.cos_sin(position_ids);
-  if (cache && cache->keys.size() != layers->size()) {
-    cache->keys.assign(layers->size(), at::Tensor());
-    cache->values.assign(layers->size(), at::Tensor());
+  return run_decoder(*this, input_ids, position_ids, full, windowed, cache, past);
+}
+
+at::Tensor LlamaModelImpl::forward_packed(const at::Tensor& input_ids, const PackedLayout& layout) {
+  TORCH_CHECK(input_ids.dim() == 2 && layout.position_ids.sizes() == input_ids.sizes() &&
+                  layout.segments.sizes() == input_ids.sizes(),
+              "forward_packed: input_ids, position_ids and segments must be [B, T], got ", input_ids.sizes(), ", ",
+              layout.position_ids.sizes(), ", ", layout.segments.sizes());
+  const auto dev = input_ids.device();
+  const PackedLayout l{layout.position_ids.to(dev), layout.segments.to(dev)};
+  bool any_full = sliding_window <= 0, any_window = false;
+  for (size_t i = 0; i < layers->size() && sliding_window > 0; ++i) {
+    any_window = any_window || sliding_layers[i];
+    any_full = any_full || !sliding_layers[i];
   }
-  at::Tensor h = embed_tokens->forward(input_ids);  // [B, T, H]
-  if (embedding_scale != 1.0) {
-    // Gemma multiplies by sqrt(H) as a tensor in the weights' dtype; Granite by its multiplier as a number.
-    h = round_embedding_scale ? h * at::scalar_tensor(embedding_scale, at::kDouble).to(h.scalar_type())
-                              : h * embedding_scale;
-  }
-  for (size_t i = 0; i < layers->size(); ++i) {
-    const bool slides = sliding_window > 0 && sliding_layers[i];
-    const KeyMask& km = slides ? windowed : full;
-    const at::Tensor& cos_i = local_rope && slides ? cos_local : cos;
-    const at::Tensor& sin_i = local_rope && slides ? sin_local : sin;
-    LayerCache lc{cache ? &cache->keys[i] : nullptr, cache ? &cache->values[i] : nullptr, past,
-                  cache ? cache->reserve : 0, km.first};
-    DecoderLayerImpl* layer = layers[i]->as<DecoderLayer>();
-    if (checkpoint_layers && !cache && at::GradMode::is_enabled()) {
-      // The input must require grad for backward to reach the layer (frozen embeddings, e.g. under LoRA).
-      const at::Tensor in = h.requires_grad() ? h : h.detach().requires_grad_(true);
-      // Function::apply needs defined tensors: plain causal attention travels as an empty mask.
-      if (layer_hooks) layer_hooks->before_forward(static_cast<int64_t>(i));
-      h = CheckpointedLayer::apply(in, cos_i, sin_i, km.mask.defined() ? km.mask : at::empty({0}, at::kBool),
-                                   reinterpret_cast<int64_t>(layer), reinterpret_cast<int64_t>(layer_hooks),
-                                   static_cast<int64_t>(i));
-      if (layer_hooks) layer_hooks->after_forward(static_cast<int64_t>(i));
-    } else {
-      h = layer->forward(h, cos_i, sin_i, km.mask, cache ? &lc : nullptr);
-    }
-  }
-  if (cache) cache->filled = S;
-  return norm->forward(h);  // [B, T, H]
+  const KeyMask full = any_full ? packed_mask(l, 0) : KeyMask{};
+  const KeyMask windowed = any_window ? packed_mask(l, sliding_window) : KeyMask{};
+  return run_decoder(*this, input_ids, l.position_ids, full, windowed, nullptr, 0);
 }
 
 LlamaImpl::LlamaImpl(const ModelConfig& c) : config(c) {
@@ -512,6 +552,13 @@ LlamaImpl::LlamaImpl(const ModelConfig& c) : config(c) {
 at::Tensor LlamaImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
   return model->forward(input_ids, attention_mask, cache);
 }
+
+at::Tensor LlamaImpl::forward_packed(const at::Tensor& input_ids, const PackedLayout& layout) {
+  TORCH_CHECK(can_pack(), config.architecture, " with longrope scaling cannot run packed rows");
+  return model->forward_packed(input_ids, layout);
+}
+
+bool LlamaImpl::can_pack() const { return longrope_switch(config) == 0; }
 
 at::Tensor LlamaImpl::lm_head_weight() {
   TORCH_CHECK(config.head == ModelHead::kCausalLM, config.architecture, " has no LM head");

@@ -13,14 +13,31 @@ namespace gaft {
 
 namespace {
 
-// The trained tokens of a right-padded batch of sequences, flattened.
+// The trained tokens of a micro-batch's forward, flattened, in the order of its sequences and their positions.
+// Two layouts of the same tokens: each sequence whole in its own right-padded row (`pack`), or the sequences of
+// one example in one row that holds their common prefix (the prompt) once (`pack_shared`, PackedLayout).
 struct Packed {
-  at::Tensor ids, mask;   // [S, T] int64
+  at::Tensor ids, mask;   // [S, T] int64; mask: 1 = token (plain layout)
+  PackedLayout layout;    // shared layout: each token's position and segment
+  bool shared = false;
   at::Tensor positions;   // [N] int64 into the flattened [S * T] hidden states (the position before the target)
   at::Tensor targets;     // [N] int64
   at::Tensor token_seq;   // [N] int64 sequence ids of the gate op
   bool padded = false;
 };
+
+// The trained tokens of sequence `r`, its targets and the gate's sequence id, with the index of the hidden state
+// that predicts each: `source(t)` for the target at t (the state at t - 1).
+template <class Source>
+void add_targets(const TrainSequence& r, int64_t seq_id, Source source, std::vector<int64_t>& positions,
+                 std::vector<int64_t>& targets, std::vector<int64_t>& token_seq) {
+  for (size_t t = 1; t < r.ids.size(); ++t)
+    if (r.trained[t]) {
+      positions.push_back(source(static_cast<int64_t>(t) - 1));
+      targets.push_back(r.ids[t]);
+      token_seq.push_back(seq_id);
+    }
+}
 
 Packed pack(const std::vector<const TrainSequence*>& rows, const std::vector<int64_t>& seq_ids, int64_t pad_id) {
   std::vector<std::vector<int64_t>> ids;
@@ -33,17 +50,113 @@ Packed pack(const std::vector<const TrainSequence*>& rows, const std::vector<int
   for (size_t s = 0; s < rows.size(); ++s) {
     const TrainSequence& r = *rows[s];
     if (static_cast<int64_t>(r.ids.size()) < T) p.padded = true;
-    for (size_t t = 1; t < r.ids.size(); ++t)
-      if (r.trained[t]) {
-        positions.push_back(static_cast<int64_t>(s) * T + static_cast<int64_t>(t) - 1);
-        targets.push_back(r.ids[t]);
-        token_seq.push_back(seq_ids[s]);
-      }
+    const int64_t row = static_cast<int64_t>(s) * T;
+    add_targets(r, seq_ids[s], [&](int64_t i) { return row + i; }, positions, targets, token_seq);
   }
   p.positions = at::tensor(positions, at::kLong);
   p.targets = at::tensor(targets, at::kLong);
   p.token_seq = at::tensor(token_seq, at::kLong);
   return p;
+}
+
+// The sequences of each group (`group[s]`: the example of sequence s) in one row: the group's longest common
+// prefix once (segment 0), then each sequence's remaining tokens as its own branch (segments 1, 2, ...). Identical
+// tokens at identical positions give identical hidden states in a causal model, so any common prefix may be shared,
+// trained targets inside it included (their predicting state is the prefix's). The trained tokens keep pack()'s
+// order.
+Packed pack_shared(const std::vector<const TrainSequence*>& rows, const std::vector<int64_t>& seq_ids,
+                   const std::vector<int64_t>& group, int64_t pad_id) {
+  std::vector<std::vector<size_t>> members;  // groups in the order of their first sequence
+  std::vector<std::pair<int64_t, size_t>> seen;
+  for (size_t s = 0; s < rows.size(); ++s) {
+    auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& e) { return e.first == group[s]; });
+    if (it == seen.end()) {
+      seen.emplace_back(group[s], members.size());
+      members.emplace_back();
+      it = seen.end() - 1;
+    }
+    members[it->second].push_back(s);
+  }
+  struct Place {
+    int64_t row = 0, prefix = 0, start = 0;  // packed row; shared prefix length; where the branch starts in the row
+  };
+  std::vector<Place> place(rows.size());
+  std::vector<std::vector<int64_t>> ids(members.size()), pos(members.size()), seg(members.size());
+  for (size_t g = 0; g < members.size(); ++g) {
+    const std::vector<int64_t>& first = rows[members[g][0]]->ids;
+    size_t prefix = first.size();
+    for (size_t m : members[g]) {
+      const std::vector<int64_t>& other = rows[m]->ids;
+      size_t n = 0;
+      while (n < prefix && n < other.size() && other[n] == first[n]) ++n;
+      prefix = n;
+    }
+    for (size_t t = 0; t < prefix; ++t) ids[g].push_back(first[t]), pos[g].push_back(static_cast<int64_t>(t)), seg[g].push_back(0);
+    int64_t branch = 0;
+    for (size_t m : members[g]) {
+      const std::vector<int64_t>& r = rows[m]->ids;
+      place[m] = Place{static_cast<int64_t>(g), static_cast<int64_t>(prefix), static_cast<int64_t>(ids[g].size())};
+      ++branch;
+      for (size_t t = prefix; t < r.size(); ++t) ids[g].push_back(r[t]), pos[g].push_back(static_cast<int64_t>(t)), seg[g].push_back(branch);
+    }
+  }
+  size_t T = 0;
+  for (const auto& r : ids) T = std::max(T, r.size());
+  const int64_t S = static_cast<int64_t>(ids.size());
+  Packed p;
+  p.shared = true;
+  p.ids = at::full({S, static_cast<int64_t>(T)}, pad_id, at::kLong);
+  p.layout.position_ids = at::zeros({S, static_cast<int64_t>(T)}, at::kLong);
+  p.layout.segments = at::full({S, static_cast<int64_t>(T)}, -1, at::kLong);
+  for (int64_t g = 0; g < S; ++g) {
+    const int64_t n = static_cast<int64_t>(ids[g].size());
+    if (n < static_cast<int64_t>(T)) p.padded = true;
+    std::copy(ids[g].begin(), ids[g].end(), p.ids[g].data_ptr<int64_t>());
+    std::copy(pos[g].begin(), pos[g].end(), p.layout.position_ids[g].data_ptr<int64_t>());
+    std::copy(seg[g].begin(), seg[g].end(), p.layout.segments[g].data_ptr<int64_t>());
+  }
+  std::vector<int64_t> positions, targets, token_seq;
+  for (size_t s = 0; s < rows.size(); ++s) {
+    const Place& pl = place[s];
+    const int64_t row = pl.row * static_cast<int64_t>(T);
+    add_targets(*rows[s], seq_ids[s],
+                [&](int64_t i) { return row + (i < pl.prefix ? i : pl.start + i - pl.prefix); }, positions, targets,
+                token_seq);
+  }
+  p.positions = at::tensor(positions, at::kLong);
+  p.targets = at::tensor(targets, at::kLong);
+  p.token_seq = at::tensor(token_seq, at::kLong);
+  return p;
+}
+
+// Relative cost of a forward over `rows` rows of T tokens: the decoder's matmuls per token (its weights, times 2
+// FLOPs) plus attention per (query, key) pair of a row (4 x heads x head_dim FLOPs; masked pairs are computed too).
+double forward_cost(const ModelConfig& c, int64_t rows, int64_t T) {
+  const double H = static_cast<double>(c.hidden_size), D = static_cast<double>(c.head_dim);
+  const double q = static_cast<double>(c.num_attention_heads) * D, kv = static_cast<double>(c.num_key_value_heads) * D;
+  const double layer = H * (2 * q + 2 * kv) + 3 * H * static_cast<double>(c.intermediate_size);
+  return static_cast<double>(rows) * static_cast<double>(T) * (2 * layer + 4 * q * static_cast<double>(T));
+}
+
+// The layout of a micro-batch's forward: shared prefixes when allowed, the model can run them and the forward
+// costs less that way, with a mask (rows x T x T booleans) of at most 256 MiB.
+Packed pack_for(const Llama& model, const std::vector<const TrainSequence*>& rows, const std::vector<int64_t>& seq_ids,
+                const std::vector<int64_t>& group, int64_t pad_id, bool share) {
+  Packed plain = pack(rows, seq_ids, pad_id);
+  if (!share || !model->can_pack()) return plain;
+  Packed shared = pack_shared(rows, seq_ids, group, pad_id);
+  const int64_t S = shared.ids.size(0), T = shared.ids.size(1);
+  const double mask_bytes = static_cast<double>(S) * static_cast<double>(T) * static_cast<double>(T);
+  const ModelConfig& c = model->config;
+  if (mask_bytes > 256.0 * (1 << 20) || forward_cost(c, S, T) >= forward_cost(c, plain.ids.size(0), plain.ids.size(1)))
+    return plain;
+  return shared;
+}
+
+// The hidden states [S, T, H] of a packed micro-batch; ids on the model's device.
+at::Tensor run_forward(Llama& model, const Packed& p, const at::Tensor& ids) {
+  if (p.shared) return model->forward_packed(ids, p.layout);
+  return model->forward(ids, p.padded ? p.mask.to(ids.device()) : at::Tensor());
 }
 
 ops::GateInputs gate_inputs(const MicroBatch& mb, const at::Tensor& token_seq) {
@@ -236,10 +349,16 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
     out.recovery_advantages = rec_adv_t;
     return out;  // loss_value 0
   }
-  const Packed p = pack(rows, seq_ids, params.pad_id);
+  std::vector<int64_t> example(seq_ids.size());  // the example of each row: rows of one example share its prompt
+  for (size_t s = 0; s < seq_ids.size(); ++s) {
+    const int64_t id = seq_ids[s];
+    example[s] = id < B ? id : id < first_recovery ? (id - B) / K : id < first_target ? (id - first_recovery) / R
+                                                                                      : id - first_target;
+  }
+  const Packed p = pack_for(policy, rows, seq_ids, example, params.pad_id, params.share_prefixes);
   const auto dev = W.device();
-  const at::Tensor ids = p.ids.to(dev), mask = p.padded ? p.mask.to(dev) : at::Tensor();
-  const at::Tensor hidden = policy->forward(ids, mask);  // [S, T, H]
+  const at::Tensor ids = p.ids.to(dev);
+  const at::Tensor hidden = run_forward(policy, p, ids);  // [S, T, H]
   const int64_t H = hidden.size(2);
   const at::Tensor positions = p.positions.to(dev);
   const at::Tensor h = policy->head_input(hidden.reshape({-1, H}).index_select(0, positions));  // [N, H]
@@ -300,7 +419,7 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
     // The reference is the policy itself under LoRA: its base, with the adapters off for this forward.
     std::optional<AdaptersDisabled> base_only;
     if (reference->get() == policy.get()) base_only.emplace(**reference);
-    const at::Tensor ref_hidden = (*reference)->forward(ids, mask);
+    const at::Tensor ref_hidden = run_forward(*reference, p, ids);
     const at::Tensor ref_h =
         (*reference)->head_input(ref_hidden.reshape({-1, H}).index_select(0, positions.index_select(0, sel_dev)));
     const at::Tensor ref_W = (*reference)->lm_head_weight();
@@ -364,7 +483,7 @@ LossResult compute_loss(Llama& policy, Llama* reference, const MicroBatch& mb, c
       torch::NoGradGuard no_grad;
       std::optional<AdaptersDisabled> base_only;
       if (reference->get() == policy.get()) base_only.emplace(**reference);
-      ref_h = (*reference)->head_input((*reference)->forward(ids, mask).reshape({-1, H}).index_select(0, positions));
+      ref_h = (*reference)->head_input(run_forward(*reference, p, ids).reshape({-1, H}).index_select(0, positions));
       ref_W = (*reference)->lm_head_weight();
     }
     const at::Tensor a = (-weights_dev).clamp_min(0.0);  // [N]

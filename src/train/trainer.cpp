@@ -355,6 +355,7 @@ void Trainer::setup() {
   objective_.kl_beta = cfg_.objective.kl_beta;
   objective_.recovery_lambda = cfg_.recovery.lambda;
   objective_.recovery_target_weight = cfg_.recovery.target_weight;
+  objective_.share_prefixes = cfg_.train.share_prefixes;
   recovery_.min_prefix = cfg_.recovery.min_prefix_tokens;
   recovery_.max_prefix = cfg_.recovery.max_prefix_tokens;
   recovery_.threshold = cfg_.recovery.threshold;

@@ -225,6 +225,73 @@ TEST(Llama, SlidingWindowMatters) {
   EXPECT_GT(diff.narrow(0, 4, 6).min().item<double>(), 1e-3);  // beyond it every position does
 }
 
+// Packed rows (gaft::PackedLayout): a shared prefix once, then branches that attend to it and to themselves at
+// their own positions. Each sequence's hidden states must equal the sequence run alone, for every family with its
+// own attention details (sliding windows shorter than the rows, Gemma 2's soft-capped attention, Gemma 3's local
+// RoPE, Qwen 3's q/k norms), gradients included; longrope models (Phi-3) refuse packed rows.
+TEST(Llama, PackedRowsEqualEachSequenceAlone) {
+  for (const std::string family : {"llama", "mistral_window", "gemma2", "gemma3", "qwen3", "granite"}) {
+    SCOPED_TRACE(family);
+    gaft::Llama m = gaft::load_llama(kModelData + "/" + family);
+    ASSERT_TRUE(m->can_pack());
+    const std::vector<int64_t> P = {1, 17, 23, 5, 42}, A = {7, 8, 9}, B = {30, 31, 32, 33, 34, 35}, D = {1, 3, 4, 5, 6, 7, 8};
+    const auto cat = [](std::vector<int64_t> x, const std::vector<int64_t>& y) {
+      x.insert(x.end(), y.begin(), y.end());
+      return x;
+    };
+    // Row 0: P | A | B, i.e. the sequences P+A, P+B and P itself (an empty branch); row 1: D alone, padded.
+    const std::vector<std::vector<int64_t>> alone = {cat(P, A), cat(P, B), P, D};
+    std::vector<int64_t> ids = cat(cat(P, A), B), pos, segs;
+    for (int64_t t = 0; t < 5; ++t) pos.push_back(t), segs.push_back(0);
+    for (int64_t t = 5; t < 8; ++t) pos.push_back(t), segs.push_back(1);
+    for (int64_t t = 5; t < 11; ++t) pos.push_back(t), segs.push_back(2);
+    for (int64_t t = 0; t < 14; ++t) {  // row 1
+      ids.push_back(t < 7 ? D[t] : 0);
+      pos.push_back(t < 7 ? t : 0);
+      segs.push_back(t < 7 ? 0 : -1);
+    }
+    const gaft::PackedLayout layout{at::tensor(pos, at::kLong).view({2, 14}), at::tensor(segs, at::kLong).view({2, 14})};
+    const at::Tensor packed = m->forward_packed(at::tensor(ids, at::kLong).view({2, 14}), layout);  // [2, 14, H]
+    // Where each sequence's tokens sit in the packed batch (row, index).
+    const std::vector<std::vector<std::pair<int64_t, int64_t>>> where = [] {
+      std::vector<std::vector<std::pair<int64_t, int64_t>>> w(4);
+      for (int64_t t = 0; t < 5; ++t) w[0].push_back({0, t}), w[1].push_back({0, t}), w[2].push_back({0, t});
+      for (int64_t t = 5; t < 8; ++t) w[0].push_back({0, t});
+      for (int64_t t = 8; t < 14; ++t) w[1].push_back({0, t});
+      for (int64_t t = 0; t < 7; ++t) w[3].push_back({1, t});
+      return w;
+    }();
+    at::Tensor probe = at::randn({packed.size(2)});
+    at::Tensor loss_alone = at::zeros({}), loss_packed = at::zeros({});
+    for (size_t s = 0; s < alone.size(); ++s) {
+      const at::Tensor h = m->forward(at::tensor(alone[s], at::kLong).view({1, -1})).squeeze(0);  // [T, H]
+      std::vector<at::Tensor> picked;
+      for (const auto& [row, t] : where[s]) picked.push_back(packed[row][t]);
+      const at::Tensor hp = at::stack(picked);
+      EXPECT_LE((hp - h).abs().max().item<double>(), 1e-5) << "sequence " << s;
+      // A loss over each sequence's states; the prefix's states count once per sequence in both.
+      loss_alone = loss_alone + (h * probe).sum().square() * 1e-3;
+      loss_packed = loss_packed + (hp * probe).sum().square() * 1e-3;
+    }
+    const auto grads_of = [&](const at::Tensor& loss) {
+      m->zero_grad();
+      loss.backward({}, /*retain_graph=*/false);
+      std::vector<at::Tensor> g;
+      for (const auto& q : m->parameters()) g.push_back(q.grad().defined() ? q.grad().clone() : at::zeros_like(q));
+      return g;
+    };
+    const auto ga = grads_of(loss_alone), gp = grads_of(loss_packed);
+    for (size_t i = 0; i < ga.size(); ++i) {
+      const double scale = std::max(1e-6, ga[i].abs().max().item<double>());
+      EXPECT_LE((ga[i] - gp[i]).abs().max().item<double>() / scale, 1e-4) << "parameter " << i;
+    }
+  }
+  gaft::Llama phi3 = gaft::load_llama(kModelData + "/phi3");
+  EXPECT_FALSE(phi3->can_pack());
+  const gaft::PackedLayout one{at::zeros({1, 2}, at::kLong), at::zeros({1, 2}, at::kLong)};
+  EXPECT_THROW(phi3->forward_packed(at::ones({1, 2}, at::kLong), one), c10::Error);
+}
+
 TEST(Llama, SequenceClassificationMatchesTransformers) {
   torch::NoGradGuard no_grad;
   for (const std::string family : {"llama_seqcls", "gemma2_seqcls", "gemma3_seqcls", "phi3_seqcls"}) {

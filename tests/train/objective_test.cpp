@@ -677,6 +677,54 @@ TEST(Objective, RecoveryRolloutsTrainTheContinuationWithItsOwnAdvantage) {
   EXPECT_EQ(lr.sequences, 11);
 }
 
+// The shared-prefix layout (ObjectiveParams::share_prefixes: each example's prompt once in the forward) against
+// every sequence whole: the same loss and gradients, with fewer tokens forwarded; with a reference policy (KL as a
+// loss), recovery rollouts and a recovery target, on a tiny Llama and on Gemma 2 (sliding window 4, shorter than
+// the rows; soft-capped attention and logits).
+TEST(Objective, SharedPrefixesGiveTheSameLossAndGradients) {
+  for (const std::string family : {"tiny", "gemma2"}) {
+    SCOPED_TRACE(family);
+    const auto load = [&](uint64_t seed) {
+      return family == "tiny" ? tiny_model(seed) : gaft::load_llama(gaft_test::kModelData + "/" + family);
+    };
+    gaft::Llama m = load(31), ref = load(32);
+    if (family != "tiny") {
+      torch::NoGradGuard no_grad;  // a reference that differs from the policy, so that the KL term is not 0
+      for (auto& q : ref->parameters()) q.add_(at::randn_like(q) * 0.05);
+    }
+    gaft::MicroBatch mb = batch({0.9f, 0.2f, 0.6f, 0.1f, 0.7f, 0.4f}, {0.8f, 0.9f});
+    const auto forced = [](const std::vector<int64_t>& continuation) {  // prompt and forced prefix: not trained
+      gaft::TrainSequence r = seq({1, 5, 6, 7, 25, 26, 27}, continuation);
+      std::fill(r.trained.begin(), r.trained.begin() + 7, 0);
+      return r;
+    };
+    mb.R = 2;
+    mb.recovery = {forced({36, 37, 2}), forced({38, 2}), {}, {}};
+    mb.recovery_scores = at::tensor({0.2f, 0.9f, NAN, NAN}).view({2, 2});
+    mb.recovery_targets = {{}, seq({1, 11, 12, 13}, {17, 18, 2})};
+    auto p = params(0.4, 0.7, 0.0);
+    p.kl = gaft::KlMode::kLoss;
+    p.kl_beta = 0.1;
+    p.share_prefixes = false;
+    const auto [whole, g_whole] = loss_against(m, ref, mb, p);
+    p.share_prefixes = true;
+    const auto [shared, g_shared] = loss_against(m, ref, mb, p);
+    EXPECT_NEAR(shared.loss.item<double>(), whole.loss.item<double>(), 1e-6 * std::max(1.0, std::abs(whole.loss_value)));
+    EXPECT_NEAR(shared.kl, whole.kl, 1e-5 * std::max(1.0, std::abs(whole.kl)));
+    EXPECT_GT(std::abs(whole.kl), 1e-4);
+    EXPECT_EQ(shared.tokens, whole.tokens);
+    EXPECT_EQ(whole.sequences, 11);
+    EXPECT_EQ(whole.padded_tokens, 11 * 10);  // 11 rows of at most 10 tokens
+    // 2 rows, the longest: example 0's prompt (4 tokens) once, then its reference, rollouts and recovery rollouts
+    EXPECT_EQ(shared.padded_tokens, 2 * (4 + 3 + 2 + 4 + 2 + 6 + 5));
+    expect_close(g_shared, g_whole, 1e-5);
+    // Switched off, or for a model that cannot run packed rows, the plain layout.
+    p.share_prefixes = false;
+    const auto [again, g_again] = loss_against(m, ref, mb, p);
+    EXPECT_EQ(again.loss.item<double>(), whole.loss.item<double>());
+  }
+}
+
 // Which examples get a recovery start, and which tokens are forced (gaft/recovery.h).
 TEST(Recovery, PrefixLengthIsDrawnInRangeAndLeavesContentToContinue) {
   const std::vector<int64_t> stops = {2};
