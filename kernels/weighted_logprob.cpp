@@ -17,6 +17,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -37,37 +38,38 @@ int64_t default_chunk_tokens(int64_t vocab, const at::Device& device) {
 namespace detail {
 
 // ---------------------------------------------------------------------------------------------------
-// CPU row kernel: per row, the max, then one pass that sums e^{z-m} and e^{z-m} (z-m) (and, for grads,
-// keeps e^{z-m} in place of z), then (for grads) a multiply that turns the row into dz. One exp per
-// element. Rows are independent: at::parallel_for over rows.
+// CPU row kernel: blocks of rows through ATen's element-wise and reduction operators, which run in the widest
+// vector instructions of the CPU they find at run time (a hand-written loop in this baseline x86-64 build calls
+// the scalar std::exp once per element: ~20% of the whole op at V = 32000, measured with perf). Per block of
+// ~1 MiB, while it is in the cache: the max m, d = z - m, e = e^d, sum e, log p = d[y] - log sum e,
+// H = log sum e - sum(e d) / sum e and, for grads, dz = w (onehot(y) - e / sum e) written over z.
 // ---------------------------------------------------------------------------------------------------
-template <typename T>
-static void logsoftmax_rows_cpu(T* z, int64_t C, int64_t V, const int64_t* y, const T* w, T* logp, T* ent,
-                                bool want_grad) {
-  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      T* zr = z + row * V;  // [V]
-      const T z_target = zr[y[row]];
-      T m = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j < V; ++j) m = zr[j] > m ? zr[j] : m;
-      T sum = 0, sum_ez = 0;  // sum e^{z-m}, sum e^{z-m} (z-m)
-      for (int64_t j = 0; j < V; ++j) {
-        const T d = zr[j] - m;
-        const T e = std::exp(d);
-        sum += e;
-        sum_ez += e > 0 ? e * d : T(0);  // e = 0 for z = -inf: avoid 0 * inf
-        if (want_grad) zr[j] = e;
-      }
-      const T log_sum = std::log(sum);
-      logp[row] = z_target - (m + log_sum);
-      ent[row] = log_sum - sum_ez / sum;
-      if (want_grad) {
-        const T scale = -w[row] / sum;  // dz = w (onehot - e / sum)
-        for (int64_t j = 0; j < V; ++j) zr[j] *= scale;
-        zr[y[row]] += w[row];
-      }
+static void logsoftmax_rows_blocked(at::Tensor& z, const at::Tensor& y, const at::Tensor& w, at::Tensor& logp,
+                                    at::Tensor& ent, bool want_grad) {
+  const int64_t C = z.size(0), V = z.size(1);
+  const int64_t rows = std::clamp<int64_t>((int64_t(1) << 18) / V, 1, std::max<int64_t>(C, 1));  // [rows, V] ~ 1 MiB
+  at::Tensor e_buf = at::empty({rows, V}, z.options()), ed_buf = at::empty({rows, V}, z.options());
+  const double lowest =
+      z.scalar_type() == at::kDouble ? std::numeric_limits<double>::lowest() : std::numeric_limits<float>::lowest();
+  for (int64_t r0 = 0; r0 < C; r0 += rows) {
+    const int64_t b = std::min(rows, C - r0);
+    at::Tensor zb = z.narrow(0, r0, b), eb = e_buf.narrow(0, 0, b);  // [b, V]
+    const at::Tensor yb = y.narrow(0, r0, b).unsqueeze(1);            // [b, 1]
+    zb.sub_(zb.amax(1, true));                                         // d = z - m
+    at::exp_out(eb, zb);                                               // e
+    const at::Tensor sum = eb.sum(1, true);                            // [b, 1]
+    const at::Tensor log_sum = sum.log();
+    logp.narrow(0, r0, b).copy_((zb.gather(1, yb) - log_sum).squeeze(1));
+    zb.clamp_min_(lowest);  // e d = 0 where e = 0 (d = -inf), not NaN
+    at::Tensor edb = ed_buf.narrow(0, 0, b);
+    const at::Tensor sum_ed = at::mul_out(edb, eb, zb).sum(1, true);  // [b, 1] sum e d
+    ent.narrow(0, r0, b).copy_((log_sum - sum_ed / sum).squeeze(1));
+    if (want_grad) {
+      const at::Tensor wb = w.narrow(0, r0, b).unsqueeze(1);  // [b, 1]
+      at::mul_out(zb, eb, -wb / sum);                         // dz = -w e / sum e
+      zb.scatter_add_(1, yb, wb);                             //    + w at the target
     }
-  });
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor> fused_logsoftmax_rows_cpu(at::Tensor& z, const at::Tensor& targets,
@@ -83,10 +85,7 @@ std::tuple<at::Tensor, at::Tensor> fused_logsoftmax_rows_cpu(at::Tensor& z, cons
   TORCH_CHECK(V > 0, "fused_logsoftmax_rows: empty vocabulary");
   at::Tensor y = targets.contiguous(), w = weights.contiguous();
   at::Tensor logp = at::empty({C}, z.options()), ent = at::empty({C}, z.options());
-  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "fused_logsoftmax_rows_cpu", [&] {
-    logsoftmax_rows_cpu<scalar_t>(z.data_ptr<scalar_t>(), C, V, y.data_ptr<int64_t>(), w.data_ptr<scalar_t>(),
-                                  logp.data_ptr<scalar_t>(), ent.data_ptr<scalar_t>(), want_grad);
-  });
+  if (C > 0) logsoftmax_rows_blocked(z, y, w, logp, ent, want_grad);
   return {logp, ent};
 }
 

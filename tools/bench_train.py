@@ -106,6 +106,9 @@ def parse_args():
                         "against a transformers + torch.optim.AdamW loop (forward with labels, backward, clip, step)")
     p.add_argument("--sft-batch", type=int, default=8, help="sft: sequences per step")
     p.add_argument("--sft-seq", type=int, default=256, help="sft: tokens per sequence (prompt + response)")
+    p.add_argument("--no-share-prefixes", action="store_true",
+                   help="gaft: train.share_prefixes false (every sequence whole in the training forward, as before "
+                        "2026-12-03), to measure what sharing the prompt gives")
     p.add_argument("--only", choices=["gaft", "trl"], help="run one side only (trl: the peer, TRL or transformers)")
     p.add_argument("--keep", help="work in this folder and keep it (default: a temp dir, removed)")
     p.add_argument("--json", help="also write the per-step timings here")
@@ -203,7 +206,7 @@ data: {{train: {data_path}, format: prompt_response, max_prompt_tokens: 64, max_
 objective: {{kind: gaft, lambda: 1.0, advantage: rloo, kl: none}}
 rollout: {{num_samples: {args.k}, temperature: 1.0, top_p: 1.0, top_k: 0, max_new_tokens: {args.max_new_tokens}}}
 gate: {{mode: uncertainty}}
-train: {{batch_size: {args.batch}, grad_accum_steps: 1, max_steps: {args.steps}}}
+train: {{batch_size: {args.batch}, grad_accum_steps: 1, max_steps: {args.steps}, share_prefixes: {str(not args.no_share_prefixes).lower()}}}
 optimizer: {{lr: {args.lr}, weight_decay: 0.0, grad_clip: 1.0}}
 schedule: {{kind: constant, warmup_steps: 0}}
 precision: {{compute: float32, master: float32}}
