@@ -13,7 +13,6 @@
 // CUDA alike) and the autograd function behind gaft::weighted_logprob. Gradients are computed during the
 // forward when an input requires grad and saved; backward scales them by the scalar grad_output.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 

@@ -424,6 +424,18 @@ KeyMask key_mask(int64_t B, int64_t past, int64_t T, int64_t window, const at::T
   return m;
 }
 
+// The masks of a forward: {full attention, sliding window}, each built by `build(window)` (window 0: none) only
+// when some layer attends that way.
+template <class Build>
+std::pair<KeyMask, KeyMask> layer_masks(const LlamaModelImpl& m, Build build) {
+  bool any_full = m.sliding_window <= 0, any_window = false;
+  for (size_t i = 0; i < m.layers->size() && m.sliding_window > 0; ++i) {
+    any_window = any_window || m.sliding_layers[i];
+    any_full = any_full || !m.sliding_layers[i];
+  }
+  return {any_full ? build(0) : KeyMask{}, any_window ? build(m.sliding_window) : KeyMask{}};
+}
+
 // Embeddings, decoder layers and the final norm, given each token's position and the masks: the part of a
 // forward that plain and packed batches share.
 at::Tensor run_decoder(LlamaModelImpl& m, const at::Tensor& input_ids, const at::Tensor& position_ids,
@@ -501,14 +513,8 @@ at::Tensor LlamaModelImpl::forward(const at::Tensor& input_ids, const at::Tensor
     position_ids = at::arange(past, S, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0).expand({B, T});
   }
   // The window counts cache positions, padding included (as transformers' masks do).
-  bool any_full = sliding_window <= 0, any_window = false;
-  for (size_t i = 0; i < layers->size() && sliding_window > 0; ++i) {
-    any_window = any_window || sliding_layers[i];
-    any_full = any_full || !sliding_layers[i];
-  }
-  const KeyMask full = any_full ? key_mask(B, past, T, 0, attention_mask, dev) : KeyMask{};
-  const KeyMask windowed = any_window ? key_mask(B, past, T, sliding_window, attention_mask, dev) : KeyMask{};
-
+  const auto [full, windowed] =
+      layer_masks(*this, [&](int64_t window) { return key_mask(B, past, T, window, attention_mask, dev); });
   return run_decoder(*this, input_ids, position_ids, full, windowed, cache, past);
 }
 
@@ -519,13 +525,7 @@ at::Tensor LlamaModelImpl::forward_packed(const at::Tensor& input_ids, const Pac
               layout.position_ids.sizes(), ", ", layout.segments.sizes());
   const auto dev = input_ids.device();
   const PackedLayout l{layout.position_ids.to(dev), layout.segments.to(dev)};
-  bool any_full = sliding_window <= 0, any_window = false;
-  for (size_t i = 0; i < layers->size() && sliding_window > 0; ++i) {
-    any_window = any_window || sliding_layers[i];
-    any_full = any_full || !sliding_layers[i];
-  }
-  const KeyMask full = any_full ? packed_mask(l, 0) : KeyMask{};
-  const KeyMask windowed = any_window ? packed_mask(l, sliding_window) : KeyMask{};
+  const auto [full, windowed] = layer_masks(*this, [&](int64_t window) { return packed_mask(l, window); });
   return run_decoder(*this, input_ids, l.position_ids, full, windowed, nullptr, 0);
 }
 

@@ -23,7 +23,7 @@ struct Packed {
   at::Tensor positions;   // [N] int64 into the flattened [S * T] hidden states (the position before the target)
   at::Tensor targets;     // [N] int64
   at::Tensor token_seq;   // [N] int64 sequence ids of the gate op
-  bool padded = false;
+  bool padded = false;    // plain layout: some row is shorter than T (the forward needs the mask)
 };
 
 // The trained tokens of sequence `r`, its targets and the gate's sequence id, with the index of the hidden state
@@ -109,8 +109,6 @@ Packed pack_shared(const std::vector<const TrainSequence*>& rows, const std::vec
   p.layout.position_ids = at::zeros({S, static_cast<int64_t>(T)}, at::kLong);
   p.layout.segments = at::full({S, static_cast<int64_t>(T)}, -1, at::kLong);
   for (int64_t g = 0; g < S; ++g) {
-    const int64_t n = static_cast<int64_t>(ids[g].size());
-    if (n < static_cast<int64_t>(T)) p.padded = true;
     std::copy(ids[g].begin(), ids[g].end(), p.ids[g].data_ptr<int64_t>());
     std::copy(pos[g].begin(), pos[g].end(), p.layout.position_ids[g].data_ptr<int64_t>());
     std::copy(seg[g].begin(), seg[g].end(), p.layout.segments[g].data_ptr<int64_t>());
